@@ -1,0 +1,38 @@
+//! Shared vocabulary of the MCP security layers.
+//!
+//! Every layer crate speaks in three types from here, and nothing else:
+//!
+//! - [`Principal`]: who is calling (subject, roles, scopes, how they
+//!   authenticated). Authentication layers put one into the request's
+//!   extensions; authorization and rate limiting read it.
+//! - [`Problem`]: the one error response of the project, RFC 9457
+//!   `application/problem+json` with a stable machine-readable `code`.
+//! - [`Clock`]: the time source, injected so that expiry and windows can be
+//!   tested exactly with a [`ManualClock`].
+//!
+//! The crate does no I/O and depends only on `http`, `bytes` and `serde`.
+//!
+//! ```
+//! use mcp_core::{AuthMethod, Principal, Problem};
+//!
+//! let alice = Principal::builder("user-1", AuthMethod::Jwt)
+//!     .role("user")
+//!     .scopes(["keys:read"])
+//!     .build();
+//! assert!(alice.has_scope("keys:read"));
+//! assert!(!alice.has_scope("keys:write"));
+//!
+//! let response: http::Response<bytes::Bytes> = Problem::not_found().into_response();
+//! assert_eq!(response.status(), 404);
+//! assert_eq!(response.headers()["content-type"], "application/problem+json");
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clock;
+mod principal;
+mod problem;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use principal::{AuthMethod, Principal, PrincipalBuilder};
+pub use problem::{FieldError, PROBLEM_CONTENT_TYPE, Problem, code};

@@ -1,0 +1,271 @@
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+/// How a [`Principal`] proved who it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// A bearer JSON Web Token.
+    Jwt,
+    /// An API key (`X-API-Key`, or a bearer token with the key prefix).
+    ApiKey,
+    /// A scheme of the embedding application, named by it.
+    Other(Cow<'static, str>),
+}
+
+impl AuthMethod {
+    /// The stable name used in responses and logs: `jwt`, `api_key`, or the
+    /// custom name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::Other(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for AuthMethod {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Who is calling: an authenticated subject with roles and, optionally, a
+/// restricted set of scopes.
+///
+/// Authentication layers insert a `Principal` into the request's extensions;
+/// everything downstream reads it from there. Cloning is one reference-count
+/// increment, so caches can hand out the same principal to every request.
+///
+/// **Scopes:** `None` means *unrestricted within its roles* (a user's own
+/// session token); `Some(set)` means only what the set names (an API key
+/// created with scopes, an OAuth token). An empty set allows nothing that
+/// needs a scope.
+///
+/// A `Principal` carries no secret, so its `Debug` output is safe to log.
+///
+/// ```
+/// use mcp_core::{AuthMethod, Principal};
+///
+/// let key = Principal::builder("user-7", AuthMethod::ApiKey)
+///     .role("user")
+///     .scopes(["mcp", "keys:read"])
+///     .key_id("key-42")
+///     .build();
+/// assert!(key.has_role("user") && !key.has_role("admin"));
+/// assert!(key.has_scope("mcp"));
+/// assert!(!key.has_scope("agents:write"));
+/// assert_eq!(key.key_id(), Some("key-42"));
+///
+/// let session = Principal::builder("user-7", AuthMethod::Jwt).role("user").build();
+/// assert!(!session.is_restricted());
+/// assert!(session.has_scope("agents:write"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Principal {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Inner {
+    subject: String,
+    roles: BTreeSet<String>,
+    scopes: Option<BTreeSet<String>>,
+    auth_method: AuthMethod,
+    key_id: Option<String>,
+    email: Option<String>,
+}
+
+impl Principal {
+    /// Starts a principal for `subject` (a stable id, such as a user id).
+    pub fn builder(subject: impl Into<String>, auth_method: AuthMethod) -> PrincipalBuilder {
+        PrincipalBuilder {
+            inner: Inner {
+                subject: subject.into(),
+                roles: BTreeSet::new(),
+                scopes: None,
+                auth_method,
+                key_id: None,
+                email: None,
+            },
+        }
+    }
+
+    /// The stable id of the caller (the user id, or the token's `sub`).
+    pub fn subject(&self) -> &str {
+        &self.inner.subject
+    }
+
+    /// The caller's roles.
+    pub fn roles(&self) -> &BTreeSet<String> {
+        &self.inner.roles
+    }
+
+    /// Whether the caller has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.inner.roles.contains(role)
+    }
+
+    /// The scope restriction: `None` when unrestricted.
+    pub fn scopes(&self) -> Option<&BTreeSet<String>> {
+        self.inner.scopes.as_ref()
+    }
+
+    /// Whether a scope list restricts this caller.
+    pub fn is_restricted(&self) -> bool {
+        self.inner.scopes.is_some()
+    }
+
+    /// Whether the caller may act with `scope`: always when unrestricted,
+    /// otherwise when the scope list names it.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.inner
+            .scopes
+            .as_ref()
+            .is_none_or(|scopes| scopes.contains(scope))
+    }
+
+    /// How the caller authenticated.
+    pub fn auth_method(&self) -> &AuthMethod {
+        &self.inner.auth_method
+    }
+
+    /// The id of the API key used, when authenticated by one.
+    pub fn key_id(&self) -> Option<&str> {
+        self.inner.key_id.as_deref()
+    }
+
+    /// The caller's e-mail address, when the credential carried one.
+    pub fn email(&self) -> Option<&str> {
+        self.inner.email.as_deref()
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("subject", &self.inner.subject)
+            .field("roles", &self.inner.roles)
+            .field("scopes", &self.inner.scopes)
+            .field("auth_method", &self.inner.auth_method)
+            .field("key_id", &self.inner.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Principal`]; start with [`Principal::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct PrincipalBuilder {
+    inner: Inner,
+}
+
+impl PrincipalBuilder {
+    /// Adds a role.
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.inner.roles.insert(role.into());
+        self
+    }
+
+    /// Adds several roles.
+    pub fn roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.inner.roles.extend(roles.into_iter().map(Into::into));
+        self
+    }
+
+    /// Restricts the principal to exactly these scopes (possibly none).
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.inner.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the scope restriction: `None` for unrestricted.
+    pub fn scope_set(mut self, scopes: Option<BTreeSet<String>>) -> Self {
+        self.inner.scopes = scopes;
+        self
+    }
+
+    /// Records the API key the caller used.
+    pub fn key_id(mut self, key_id: impl Into<String>) -> Self {
+        self.inner.key_id = Some(key_id.into());
+        self
+    }
+
+    /// Records the caller's e-mail address.
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.inner.email = Some(email.into());
+        self
+    }
+
+    /// Finishes the principal.
+    pub fn build(self) -> Principal {
+        Principal {
+            inner: Arc::new(self.inner),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_scope_list_allows_nothing() {
+        let p = Principal::builder("u", AuthMethod::ApiKey)
+            .scopes(Vec::<String>::new())
+            .build();
+        assert!(p.is_restricted());
+        assert!(!p.has_scope("mcp"));
+    }
+
+    #[test]
+    fn scope_set_none_is_unrestricted() {
+        let p = Principal::builder("u", AuthMethod::Jwt)
+            .scopes(["mcp"])
+            .scope_set(None)
+            .build();
+        assert!(!p.is_restricted());
+        assert!(p.has_scope("anything"));
+    }
+
+    #[test]
+    fn auth_method_names_are_stable() {
+        assert_eq!(AuthMethod::Jwt.as_str(), "jwt");
+        assert_eq!(AuthMethod::ApiKey.to_string(), "api_key");
+        assert_eq!(AuthMethod::Other("mtls".into()).as_str(), "mtls");
+        assert_eq!(
+            serde_json::to_string(&AuthMethod::ApiKey).unwrap(),
+            "\"api_key\""
+        );
+    }
+
+    #[test]
+    fn clones_are_equal_and_cheap() {
+        let p = Principal::builder("u", AuthMethod::Jwt)
+            .roles(["user", "admin"])
+            .email("a@example.com")
+            .build();
+        let q = p.clone();
+        assert_eq!(p, q);
+        assert!(Arc::ptr_eq(&p.inner, &q.inner));
+        assert_eq!(q.email(), Some("a@example.com"));
+        assert!(format!("{q:?}").contains("admin"));
+    }
+}
