@@ -197,8 +197,7 @@ impl Problem {
 
     /// `404 not_found`.
     pub fn not_found() -> Self {
-        Problem::new(StatusCode::NOT_FOUND, code::NOT_FOUND)
-            .with_detail("no such resource")
+        Problem::new(StatusCode::NOT_FOUND, code::NOT_FOUND).with_detail("no such resource")
     }
 
     /// `405 method_not_allowed`.
@@ -225,8 +224,11 @@ impl Problem {
 
     /// `415 unsupported_media_type`.
     pub fn unsupported_media_type(detail: impl Into<Cow<'static, str>>) -> Self {
-        Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, code::UNSUPPORTED_MEDIA_TYPE)
-            .with_detail(detail)
+        Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code::UNSUPPORTED_MEDIA_TYPE,
+        )
+        .with_detail(detail)
     }
 
     /// `429 rate_limited` with `Retry-After` in whole seconds (at least 1).
@@ -429,7 +431,10 @@ mod tests {
     fn response_carries_content_type_and_headers() {
         let response: Response<Bytes> = Problem::rate_limited(0).into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            PROBLEM_CONTENT_TYPE
+        );
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         let body: Value = serde_json::from_slice(response.body()).unwrap();
         assert_eq!(body["code"], "rate_limited");
@@ -452,7 +457,10 @@ mod tests {
         let response: Response<Bytes> = Problem::internal()
             .with_header(header::CONTENT_TYPE, HeaderValue::from_static("text/html"))
             .into_response();
-        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            PROBLEM_CONTENT_TYPE
+        );
     }
 
     #[test]

@@ -329,13 +329,19 @@ mod tests {
         )
         .await;
         assert_eq!(response.headers()["x-frame-options"], "SAMEORIGIN");
-        assert_eq!(response.headers().get_all("x-frame-options").iter().count(), 1);
+        assert_eq!(
+            response.headers().get_all("x-frame-options").iter().count(),
+            1
+        );
     }
 
     #[tokio::test]
     async fn set_replaces_and_remove_drops() {
         let layer = SecurityHeadersLayer::new()
-            .set(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"))
+            .set(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("SAMEORIGIN"),
+            )
             .set(
                 HeaderName::from_static("permissions-policy"),
                 HeaderValue::from_static("camera=()"),

@@ -1,0 +1,155 @@
+//! The `mcp-server` binary as a library: configuration, database, the HTTP
+//! spine and routes, and the CLI, so tests and embedders can assemble the
+//! same server in-process.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), mcp_server::StartError> {
+//! use mcp_server::config::Config;
+//!
+//! let (config, _warnings) = Config::from_env(None)?;
+//! let state = mcp_server::AppState::open(config).await?;
+//! let app = mcp_server::app(state);
+//! # let _ = app; Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod http;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, ConfigError};
+use crate::db::{Db, DbError};
+
+/// Everything a handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database pool.
+    pub db: Db,
+    /// The configuration the server started with.
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Opens the database and applies migrations.
+    pub async fn open(config: Config) -> Result<AppState, StartError> {
+        let db = Db::connect(&config.database)
+            .await
+            .map_err(|source| StartError::Database {
+                url: config.database.url.redacted(),
+                source,
+            })?;
+        db.migrate().await.map_err(StartError::Migrate)?;
+        Ok(AppState {
+            db,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Why the server could not start or stopped with an error. Each renders as
+/// one line for the terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database cannot be opened.
+    #[error("cannot open the database {url}: {source}")]
+    Database {
+        /// The URL, password redacted.
+        url: String,
+        /// Why.
+        source: DbError,
+    },
+    /// Migrations failed.
+    #[error("{0}")]
+    Migrate(DbError),
+    /// The listening socket cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+impl StartError {
+    /// `2` for configuration errors (like a usage error), `1` otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The routes, without the spine.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/health/ready", get(health::ready))
+        .with_state(state)
+}
+
+/// The whole application: routes inside the spine.
+pub fn app(state: AppState) -> Router {
+    let settings = http::SpineSettings {
+        body_limit: state.config.body_limit,
+        request_timeout: state.config.request_timeout,
+    };
+    http::spine(routes(state), settings)
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> Result<(), StartError> {
+    let (config, warnings) = Config::from_env(cli.config.as_deref())?;
+    telemetry::init(&config);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let state = AppState::open(config).await?;
+            tracing::info!(database = state.db.kind(), "migrations applied");
+            state.db.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), StartError> {
+    let bind = config.bind;
+    let grace = config.shutdown_timeout;
+    let state = AppState::open(config).await?;
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|source| StartError::Bind { addr: bind, source })?;
+    let address = listener.local_addr().map_err(StartError::Serve)?;
+    tracing::info!(
+        %address,
+        database = state.db.kind(),
+        url = %state.config.database.url.redacted(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    let db = state.db.clone();
+    let result = http::serve(listener, app(state), http::shutdown_signal(), grace).await;
+    db.close().await;
+    tracing::info!("stopped");
+    result.map_err(StartError::Serve)
+}

@@ -1,0 +1,678 @@
+//! Configuration: `MCP_*` environment variables over an optional TOML file
+//! over defaults.
+//!
+//! Every setting has an environment name (`MCP_BIND`) and a file key
+//! (`bind`). A value that cannot be used stops start-up with one line naming
+//! the setting, where it came from and what is wrong; a secret's value is
+//! never echoed. An unknown `MCP_*` variable is a warning (it may belong to a
+//! newer version); an unknown key in the file is an error (the file is ours
+//! alone, so it is a typo).
+//!
+//! `docs/configuration.md` lists every setting.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// One setting: its environment variable and its key in the TOML file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Setting {
+    /// Environment variable name, such as `MCP_BIND`.
+    pub env: &'static str,
+    /// Key in the TOML file, such as `bind`.
+    pub key: &'static str,
+    /// A secret: its value never appears in an error or a log.
+    pub secret: bool,
+}
+
+impl Setting {
+    const fn new(env: &'static str, key: &'static str) -> Self {
+        Setting {
+            env,
+            key,
+            secret: false,
+        }
+    }
+}
+
+/// The settings this version knows, in the order of the docs.
+pub mod settings {
+    use super::Setting;
+
+    /// Address and port to listen on.
+    pub const BIND: Setting = Setting::new("MCP_BIND", "bind");
+    /// The server's own origin; `<public_url>/mcp` is the token audience.
+    pub const PUBLIC_URL: Setting = Setting::new("MCP_PUBLIC_URL", "public_url");
+    /// `sqlite://...` or `postgres://...`.
+    pub const DATABASE_URL: Setting = Setting {
+        env: "DATABASE_URL",
+        key: "database_url",
+        // A Postgres URL may carry a password.
+        secret: true,
+    };
+    /// Most connections the pool opens.
+    pub const DB_MAX_CONNECTIONS: Setting =
+        Setting::new("MCP_DB_MAX_CONNECTIONS", "db_max_connections");
+    /// How long a request waits for a database connection.
+    pub const DB_ACQUIRE_TIMEOUT: Setting =
+        Setting::new("MCP_DB_ACQUIRE_TIMEOUT", "db_acquire_timeout");
+    /// Largest request body accepted.
+    pub const BODY_LIMIT: Setting = Setting::new("MCP_BODY_LIMIT", "body_limit");
+    /// Longest a request may take to produce its response head.
+    pub const REQUEST_TIMEOUT: Setting = Setting::new("MCP_REQUEST_TIMEOUT", "request_timeout");
+    /// How long in-flight requests may run after a shutdown signal.
+    pub const SHUTDOWN_TIMEOUT: Setting = Setting::new("MCP_SHUTDOWN_TIMEOUT", "shutdown_timeout");
+    /// Log filter (`tracing` directives).
+    pub const LOG: Setting = Setting::new("MCP_LOG", "log");
+    /// `text` or `json`.
+    pub const LOG_FORMAT: Setting = Setting::new("MCP_LOG_FORMAT", "log_format");
+
+    /// Every setting.
+    pub const ALL: &[Setting] = &[
+        BIND,
+        PUBLIC_URL,
+        DATABASE_URL,
+        DB_MAX_CONNECTIONS,
+        DB_ACQUIRE_TIMEOUT,
+        BODY_LIMIT,
+        REQUEST_TIMEOUT,
+        SHUTDOWN_TIMEOUT,
+        LOG,
+        LOG_FORMAT,
+    ];
+}
+
+/// Environment variables that are not settings but are ours all the same.
+const OTHER_KNOWN_ENV: &[&str] = &["MCP_CONFIG"];
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The built-in default.
+    Default,
+    /// The environment.
+    Env,
+    /// The TOML file at this path.
+    File(PathBuf),
+}
+
+/// Why the configuration cannot be used. Each renders as one line.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A setting's value is unusable.
+    #[error("invalid setting {}: {reason}", describe(.setting, .origin, .value.as_deref()))]
+    Invalid {
+        /// The setting.
+        setting: Setting,
+        /// Where the value came from.
+        origin: Origin,
+        /// The value, unless the setting is secret.
+        value: Option<String>,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The file cannot be read or parsed.
+    #[error("config file {}: {message}", .path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, on one line.
+        message: String,
+    },
+    /// The file has a key that is not a setting.
+    #[error("config file {}: unknown setting `{key}`", .path.display())]
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+    },
+}
+
+fn describe(setting: &Setting, origin: &Origin, value: Option<&str>) -> String {
+    let shown = value.map(|v| format!("={v:?}")).unwrap_or_default();
+    match origin {
+        Origin::Env => format!("{}{shown} (from the environment)", setting.env),
+        Origin::File(path) => format!("`{}`{shown} in {}", setting.key, path.display()),
+        Origin::Default => format!("{}{shown} (default)", setting.env),
+    }
+}
+
+/// Which database, from `DATABASE_URL`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file (or `sqlite::memory:`).
+    Sqlite(String),
+    /// A PostgreSQL server.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        match self {
+            DatabaseUrl::Sqlite(url) | DatabaseUrl::Postgres(url) => url,
+        }
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(self.as_str()) {
+            Ok(mut url) if url.password().is_some() => {
+                // Only fails for URLs that cannot have a password.
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            _ => self.as_str().to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        let scheme = value
+            .split_once(':')
+            .map(|(scheme, _)| scheme.to_ascii_lowercase())
+            .ok_or_else(|| "expected a URL such as sqlite://mcp-server.db".to_owned())?;
+        match scheme.as_str() {
+            "sqlite" => Ok(DatabaseUrl::Sqlite(value.to_owned())),
+            "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(value.to_owned())),
+            other => Err(format!(
+                "unsupported scheme {other:?}; use sqlite:// or postgres://"
+            )),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Database settings.
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    /// Which database.
+    pub url: DatabaseUrl,
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before `503 unavailable`.
+    pub acquire_timeout: Duration,
+}
+
+/// The server's whole configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on (`127.0.0.1:8080`).
+    pub bind: SocketAddr,
+    /// The server's own origin, without a trailing slash
+    /// (`http://127.0.0.1:8080`).
+    pub public_url: String,
+    /// The database.
+    pub database: DatabaseConfig,
+    /// Largest request body in bytes (102,400).
+    pub body_limit: usize,
+    /// Longest a request may take to produce its response head (30 s).
+    pub request_timeout: Duration,
+    /// How long in-flight requests may finish after SIGINT/SIGTERM (30 s).
+    pub shutdown_timeout: Duration,
+    /// `tracing` filter directives (`info`).
+    pub log_filter: String,
+    /// Log format (`text`).
+    pub log_format: LogFormat,
+}
+
+/// The raw values, before parsing: environment over file.
+struct Sources {
+    file_path: Option<PathBuf>,
+    file: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
+}
+
+impl Sources {
+    fn get(&self, setting: &Setting) -> Option<(&str, Origin)> {
+        if let Some(value) = self.env.get(setting.env) {
+            return Some((value, Origin::Env));
+        }
+        let path = self.file_path.clone()?;
+        self.file
+            .get(setting.key)
+            .map(|value| (value.as_str(), Origin::File(path)))
+    }
+
+    /// Parses `setting` with `parse`, or returns `default` when it is unset.
+    fn parse<T>(
+        &self,
+        setting: Setting,
+        default: impl FnOnce() -> T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.get(&setting) {
+            None => Ok(default()),
+            Some((raw, origin)) => parse(raw.trim()).map_err(|reason| ConfigError::Invalid {
+                setting,
+                origin,
+                value: (!setting.secret).then(|| raw.to_owned()),
+                reason,
+            }),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration from the process environment and, when given,
+    /// a TOML file. Returns warnings to log once logging is up.
+    pub fn from_env(file: Option<&Path>) -> Result<(Config, Vec<String>), ConfigError> {
+        Self::load(file, std::env::vars_os())
+    }
+
+    /// Loads the configuration from `env` and, when given, a TOML file.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut warnings = Vec::new();
+        let env = read_env(env, &mut warnings)?;
+        let (file_path, file) = match file {
+            Some(path) => (Some(path.to_owned()), read_file(path)?),
+            None => (None, BTreeMap::new()),
+        };
+        let sources = Sources {
+            file_path,
+            file,
+            env,
+        };
+        let config = Config::parse(&sources)?;
+        Ok((config, warnings))
+    }
+
+    fn parse(s: &Sources) -> Result<Config, ConfigError> {
+        use settings::*;
+
+        let bind = s.parse(
+            BIND,
+            || SocketAddr::from(([127, 0, 0, 1], 8080)),
+            |v| {
+                v.parse::<SocketAddr>().map_err(|_| {
+                    "not a socket address; expected ip:port such as 127.0.0.1:8080".to_owned()
+                })
+            },
+        )?;
+        let public_url = s.parse(PUBLIC_URL, || format!("http://{bind}"), parse_public_url)?;
+        let url = s.parse(
+            DATABASE_URL,
+            || DatabaseUrl::Sqlite("sqlite://mcp-server.db".to_owned()),
+            DatabaseUrl::from_str,
+        )?;
+        let max_connections = s.parse(
+            DB_MAX_CONNECTIONS,
+            || 10,
+            |v| match v.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                _ => Err("expected a whole number from 1 to 1000".to_owned()),
+            },
+        )?;
+        let acquire_timeout = s.parse(
+            DB_ACQUIRE_TIMEOUT,
+            || Duration::from_secs(5),
+            |v| parse_duration(v, Duration::from_millis(10)),
+        )?;
+        let body_limit = s.parse(BODY_LIMIT, || 100 * 1024, parse_byte_size)?;
+        let request_timeout = s.parse(
+            REQUEST_TIMEOUT,
+            || Duration::from_secs(30),
+            |v| parse_duration(v, Duration::from_millis(1)),
+        )?;
+        let shutdown_timeout = s.parse(
+            SHUTDOWN_TIMEOUT,
+            || Duration::from_secs(30),
+            |v| parse_duration(v, Duration::ZERO),
+        )?;
+        let log_filter = s.parse(
+            LOG,
+            || "info".to_owned(),
+            |v| {
+                tracing_subscriber::EnvFilter::try_new(v)
+                    .map(|_| v.to_owned())
+                    .map_err(|e| format!("not a log filter: {e}"))
+            },
+        )?;
+        let log_format = s.parse(
+            LOG_FORMAT,
+            || LogFormat::Text,
+            |v| match v.to_ascii_lowercase().as_str() {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("expected `text` or `json`".to_owned()),
+            },
+        )?;
+        Ok(Config {
+            bind,
+            public_url,
+            database: DatabaseConfig {
+                url,
+                max_connections,
+                acquire_timeout,
+            },
+            body_limit,
+            request_timeout,
+            shutdown_timeout,
+            log_filter,
+            log_format,
+        })
+    }
+}
+
+fn read_env(
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+    warnings: &mut Vec<String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut known = BTreeMap::new();
+    for (name, value) in env {
+        let Some(name) = name.to_str() else { continue };
+        let setting = settings::ALL.iter().find(|s| s.env == name);
+        match (setting, value.into_string()) {
+            (Some(_), Ok(value)) => {
+                known.insert(name.to_owned(), value);
+            }
+            (Some(setting), Err(_)) => {
+                return Err(ConfigError::Invalid {
+                    setting: *setting,
+                    origin: Origin::Env,
+                    value: None,
+                    reason: "not valid UTF-8".to_owned(),
+                });
+            }
+            (None, _) if name.starts_with("MCP_") && !OTHER_KNOWN_ENV.contains(&name) => {
+                warnings.push(format!("unknown setting {name} ignored"));
+            }
+            (None, _) => {}
+        }
+    }
+    Ok(known)
+}
+
+fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let file_error = |message: String| ConfigError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        let message = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_owned();
+        file_error(match line {
+            Some(line) => format!("line {line}: {message}"),
+            None => message,
+        })
+    })?;
+    let mut values = BTreeMap::new();
+    for (key, value) in table {
+        if !settings::ALL.iter().any(|s| s.key == key) {
+            return Err(ConfigError::UnknownKey {
+                path: path.to_owned(),
+                key,
+            });
+        }
+        let text = toml_scalar(&value).ok_or_else(|| {
+            file_error(format!(
+                "`{key}` must be a string, number, boolean or list of strings"
+            ))
+        })?;
+        values.insert(key, text);
+    }
+    Ok(values)
+}
+
+/// A TOML value as the text an environment variable would hold.
+fn toml_scalar(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .map(|items| items.join(",")),
+        toml::Value::Datetime(_) | toml::Value::Table(_) => None,
+    }
+}
+
+/// A duration such as `30s`, `500ms`, `15m`; a bare number is seconds.
+fn parse_duration(value: &str, min: Duration) -> Result<Duration, String> {
+    let duration = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(value)
+            .map_err(|_| "expected a duration such as 30s, 500ms or 15m".to_owned())?,
+    };
+    if duration < min {
+        return Err(format!(
+            "must be at least {}",
+            humantime::format_duration(min)
+        ));
+    }
+    Ok(duration)
+}
+
+/// A size such as `100KiB`, `1MiB` or `102400` (bytes).
+fn parse_byte_size(value: &str) -> Result<usize, String> {
+    let size = value
+        .parse::<bytesize::ByteSize>()
+        .map_err(|_| "expected a size such as 100KiB, 1MiB or 102400".to_owned())?;
+    match usize::try_from(size.as_u64()) {
+        Ok(bytes) if (1..=1 << 30).contains(&bytes) => Ok(bytes),
+        _ => Err("must be from 1 byte to 1GiB".to_owned()),
+    }
+}
+
+fn parse_public_url(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value)
+        .map_err(|_| "expected an http(s) URL such as https://mcp.example.com".to_owned())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("expected an http(s) URL such as https://mcp.example.com".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("must not carry credentials, a query or a fragment".to_owned());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load(None, env(pairs)).map(|(config, _)| config)
+    }
+
+    fn toml_file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+        assert_eq!(
+            config.database.url,
+            DatabaseUrl::Sqlite("sqlite://mcp-server.db".into())
+        );
+        assert_eq!(config.body_limit, 102_400);
+        assert_eq!(config.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn bad_bind_names_the_setting_on_one_line() {
+        let err = load(&[("MCP_BIND", "nonsense")]).unwrap_err();
+        let line = err.to_string();
+        assert!(line.contains("MCP_BIND=\"nonsense\""), "{line}");
+        assert!(line.contains("expected ip:port"), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn unknown_database_scheme_is_refused_without_echoing_the_secret() {
+        let err = load(&[("DATABASE_URL", "mysql://root:hunter2@db/x")]).unwrap_err();
+        let line = err.to_string();
+        assert!(line.contains("DATABASE_URL"), "{line}");
+        assert!(line.contains("unsupported scheme \"mysql\""), "{line}");
+        assert!(!line.contains("hunter2"), "{line}");
+    }
+
+    #[test]
+    fn postgres_urls_are_recognised_and_redacted() {
+        let config = load(&[("DATABASE_URL", "postgres://app:s3cret@db:5432/mcp")]).unwrap();
+        assert!(matches!(config.database.url, DatabaseUrl::Postgres(_)));
+        let shown = format!("{:?}", config);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db:5432/mcp"), "{shown}");
+    }
+
+    #[test]
+    fn env_wins_over_file_and_file_over_defaults() {
+        let file =
+            toml_file("bind = \"127.0.0.1:9000\"\nbody_limit = \"1MiB\"\nlog_format = \"json\"\n");
+        let (config, _) =
+            Config::load(Some(file.path()), env(&[("MCP_BODY_LIMIT", "2048")])).unwrap();
+        assert_eq!(config.bind.port(), 9000);
+        assert_eq!(config.public_url, "http://127.0.0.1:9000");
+        assert_eq!(config.body_limit, 2048);
+        assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn file_errors_name_the_key_and_file() {
+        let file = toml_file("request_timeout = \"soon\"\n");
+        let err = Config::load(Some(file.path()), env(&[])).unwrap_err();
+        let line = err.to_string();
+        assert!(line.contains("`request_timeout`=\"soon\" in"), "{line}");
+        assert!(line.contains("expected a duration"), "{line}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors_and_unknown_env_vars_warnings() {
+        let file = toml_file("bnid = \"127.0.0.1:1\"\n");
+        let err = Config::load(Some(file.path()), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("unknown setting `bnid`"));
+
+        let (_, warnings) = Config::load(
+            None,
+            env(&[("MCP_BIDN", "x"), ("MCP_CONFIG", "y"), ("HOME", "/")]),
+        )
+        .unwrap();
+        assert_eq!(
+            warnings,
+            vec!["unknown setting MCP_BIDN ignored".to_owned()]
+        );
+    }
+
+    #[test]
+    fn broken_toml_is_one_line_with_a_line_number() {
+        let file = toml_file("bind = \"127.0.0.1:1\"\nthis is not toml\n");
+        let line = Config::load(Some(file.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(line.contains("line 2"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/mcp.toml")), env(&[])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config file /nonexistent/mcp.toml:")
+        );
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(
+            parse_duration("30", Duration::ZERO),
+            Ok(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_duration("250ms", Duration::ZERO),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_duration("15m", Duration::ZERO),
+            Ok(Duration::from_secs(900))
+        );
+        assert!(parse_duration("-1s", Duration::ZERO).is_err());
+        assert!(parse_duration("1ms", Duration::from_millis(10)).is_err());
+        assert_eq!(parse_byte_size("100KiB"), Ok(102_400));
+        assert_eq!(parse_byte_size("100 KiB"), Ok(102_400));
+        assert_eq!(parse_byte_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_byte_size("512"), Ok(512));
+        assert!(parse_byte_size("0").is_err());
+        assert!(parse_byte_size("lots").is_err());
+        assert!(parse_byte_size("5TiB").is_err());
+    }
+
+    #[test]
+    fn public_url_is_validated_and_normalised() {
+        let config = load(&[("MCP_PUBLIC_URL", "https://mcp.example.com/")]).unwrap();
+        assert_eq!(config.public_url, "https://mcp.example.com");
+        for bad in [
+            "ftp://x",
+            "not a url",
+            "https://u:p@x.com",
+            "https://x.com/?q=1",
+        ] {
+            assert!(load(&[("MCP_PUBLIC_URL", bad)]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn other_bad_values() {
+        for (name, value) in [
+            ("MCP_DB_MAX_CONNECTIONS", "0"),
+            ("MCP_DB_MAX_CONNECTIONS", "many"),
+            ("MCP_LOG_FORMAT", "xml"),
+            ("MCP_LOG", "info,[bad"),
+            ("MCP_SHUTDOWN_TIMEOUT", "forever"),
+            ("DATABASE_URL", "nonsense"),
+        ] {
+            let err = load(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+    }
+}

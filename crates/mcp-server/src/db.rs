@@ -1,0 +1,191 @@
+//! The database: one pool, PostgreSQL or SQLite, chosen by `DATABASE_URL`.
+//!
+//! Queries are written once, in SQL both databases accept (`$1` parameters,
+//! `ON CONFLICT`, `RETURNING`), and compiled for each pool by [`with_pool!`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use mcp_core::Problem;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use crate::config::{DatabaseConfig, DatabaseUrl};
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// A connection pool to the server's database.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// PostgreSQL.
+    Postgres(PgPool),
+    /// SQLite.
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either database.
+///
+/// The body is compiled once per database, so one SQL text serves both.
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Postgres($pool) => $body,
+            $crate::db::Db::Sqlite($pool) => $body,
+        }
+    };
+}
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database cannot be reached (connection refused, pool timed out).
+    #[error("database unreachable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A unique constraint refused the write.
+    #[error("duplicate value: {0}")]
+    Conflict(#[source] sqlx::Error),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Query(#[source] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => DbError::Unavailable(error),
+            sqlx::Error::Database(db) if db.is_unique_violation() => DbError::Conflict(error),
+            _ => DbError::Query(error),
+        }
+    }
+}
+
+impl From<DbError> for Problem {
+    /// `503 unavailable` when unreachable, `409 conflict` for a duplicate,
+    /// otherwise `500 internal`; the cause is logged, never sent.
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(_) => {
+                tracing::warn!(error = %error, "database unavailable");
+                Problem::unavailable("the database is unreachable")
+            }
+            DbError::Conflict(_) => Problem::conflict("a resource with these values exists"),
+            DbError::Query(_) | DbError::Migrate(_) => {
+                tracing::error!(error = %error, "database error");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+impl Db {
+    /// Opens the pool (creating an SQLite file if missing) and checks that
+    /// the database answers.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Db, DbError> {
+        match &config.url {
+            DatabaseUrl::Sqlite(url) => {
+                let options = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                // Each connection to an in-memory database is a database of its
+                // own, so such a pool must hold exactly one, forever.
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                let pool = if in_memory {
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None)
+                } else {
+                    SqlitePoolOptions::new().max_connections(config.max_connections)
+                }
+                .acquire_timeout(config.acquire_timeout)
+                .connect_with(options)
+                .await?;
+                Ok(Db::Sqlite(pool))
+            }
+            DatabaseUrl::Postgres(url) => {
+                let options = PgConnectOptions::from_str(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(config.acquire_timeout)
+                    .connect_with(options)
+                    .await?;
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Db::Postgres(_) => "postgres",
+            Db::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Applies pending migrations (safe to run from several replicas at once
+    /// on PostgreSQL: the migrator takes an advisory lock).
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self {
+            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// One round trip: `SELECT 1`.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        with_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// A server-wide setting, if set.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, DbError> {
+        let value = with_pool!(self, |pool| {
+            sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(value)
+    }
+
+    /// Stores `value` under `key` unless a value is there already, and
+    /// returns the value that is kept. Replicas racing to initialise the same
+    /// setting all end up with the first one written.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, DbError> {
+        let kept = with_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(pool)
+            .await?;
+            sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(kept)
+    }
+
+    /// Closes every connection, waiting for those in use.
+    pub async fn close(&self) {
+        with_pool!(self, |pool| pool.close().await);
+    }
+}

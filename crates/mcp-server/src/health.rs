@@ -1,0 +1,52 @@
+//! Liveness and readiness.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use mcp_core::Problem;
+use serde_json::json;
+
+use crate::AppState;
+
+/// How long readiness waits for the database before calling it down.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /health`: the process is up. Touches nothing else.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /health/ready`: the database answers. `503` problem naming the
+/// failing check otherwise; `redis` is `disabled` without `REDIS_URL`.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let database = match tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "readiness: database down");
+            "down"
+        }
+        Err(_) => {
+            tracing::warn!("readiness: database did not answer in time");
+            "down"
+        }
+    };
+    let checks = json!({"database": database, "redis": "disabled"});
+    if database == "ok" {
+        #[derive(serde::Serialize)]
+        struct Ready {
+            status: &'static str,
+            checks: serde_json::Value,
+        }
+        Json(Ready {
+            status: "ok",
+            checks,
+        })
+        .into_response()
+    } else {
+        Problem::unavailable("not ready: database is down")
+            .with_extension("checks", checks)
+            .into_response()
+    }
+}

@@ -1,0 +1,485 @@
+//! The HTTP spine every route sits in: request ids, one log line per
+//! request, security headers, panics and timeouts as problems, the body
+//! limit, problem+json for every error, and graceful shutdown.
+
+use std::any::Any;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use http::header::{self, HeaderValue};
+use mcp_core::{PROBLEM_CONTENT_TYPE, Problem, code};
+use mcp_headers::SecurityHeadersLayer;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::{Span, field};
+
+/// What the spine needs to know.
+#[derive(Clone, Copy, Debug)]
+pub struct SpineSettings {
+    /// Largest request body in bytes; a body of exactly this size passes.
+    pub body_limit: usize,
+    /// Longest a request may take to produce its response head.
+    pub request_timeout: Duration,
+}
+
+/// Wraps `router` in the spine. Layers run outside-in in this order:
+/// request id, trace, security headers, catch-panic, problem+json for bare
+/// errors, timeout, body limit, then the router.
+pub fn spine(router: Router, settings: SpineSettings) -> Router {
+    let timeout = settings.request_timeout;
+    router
+        .fallback(|| async { Problem::not_found() })
+        .layer(middleware::from_fn(record_route))
+        .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(
+                    move |_: tower::BoxError| async move {
+                        Problem::new(http::StatusCode::SERVICE_UNAVAILABLE, code::TIMEOUT)
+                            .with_detail(format!(
+                                "the request took longer than {}",
+                                humantime::format_duration(timeout)
+                            ))
+                    },
+                ))
+                .timeout(timeout),
+        )
+        .layer(middleware::map_response_with_state(
+            settings.body_limit,
+            problem_for_bare_errors,
+        ))
+        .layer(CatchPanicLayer::custom(panic_to_problem))
+        .layer(SecurityHeadersLayer::new())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(log_response)
+                .on_body_chunk(())
+                .on_eos(())
+                // A failure is already the status of the one response line.
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(drop_insane_request_id))
+}
+
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// A client's request id is kept only when it is 1 to 128 of
+/// `[A-Za-z0-9._-]`: anything else could forge log lines or smuggle markup.
+fn is_sane_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+async fn drop_insane_request_id(mut request: Request) -> Request {
+    let ids = request.headers().get_all(X_REQUEST_ID);
+    let mut ids = ids.iter();
+    let keep = match (ids.next(), ids.next()) {
+        (None, _) => true,
+        (Some(id), None) => is_sane_request_id(id),
+        (Some(_), Some(_)) => false,
+    };
+    if !keep {
+        request.headers_mut().remove(X_REQUEST_ID);
+    }
+    request
+}
+
+/// The span every log line of a request is in. Deliberately no headers,
+/// no query string and no body: they carry credentials.
+fn request_span(request: &Request) -> Span {
+    let request_id = request
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        route = field::Empty,
+        request_id = %request_id,
+    )
+}
+
+/// Names the matched route template (`/api/keys/{id}`) in the request span;
+/// only known once the router has matched.
+async fn record_route(request: Request, next: Next) -> Response {
+    if let Some(route) = request.extensions().get::<MatchedPath>() {
+        Span::current().record("route", route.as_str());
+    }
+    next.run(request).await
+}
+
+fn log_response(response: &Response, latency: Duration, _span: &Span) {
+    tracing::info!(
+        status = response.status().as_u16(),
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "request"
+    );
+}
+
+/// Replaces the body of any error response that is not already a problem
+/// (from axum's rejections, tower-http's limit, a 405) with the problem for
+/// its status, keeping its headers (`Allow`, `Retry-After`, ...).
+async fn problem_for_bare_errors(
+    axum::extract::State(body_limit): axum::extract::State<usize>,
+    response: Response,
+) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_CONTENT_TYPE.as_bytes()));
+    if is_problem {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let problem = match status {
+        http::StatusCode::PAYLOAD_TOO_LARGE => Problem::payload_too_large(Some(body_limit)),
+        http::StatusCode::METHOD_NOT_ALLOWED => Problem::method_not_allowed(),
+        http::StatusCode::NOT_FOUND => Problem::not_found(),
+        _ => Problem::from_status(status),
+    };
+    let fresh: Response = problem.into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+    );
+    Response::from_parts(parts, fresh.into_body())
+}
+
+fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> http::Response<Body> {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    tracing::error!(panic = %message, "handler panicked");
+    Problem::internal().into_response()
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!(signal = "SIGINT", "shutting down"),
+        () = terminate => tracing::info!(signal = "SIGTERM", "shutting down"),
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops
+/// accepting, lets in-flight requests finish for at most `grace`, and
+/// returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let signalled = Arc::new(Notify::new());
+    let notify = signalled.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        notify.notify_one();
+    });
+    let deadline = async move {
+        signalled.notified().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(
+                grace = %humantime::format_duration(grace),
+                "in-flight requests still running after the shutdown timeout; closing them"
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::{get, post};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        let routes = Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route(
+                "/echo",
+                post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+            )
+            .route(
+                "/panic",
+                get(|| async {
+                    if true {
+                        panic!("secret internal detail");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route("/stuck", get(std::future::pending::<&'static str>));
+        spine(
+            routes,
+            SpineSettings {
+                body_limit: 16,
+                request_timeout: Duration::from_millis(50),
+            },
+        )
+    }
+
+    async fn send(request: Request) -> (http::StatusCode, http::HeaderMap, serde_json::Value) {
+        let response = app().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    fn get_request(path: &str) -> Request {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn unknown_route_is_a_404_problem_with_security_headers() {
+        let (status, headers, body) = send(get_request("/nope")).await;
+        assert_eq!(status, 404);
+        assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+        assert_eq!(body["code"], "not_found");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert!(headers.contains_key(X_REQUEST_ID));
+    }
+
+    #[tokio::test]
+    async fn wrong_method_is_a_405_problem_keeping_allow() {
+        let request = Request::delete("/ok").body(Body::empty()).unwrap();
+        let (status, headers, body) = send(request).await;
+        assert_eq!(status, 405);
+        assert_eq!(body["code"], "method_not_allowed");
+        assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+        assert!(headers[header::ALLOW].to_str().unwrap().contains("GET"));
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_bland_500() {
+        let (status, headers, body) = send(get_request("/panic")).await;
+        assert_eq!(status, 500);
+        assert_eq!(body["code"], "internal");
+        assert!(!body.to_string().contains("secret"));
+        assert_eq!(headers["x-frame-options"], "DENY");
+    }
+
+    #[tokio::test]
+    async fn a_stuck_request_is_cut_by_the_timeout() {
+        let (status, _, body) = send(get_request("/stuck")).await;
+        assert_eq!(status, 503);
+        assert_eq!(body["code"], "timeout");
+    }
+
+    #[tokio::test]
+    async fn body_limit_admits_exactly_the_limit() {
+        let at_limit = Request::post("/echo")
+            .body(Body::from(vec![b'a'; 16]))
+            .unwrap();
+        let (status, _, body) = send(at_limit).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, 16);
+
+        let over = Request::post("/echo")
+            .body(Body::from(vec![b'a'; 17]))
+            .unwrap();
+        let (status, headers, body) = send(over).await;
+        assert_eq!(status, 413);
+        assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+        assert_eq!(body["code"], "payload_too_large");
+        assert_eq!(body["limit"], 16);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_stream_without_length_is_also_413() {
+        let chunks = futures_chunks(vec![vec![b'a'; 10], vec![b'a'; 10]]);
+        let request = Request::post("/echo").body(chunks).unwrap();
+        let (status, _, body) = send(request).await;
+        assert_eq!(status, 413);
+        assert_eq!(body["code"], "payload_too_large");
+    }
+
+    fn futures_chunks(chunks: Vec<Vec<u8>>) -> Body {
+        Body::from_stream(futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from(c))),
+        ))
+    }
+
+    #[tokio::test]
+    async fn sane_request_ids_are_kept_and_others_replaced() {
+        let mut request = get_request("/ok");
+        request
+            .headers_mut()
+            .insert(X_REQUEST_ID, HeaderValue::from_static("abc-123.X_y"));
+        let (_, headers, _) = send(request).await;
+        assert_eq!(headers[X_REQUEST_ID], "abc-123.X_y");
+
+        let long = "a".repeat(129);
+        for bad in ["has space", "<script>", long.as_str(), "a\"b"] {
+            let mut request = get_request("/ok");
+            request
+                .headers_mut()
+                .insert(X_REQUEST_ID, HeaderValue::from_str(bad).unwrap());
+            let (_, headers, _) = send(request).await;
+            let id = headers[X_REQUEST_ID].to_str().unwrap();
+            assert_ne!(id, bad);
+            assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+        }
+
+        let mut request = get_request("/ok");
+        request
+            .headers_mut()
+            .append(X_REQUEST_ID, HeaderValue::from_static("one"));
+        request
+            .headers_mut()
+            .append(X_REQUEST_ID, HeaderValue::from_static("two"));
+        let (_, headers, _) = send(request).await;
+        assert!(uuid::Uuid::parse_str(headers[X_REQUEST_ID].to_str().unwrap()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn graceful_shutdown_finishes_in_flight_requests() {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let started = Arc::new(std::sync::Mutex::new(Some(started_tx)));
+        let release = Arc::new(tokio::sync::Mutex::new(Some(release_rx)));
+        let routes = Router::new().route(
+            "/slow",
+            get(move || {
+                let started = started.clone();
+                let release = release.clone();
+                async move {
+                    if let Some(tx) = started.lock().unwrap().take() {
+                        let _ = tx.send(());
+                    }
+                    if let Some(rx) = release.lock().await.take() {
+                        let _ = rx.await;
+                    }
+                    "finished"
+                }
+            }),
+        );
+        let app = spine(
+            routes,
+            SpineSettings {
+                body_limit: 1024,
+                request_timeout: Duration::from_secs(10),
+            },
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            app,
+            async move {
+                let _ = stop_rx.await;
+            },
+            Duration::from_secs(10),
+        ));
+
+        let client = reqwest::Client::new();
+        let in_flight = tokio::spawn(client.get(format!("http://{addr}/slow")).send());
+        started_rx.await.unwrap();
+        stop_tx.send(()).unwrap();
+        // New connections are refused once shutdown has begun.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            reqwest::Client::new()
+                .get(format!("http://{addr}/slow"))
+                .send()
+                .await
+                .is_err()
+        );
+        release_tx.send(()).unwrap();
+        let response = in_flight.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "finished");
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_up_after_the_grace_period() {
+        let routes =
+            Router::new().route("/forever", get(std::future::pending::<&'static str>));
+        let app = spine(
+            routes,
+            SpineSettings {
+                body_limit: 1024,
+                request_timeout: Duration::from_secs(60),
+            },
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            app,
+            async move {
+                let _ = stop_rx.await;
+            },
+            Duration::from_millis(100),
+        ));
+        let _in_flight = tokio::spawn(reqwest::get(format!("http://{addr}/forever")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve returned after the grace period")
+            .unwrap()
+            .unwrap();
+    }
+}

@@ -1,0 +1,414 @@
+//! Test harness: real databases, the real binary, real HTTP.
+//!
+//! Every test gets its own SQLite file or its own PostgreSQL schema, so tests
+//! run in parallel. PostgreSQL comes from `TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`); when it is unreachable the
+//! test fails under `CI=true` and is skipped, loudly, elsewhere.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-server");
+
+/// Which database a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body once per database: `both_databases!(name, body_fn)`
+/// defines `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! both_databases {
+    ($name:ident, $body:path) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(db) = $crate::common::TestDb::new(
+                    $crate::common::Backend::Sqlite,
+                    concat!(stringify!($name), "::sqlite"),
+                )
+                .await
+                {
+                    $body(db).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = $crate::common::TestDb::new(
+                    $crate::common::Backend::Postgres,
+                    concat!(stringify!($name), "::postgres"),
+                )
+                .await
+                {
+                    $body(db).await;
+                }
+            }
+        }
+    };
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Fails under CI, otherwise prints a loud skip notice.
+pub fn unavailable(service: &str, test: &str, error: &dyn std::fmt::Display) {
+    if in_ci() {
+        panic!("{service} is required under CI=true but unreachable: {error}");
+    }
+    eprintln!(
+        "\n==================== SKIPPED ====================\n\
+         {test}: {service} unreachable ({error}).\n\
+         Start it or set CI=true to make this a failure.\n\
+         =================================================\n"
+    );
+}
+
+/// A database of a test's own: a directory for SQLite, a schema in PostgreSQL.
+pub struct TestDb {
+    pub backend: Backend,
+    /// Working directory of servers started on this database.
+    pub dir: tempfile::TempDir,
+    pub schema: Option<String>,
+}
+
+impl TestDb {
+    /// `None` when the database is unreachable outside CI (already reported).
+    pub async fn new(backend: Backend, test: &str) -> Option<TestDb> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => Some(TestDb {
+                backend,
+                dir,
+                schema: None,
+            }),
+            Backend::Postgres => {
+                let url = postgres_admin_url();
+                let connect =
+                    tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url))
+                        .await;
+                let mut conn = match connect {
+                    Ok(Ok(conn)) => conn,
+                    Ok(Err(e)) => {
+                        unavailable("PostgreSQL", test, &e);
+                        return None;
+                    }
+                    Err(e) => {
+                        unavailable("PostgreSQL", test, &e);
+                        return None;
+                    }
+                };
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create schema");
+                let _ = conn.close().await;
+                Some(TestDb {
+                    backend,
+                    dir,
+                    schema: Some(schema),
+                })
+            }
+        }
+    }
+
+    /// The `DATABASE_URL` a server should use.
+    pub fn url(&self) -> String {
+        self.url_via(None)
+    }
+
+    /// The URL, connecting through `proxy` instead of the real server.
+    pub fn url_via(&self, proxy: Option<SocketAddr>) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("sqlite://{}", self.dir.path().join("mcp.db").display()),
+            Backend::Postgres => {
+                let mut url = url::Url::parse(&postgres_admin_url()).expect("postgres url");
+                if let Some(proxy) = proxy {
+                    url.set_host(Some(&proxy.ip().to_string())).expect("host");
+                    url.set_port(Some(proxy.port())).expect("port");
+                }
+                let schema = self.schema.as_deref().unwrap_or("public");
+                url.query_pairs_mut()
+                    .append_pair("options", &format!("-c search_path={schema}"));
+                url.to_string()
+            }
+        }
+    }
+
+    /// A pool of our own on the same database, to look behind the server's back.
+    pub async fn direct(&self) -> mcp_server::db::Db {
+        let url: mcp_server::config::DatabaseUrl = self.url().parse().expect("url");
+        mcp_server::db::Db::connect(&mcp_server::config::DatabaseConfig {
+            url,
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+        })
+        .await
+        .expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(schema) = self.schema.take() else {
+            return;
+        };
+        // Drop runs outside any runtime guarantee; use a thread of our own.
+        let url = postgres_admin_url();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The real `mcp-server` binary, started on an ephemeral port.
+pub struct TestServer {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    /// Starts `mcp-server serve` on `db` with `env` added.
+    pub fn start(db: &TestDb, env: &[(&str, &str)]) -> TestServer {
+        let url = db.url();
+        let mut all = vec![("DATABASE_URL", url.as_str())];
+        all.extend_from_slice(env);
+        Self::start_in(db.dir.path(), &all)
+    }
+
+    /// Starts the binary in `dir` with only `env` (plus test defaults) set.
+    pub fn start_in(dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        let mut command = Command::new(BIN);
+        command
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("MCP_BIND", "127.0.0.1:0")
+            .env("MCP_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn mcp-server");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = listening_address(&line) {
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
+                return TestServer { child, addr, logs };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(50));
+                panic!(
+                    "mcp-server exited with {status} before listening:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mcp-server did not start:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Log lines parsed as JSON.
+    pub fn log_records(&self) -> Vec<serde_json::Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Waits (up to 5 s) until a log line satisfies `pred`.
+    pub async fn wait_for_log(&self, pred: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.logs.lock().unwrap().iter().any(|l| pred(l)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Let the reader thread drain the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        (status, self.logs())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    let record: serde_json::Value = serde_json::from_str(line).ok()?;
+    if record["fields"]["message"] != "listening" {
+        return None;
+    }
+    record["fields"]["address"].as_str()?.parse().ok()
+}
+
+/// Runs the binary to completion with `args` and `env`; returns exit code,
+/// stdout and stderr.
+pub fn run_binary(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let output = Command::new(BIN)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mcp-server");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A TCP proxy that can cut every connection and refuse new ones, to make a
+/// database unreachable without touching the database itself.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let up = Arc::new(AtomicBool::new(true));
+        let connections = Arc::new(Mutex::new(Vec::<AbortHandle>::new()));
+        let (up2, connections2) = (up.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                connections2.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Proxy {
+            addr,
+            up,
+            connections,
+        }
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    pub fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The socket address of the PostgreSQL server tests use.
+pub fn postgres_socket_addr() -> SocketAddr {
+    let url = url::Url::parse(&postgres_admin_url()).expect("postgres url");
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    let port = url.port().unwrap_or(5432);
+    format!("{host}:{port}")
+        .parse()
+        .expect("postgres address must be ip:port")
+}
+
+pub fn sqlite_file(db: &TestDb) -> PathBuf {
+    db.dir.path().join("mcp.db")
+}
