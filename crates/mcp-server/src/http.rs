@@ -453,8 +453,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_gives_up_after_the_grace_period() {
-        let routes =
-            Router::new().route("/forever", get(std::future::pending::<&'static str>));
+        let routes = Router::new().route("/forever", get(std::future::pending::<&'static str>));
         let app = spine(
             routes,
             SpineSettings {
