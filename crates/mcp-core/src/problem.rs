@@ -60,6 +60,29 @@ pub mod code {
     pub const INTERNAL: &str = "internal";
 }
 
+/// The stable code of a problem response, in the response's extensions.
+///
+/// Layers that react to outcomes (counting failed authentications, metrics)
+/// read it instead of parsing the body:
+///
+/// ```
+/// use mcp_core::{Problem, ProblemCode, code};
+///
+/// let response: http::Response<bytes::Bytes> =
+///     Problem::unauthorized(code::INVALID_TOKEN, "bad signature").into_response();
+/// let problem = response.extensions().get::<ProblemCode>().unwrap();
+/// assert_eq!(problem.as_str(), code::INVALID_TOKEN);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProblemCode(pub Cow<'static, str>);
+
+impl ProblemCode {
+    /// The code, such as `invalid_token`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// One failing field of a validation error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -368,11 +391,15 @@ impl Problem {
 
     /// The response: status, `Content-Type: application/problem+json`, the
     /// problem's headers and its JSON body, in any body type that can be
-    /// made from bytes.
+    /// made from bytes. The response's extensions carry a [`ProblemCode`],
+    /// so outer layers can tell problems apart without parsing the body.
     pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
         let body = self.to_json();
         let mut response = Response::new(B::from(body));
         *response.status_mut() = self.status;
+        response
+            .extensions_mut()
+            .insert(ProblemCode(self.code.clone()));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -436,6 +463,13 @@ mod tests {
             PROBLEM_CONTENT_TYPE
         );
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(
+            response
+                .extensions()
+                .get::<ProblemCode>()
+                .map(ProblemCode::as_str),
+            Some("rate_limited")
+        );
         let body: Value = serde_json::from_slice(response.body()).unwrap();
         assert_eq!(body["code"], "rate_limited");
     }
