@@ -163,13 +163,14 @@ async fn problem_for_bare_errors(
         http::StatusCode::NOT_FOUND => Problem::not_found(),
         _ => Problem::from_status(status),
     };
-    let fresh: Response = problem.into_response();
+    let (fresh, body) = Response::<Body>::into_parts(problem.into_response());
+    parts.extensions.extend(fresh.extensions);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
     );
-    Response::from_parts(parts, fresh.into_body())
+    Response::from_parts(parts, body)
 }
 
 fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> http::Response<Body> {
@@ -303,6 +304,17 @@ mod tests {
         assert_eq!(status, 405);
         assert_eq!(body["code"], "method_not_allowed");
         assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+        let response = app()
+            .oneshot(Request::delete("/ok").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            response
+                .extensions()
+                .get::<mcp_core::ProblemCode>()
+                .map(|c| c.as_str()),
+            Some("method_not_allowed")
+        );
         assert!(headers[header::ALLOW].to_str().unwrap().contains("GET"));
     }
 
