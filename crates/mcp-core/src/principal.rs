@@ -83,6 +83,7 @@ struct Inner {
     auth_method: AuthMethod,
     key_id: Option<String>,
     email: Option<String>,
+    issuer: Option<String>,
 }
 
 impl Principal {
@@ -96,6 +97,7 @@ impl Principal {
                 auth_method,
                 key_id: None,
                 email: None,
+                issuer: None,
             },
         }
     }
@@ -148,6 +150,12 @@ impl Principal {
     pub fn email(&self) -> Option<&str> {
         self.inner.email.as_deref()
     }
+
+    /// Who vouched for the subject: a token's `iss`. A subject is unique only
+    /// per issuer, so code that trusts several issuers keys on both.
+    pub fn issuer(&self) -> Option<&str> {
+        self.inner.issuer.as_deref()
+    }
 }
 
 impl fmt::Debug for Principal {
@@ -158,6 +166,7 @@ impl fmt::Debug for Principal {
             .field("scopes", &self.inner.scopes)
             .field("auth_method", &self.inner.auth_method)
             .field("key_id", &self.inner.key_id)
+            .field("issuer", &self.inner.issuer)
             .finish_non_exhaustive()
     }
 }
@@ -211,6 +220,12 @@ impl PrincipalBuilder {
     /// Records the caller's e-mail address.
     pub fn email(mut self, email: impl Into<String>) -> Self {
         self.inner.email = Some(email.into());
+        self
+    }
+
+    /// Records the issuer that vouched for the subject.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.inner.issuer = Some(issuer.into());
         self
     }
 
