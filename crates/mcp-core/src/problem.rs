@@ -132,8 +132,12 @@ impl FieldError {
 /// assert_eq!(body["code"], "validation_failed");
 /// assert_eq!(body["errors"].as_array().unwrap().len(), 2);
 /// ```
+// Boxed so that `Result<T, Problem>` stays one pointer wide on the happy path.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Problem {
+pub struct Problem(Box<Inner>);
+
+#[derive(Clone, Debug, PartialEq)]
+struct Inner {
     status: StatusCode,
     code: Cow<'static, str>,
     title: Option<Cow<'static, str>>,
@@ -153,7 +157,7 @@ impl Problem {
     /// A problem with `status` and a stable `code`; the title is the
     /// status's reason phrase unless set.
     pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>) -> Self {
-        Problem {
+        Problem(Box::new(Inner {
             status,
             code: code.into(),
             title: None,
@@ -162,7 +166,7 @@ impl Problem {
             errors: Vec::new(),
             extensions: Map::new(),
             headers: HeaderMap::new(),
-        }
+        }))
     }
 
     /// The problem for a bare status code (a response some middleware made
@@ -276,28 +280,28 @@ impl Problem {
     /// Sets the human-readable explanation of this occurrence.
     #[must_use]
     pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     /// Overrides the title (default: the status's reason phrase).
     #[must_use]
     pub fn with_title(mut self, title: impl Into<Cow<'static, str>>) -> Self {
-        self.title = Some(title.into());
+        self.0.title = Some(title.into());
         self
     }
 
     /// Sets the `type` URI (default `about:blank`).
     #[must_use]
     pub fn with_type(mut self, type_uri: impl Into<Cow<'static, str>>) -> Self {
-        self.type_uri = type_uri.into();
+        self.0.type_uri = type_uri.into();
         self
     }
 
     /// Sets the per-field errors.
     #[must_use]
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
-        self.errors = errors;
+        self.0.errors = errors;
         self
     }
 
@@ -307,7 +311,7 @@ impl Problem {
     pub fn with_extension(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         let name = name.into();
         if !RESERVED_MEMBERS.contains(&name.as_str()) {
-            self.extensions.insert(name, value.into());
+            self.0.extensions.insert(name, value.into());
         }
         self
     }
@@ -317,46 +321,46 @@ impl Problem {
     #[must_use]
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         if name != header::CONTENT_TYPE {
-            self.headers.insert(name, value);
+            self.0.headers.insert(name, value);
         }
         self
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The stable code.
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
     }
 
     /// The explanation, if any.
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.0.detail.as_deref()
     }
 
     /// The per-field errors.
     pub fn errors(&self) -> &[FieldError] {
-        &self.errors
+        &self.0.errors
     }
 
     /// The headers sent with the problem.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.0.headers
     }
 
     /// Mutable access to the headers, for layers that add to a problem made
     /// elsewhere.
     pub fn headers_mut(&mut self) -> &mut HeaderMap {
-        &mut self.headers
+        &mut self.0.headers
     }
 
     fn title(&self) -> &str {
-        match &self.title {
+        match &self.0.title {
             Some(title) => title,
-            None => self.status.canonical_reason().unwrap_or("Error"),
+            None => self.0.status.canonical_reason().unwrap_or("Error"),
         }
     }
 
@@ -377,13 +381,13 @@ impl Problem {
             extensions: &'a Map<String, Value>,
         }
         let body = Body {
-            type_uri: &self.type_uri,
+            type_uri: &self.0.type_uri,
             title: self.title(),
-            status: self.status.as_u16(),
-            detail: self.detail.as_deref(),
-            code: &self.code,
-            errors: &self.errors,
-            extensions: &self.extensions,
+            status: self.0.status.as_u16(),
+            detail: self.0.detail.as_deref(),
+            code: &self.0.code,
+            errors: &self.0.errors,
+            extensions: &self.0.extensions,
         };
         // Serializing strings, numbers and a map of `Value`s cannot fail.
         serde_json::to_vec(&body).map_or_else(|_| Bytes::new(), Bytes::from)
@@ -396,24 +400,24 @@ impl Problem {
     pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
         let body = self.to_json();
         let mut response = Response::new(B::from(body));
-        *response.status_mut() = self.status;
+        *response.status_mut() = self.0.status;
         response
             .extensions_mut()
-            .insert(ProblemCode(self.code.clone()));
+            .insert(ProblemCode(self.0.code.clone()));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
         );
-        headers.extend(self.headers);
+        headers.extend(self.0.headers);
         response
     }
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.status.as_u16(), self.code)?;
-        if let Some(detail) = &self.detail {
+        write!(f, "{} {}", self.0.status.as_u16(), self.0.code)?;
+        if let Some(detail) = &self.0.detail {
             write!(f, ": {detail}")?;
         }
         Ok(())

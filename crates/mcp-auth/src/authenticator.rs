@@ -1,0 +1,343 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::request::Parts;
+use http::{Request, Response};
+use mcp_core::Principal;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{AuthError, Challenge};
+
+/// A boxed future, as authenticators return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One way of proving who is calling.
+///
+/// Given the request head, an authenticator answers:
+/// - `Ok(Some(principal))`: the credential is its kind and it is good;
+/// - `Ok(None)`: there is no credential of its kind, ask the next one;
+/// - `Err(error)`: the credential is its kind and it is refused. The chain
+///   stops there: a bad token is never retried as something else.
+///
+/// ```
+/// use mcp_auth::{AuthError, Authenticator, BoxFuture};
+/// use mcp_core::{AuthMethod, Principal};
+///
+/// /// Trusts a header set by a proxy that has already authenticated the caller.
+/// struct ProxyHeader;
+///
+/// impl Authenticator for ProxyHeader {
+///     fn authenticate<'a>(
+///         &'a self,
+///         parts: &'a http::request::Parts,
+///     ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>> {
+///         Box::pin(async move {
+///             Ok(parts
+///                 .headers
+///                 .get("x-authenticated-user")
+///                 .and_then(|v| v.to_str().ok())
+///                 .map(|user| Principal::builder(user, AuthMethod::Other("proxy".into())).build()))
+///         })
+///     }
+/// }
+/// ```
+pub trait Authenticator: Send + Sync + 'static {
+    /// Checks the credential of its kind in `parts`, if any.
+    fn authenticate<'a>(
+        &'a self,
+        parts: &'a Parts,
+    ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>>;
+}
+
+impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
+    fn authenticate<'a>(
+        &'a self,
+        parts: &'a Parts,
+    ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>> {
+        (**self).authenticate(parts)
+    }
+}
+
+/// Whether a request without credentials may pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No credentials: `401 missing_credentials`.
+    Required,
+    /// No credentials: the request passes without a [`Principal`]. Refused
+    /// credentials are still `401`: a wrong token is never silently ignored.
+    Optional,
+}
+
+/// Runs a chain of [`Authenticator`]s and puts the [`Principal`] into the
+/// request's extensions.
+///
+/// When no authenticator recognises the request: without an `Authorization`
+/// header that is `missing_credentials` (or a pass in
+/// [`AuthMode::Optional`]); with one (an unknown scheme, a token nobody can
+/// read) it is `invalid_token`, since the caller did present something.
+///
+/// ```
+/// use std::sync::Arc;
+/// use http::{Request, Response};
+/// use mcp_auth::{
+///     AccessToken, AuthLayer, JwtAuthenticator, SigningKey, TokenIssuer, TrustedIssuer, VerifyingKey,
+/// };
+/// use mcp_core::Principal;
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let secret = b"a secret of at least thirty-two bytes!!";
+/// let jwt = JwtAuthenticator::builder()
+///     .trust(
+///         TrustedIssuer::new("https://mcp.example.com", "https://mcp.example.com/mcp")
+///             .key(VerifyingKey::hmac(secret).unwrap()),
+///     )
+///     .build()
+///     .unwrap();
+/// let service = AuthLayer::required(vec![Arc::new(jwt)]).layer(service_fn(
+///     |req: Request<String>| async move {
+///         let who = req.extensions().get::<Principal>().unwrap().subject().to_owned();
+///         Ok::<_, std::convert::Infallible>(Response::new(bytes::Bytes::from(who)))
+///     },
+/// ));
+///
+/// let issuer = TokenIssuer::new(
+///     SigningKey::hmac(secret).unwrap(),
+///     "https://mcp.example.com",
+///     "https://mcp.example.com/mcp",
+/// );
+/// let token = issuer.issue(&AccessToken::new("user-1").role("user")).unwrap();
+/// let request = Request::get("/")
+///     .header("authorization", format!("Bearer {}", token.expose()))
+///     .body(String::new())
+///     .unwrap();
+/// let response = service.oneshot(request).await.unwrap();
+/// assert_eq!(response.body(), "user-1");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AuthLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    chain: Vec<Arc<dyn Authenticator>>,
+    mode: AuthMode,
+    challenge: Challenge,
+}
+
+impl AuthLayer {
+    /// A chain whose requests must authenticate.
+    pub fn required(chain: Vec<Arc<dyn Authenticator>>) -> Self {
+        Self::new(chain, AuthMode::Required, Challenge::default())
+    }
+
+    /// A chain whose requests may come without credentials.
+    pub fn optional(chain: Vec<Arc<dyn Authenticator>>) -> Self {
+        Self::new(chain, AuthMode::Optional, Challenge::default())
+    }
+
+    /// A chain with an explicit mode and challenge.
+    pub fn new(chain: Vec<Arc<dyn Authenticator>>, mode: AuthMode, challenge: Challenge) -> Self {
+        AuthLayer {
+            shared: Arc::new(Shared {
+                chain,
+                mode,
+                challenge,
+            }),
+        }
+    }
+
+    /// Uses `challenge` in `WWW-Authenticate` headers.
+    #[must_use]
+    pub fn with_challenge(self, challenge: Challenge) -> Self {
+        let mode = self.shared.mode;
+        let chain = self.shared.chain.clone();
+        Self::new(chain, mode, challenge)
+    }
+
+    /// Runs the chain on `parts`: the principal, `None` when there are no
+    /// credentials and the mode is optional, or the error to answer.
+    pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Principal>, AuthError> {
+        self.shared.authenticate(parts).await
+    }
+}
+
+impl Shared {
+    async fn authenticate(&self, parts: &Parts) -> Result<Option<Principal>, AuthError> {
+        for authenticator in &self.chain {
+            if let Some(principal) = authenticator.authenticate(parts).await? {
+                return Ok(Some(principal));
+            }
+        }
+        if parts.headers.contains_key(AUTHORIZATION) {
+            return Err(AuthError::invalid_token("unsupported credentials"));
+        }
+        match self.mode {
+            AuthMode::Required => Err(AuthError::MissingCredentials),
+            AuthMode::Optional => Ok(None),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service made by [`AuthLayer`].
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The clone that was polled ready is the one that gets called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            match shared.authenticate(&parts).await {
+                Ok(Some(principal)) => {
+                    parts.extensions.insert(principal);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(code = error.code(), "credentials refused");
+                    return Ok(error.to_problem(&shared.challenge).into_response());
+                }
+            }
+            inner.call(Request::from_parts(parts, body)).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_core::AuthMethod;
+    use std::convert::Infallible;
+    use tower::{ServiceExt, service_fn};
+
+    /// Accepts `x-user: <name>`, refuses `x-user: bad`.
+    struct HeaderAuth;
+
+    impl Authenticator for HeaderAuth {
+        fn authenticate<'a>(
+            &'a self,
+            parts: &'a Parts,
+        ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>> {
+            Box::pin(async move {
+                match parts.headers.get("x-user").and_then(|v| v.to_str().ok()) {
+                    None => Ok(None),
+                    Some("bad") => Err(AuthError::InvalidApiKey),
+                    Some(user) => Ok(Some(Principal::builder(user, AuthMethod::ApiKey).build())),
+                }
+            })
+        }
+    }
+
+    async fn call(layer: AuthLayer, headers: &[(&str, &str)]) -> Response<Bytes> {
+        let service = layer.layer(service_fn(|req: Request<()>| async move {
+            let who = req
+                .extensions()
+                .get::<Principal>()
+                .map_or("anonymous".to_owned(), |p| p.subject().to_owned());
+            Ok::<_, Infallible>(Response::new(Bytes::from(who)))
+        }));
+        let mut request = Request::new(());
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        service.oneshot(request).await.unwrap()
+    }
+
+    fn code(response: &Response<Bytes>) -> String {
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        body["code"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn required_mode() {
+        let layer = AuthLayer::required(vec![Arc::new(HeaderAuth)]);
+        let ok = call(layer.clone(), &[("x-user", "alice")]).await;
+        assert_eq!(ok.body(), "alice");
+
+        let missing = call(layer.clone(), &[]).await;
+        assert_eq!(missing.status(), 401);
+        assert_eq!(code(&missing), "missing_credentials");
+        assert_eq!(
+            missing.headers()["www-authenticate"],
+            "Bearer realm=\"mcp\""
+        );
+
+        let refused = call(layer.clone(), &[("x-user", "bad")]).await;
+        assert_eq!(refused.status(), 401);
+        assert_eq!(code(&refused), "invalid_api_key");
+
+        let unknown_scheme = call(layer, &[("authorization", "Basic YTpi")]).await;
+        assert_eq!(unknown_scheme.status(), 401);
+        assert_eq!(code(&unknown_scheme), "invalid_token");
+    }
+
+    #[tokio::test]
+    async fn optional_mode_passes_anonymous_but_not_refused() {
+        let layer = AuthLayer::optional(vec![Arc::new(HeaderAuth)]);
+        assert_eq!(call(layer.clone(), &[]).await.body(), "anonymous");
+        assert_eq!(
+            call(layer.clone(), &[("x-user", "bob")]).await.body(),
+            "bob"
+        );
+        assert_eq!(call(layer, &[("x-user", "bad")]).await.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn first_recognising_authenticator_wins_and_errors_stop_the_chain() {
+        struct Never;
+        impl Authenticator for Never {
+            fn authenticate<'a>(
+                &'a self,
+                _: &'a Parts,
+            ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>> {
+                Box::pin(async { panic!("must not be asked after a refusal") })
+            }
+        }
+        let layer = AuthLayer::required(vec![Arc::new(HeaderAuth), Arc::new(Never)]);
+        assert_eq!(
+            call(layer.clone(), &[("x-user", "bad")]).await.status(),
+            401
+        );
+        assert_eq!(call(layer, &[("x-user", "carol")]).await.body(), "carol");
+    }
+}

@@ -1,0 +1,310 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use mcp_core::{Principal, Problem, code};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{AuthError, Challenge};
+
+/// What a route needs of its caller.
+///
+/// - a **role** is always checked (`403 forbidden` without it);
+/// - a **scope** is checked only for restricted principals: an unrestricted
+///   one (a user's own session) has every scope of its role, a restricted one
+///   (an API key or OAuth token with a scope list) needs the scope listed
+///   (`403 insufficient_scope`, naming the scope in `WWW-Authenticate`).
+///
+/// ```
+/// use mcp_auth::{Challenge, Requirement};
+/// use mcp_core::{AuthMethod, Principal};
+///
+/// let need = Requirement::scope("keys:write");
+/// let key = Principal::builder("u1", AuthMethod::ApiKey).role("user").scopes(["keys:read"]).build();
+/// let session = Principal::builder("u1", AuthMethod::Jwt).role("user").build();
+/// assert_eq!(need.check(Some(&key), &Challenge::default()).unwrap_err().code(), "insufficient_scope");
+/// assert!(need.check(Some(&session), &Challenge::default()).is_ok());
+///
+/// let admin_only = Requirement::role("admin").and_scope("admin");
+/// assert_eq!(admin_only.check(Some(&session), &Challenge::default()).unwrap_err().code(), "forbidden");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Requirement {
+    roles: Vec<String>,
+    scopes: Vec<String>,
+}
+
+impl Requirement {
+    /// Needs `role`.
+    pub fn role(role: impl Into<String>) -> Self {
+        Requirement::default().and_role(role)
+    }
+
+    /// Needs `scope` (when restricted).
+    pub fn scope(scope: impl Into<String>) -> Self {
+        Requirement::default().and_scope(scope)
+    }
+
+    /// Also needs `role`.
+    #[must_use]
+    pub fn and_role(mut self, role: impl Into<String>) -> Self {
+        self.roles.push(role.into());
+        self
+    }
+
+    /// Also needs `scope` (when restricted).
+    #[must_use]
+    pub fn and_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Checks `principal` (`None`: not authenticated).
+    pub fn check(
+        &self,
+        principal: Option<&Principal>,
+        challenge: &Challenge,
+    ) -> Result<(), Problem> {
+        let Some(principal) = principal else {
+            return Err(AuthError::MissingCredentials.to_problem(challenge));
+        };
+        if let Some(role) = self.roles.iter().find(|r| !principal.has_role(r)) {
+            return Err(
+                Problem::forbidden(code::FORBIDDEN, "your role does not allow this")
+                    .with_extension("role", role.as_str()),
+            );
+        }
+        if let Some(scope) = self.scopes.iter().find(|s| !principal.has_scope(s)) {
+            return Err(challenge.insufficient_scope(scope));
+        }
+        Ok(())
+    }
+}
+
+/// A layer that lets a request through only if its [`Principal`] meets a
+/// [`Requirement`]. Put it inside an [`AuthLayer`](crate::AuthLayer).
+///
+/// ```
+/// use mcp_auth::RequireLayer;
+///
+/// let keys_read = RequireLayer::scope("keys:read");
+/// let admin = RequireLayer::role("admin").and_scope("admin");
+/// # let _ = (keys_read, admin);
+/// ```
+#[derive(Clone, Debug)]
+pub struct RequireLayer {
+    requirement: Arc<Requirement>,
+    challenge: Arc<Challenge>,
+}
+
+impl RequireLayer {
+    /// Needs `role`.
+    pub fn role(role: impl Into<String>) -> Self {
+        Self::new(Requirement::role(role))
+    }
+
+    /// Needs `scope` (when restricted).
+    pub fn scope(scope: impl Into<String>) -> Self {
+        Self::new(Requirement::scope(scope))
+    }
+
+    /// Needs `requirement`.
+    pub fn new(requirement: Requirement) -> Self {
+        RequireLayer {
+            requirement: Arc::new(requirement),
+            challenge: Arc::new(Challenge::default()),
+        }
+    }
+
+    /// Also needs `scope` (when restricted).
+    #[must_use]
+    pub fn and_scope(self, scope: impl Into<String>) -> Self {
+        RequireLayer {
+            requirement: Arc::new((*self.requirement).clone().and_scope(scope)),
+            challenge: self.challenge,
+        }
+    }
+
+    /// Uses `challenge` in `WWW-Authenticate` headers.
+    #[must_use]
+    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = Arc::new(challenge);
+        self
+    }
+}
+
+impl<S> Layer<S> for RequireLayer {
+    type Service = Require<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Require {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`RequireLayer`].
+#[derive(Clone, Debug)]
+pub struct Require<S> {
+    inner: S,
+    layer: RequireLayer,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Require<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = RequireFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let principal = request.extensions().get::<Principal>();
+        match self
+            .layer
+            .requirement
+            .check(principal, &self.layer.challenge)
+        {
+            Ok(()) => RequireFuture {
+                inner: Some(self.inner.call(request)),
+                refused: None,
+            },
+            Err(problem) => RequireFuture {
+                inner: None,
+                refused: Some(problem.into_response()),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Require`].
+    pub struct RequireFuture<F, B> {
+        #[pin]
+        inner: Option<F>,
+        refused: Option<Response<B>>,
+    }
+}
+
+impl<F, B, E> Future for RequireFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(response) = this.refused.take() {
+            return Poll::Ready(Ok(response));
+        }
+        match this.inner.as_pin_mut() {
+            Some(future) => future.poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_core::AuthMethod;
+    use std::convert::Infallible;
+    use tower::{ServiceExt, service_fn};
+
+    async fn call(layer: RequireLayer, principal: Option<Principal>) -> Response<Bytes> {
+        let service = layer.layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Bytes::from_static(b"ok")))
+        }));
+        let mut request = Request::new(());
+        if let Some(principal) = principal {
+            request.extensions_mut().insert(principal);
+        }
+        service.oneshot(request).await.unwrap()
+    }
+
+    fn user(scopes: Option<&[&str]>, role: &str) -> Principal {
+        let builder = Principal::builder("u1", AuthMethod::ApiKey).role(role);
+        match scopes {
+            Some(scopes) => builder.scopes(scopes.iter().copied()).build(),
+            None => builder.build(),
+        }
+    }
+
+    #[tokio::test]
+    async fn scopes_restrict_only_restricted_principals() {
+        let layer = RequireLayer::scope("agents:write");
+        assert_eq!(
+            call(layer.clone(), Some(user(None, "user"))).await.status(),
+            200
+        );
+        assert_eq!(
+            call(layer.clone(), Some(user(Some(&["agents:write"]), "user")))
+                .await
+                .status(),
+            200
+        );
+        let refused = call(layer.clone(), Some(user(Some(&["agents:read"]), "user"))).await;
+        assert_eq!(refused.status(), 403);
+        assert_eq!(
+            refused.headers()["www-authenticate"],
+            "Bearer realm=\"mcp\", error=\"insufficient_scope\", \
+             error_description=\"the token lacks the scope this needs\", scope=\"agents:write\""
+        );
+        let body: serde_json::Value = serde_json::from_slice(refused.body()).unwrap();
+        assert_eq!(body["code"], "insufficient_scope");
+        assert_eq!(body["scope"], "agents:write");
+        // An empty list allows nothing.
+        assert_eq!(
+            call(layer, Some(user(Some(&[]), "user"))).await.status(),
+            403
+        );
+    }
+
+    #[tokio::test]
+    async fn roles_are_always_checked() {
+        let layer = RequireLayer::role("admin").and_scope("admin");
+        assert_eq!(
+            call(layer.clone(), Some(user(None, "admin")))
+                .await
+                .status(),
+            200
+        );
+        let refused = call(layer.clone(), Some(user(None, "user"))).await;
+        assert_eq!(refused.status(), 403);
+        let body: serde_json::Value = serde_json::from_slice(refused.body()).unwrap();
+        assert_eq!(body["code"], "forbidden");
+        // A restricted admin key needs the admin scope as well.
+        assert_eq!(
+            call(layer.clone(), Some(user(Some(&["keys:read"]), "admin")))
+                .await
+                .status(),
+            403
+        );
+        assert_eq!(
+            call(layer, Some(user(Some(&["admin"]), "admin")))
+                .await
+                .status(),
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn no_principal_is_401() {
+        let response = call(RequireLayer::scope("mcp"), None).await;
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"mcp\""
+        );
+    }
+}

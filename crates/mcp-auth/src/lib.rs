@@ -1,0 +1,50 @@
+//! Who is calling, and may they?
+//!
+//! - [`Authenticator`]: one way of proving identity; [`AuthLayer`] runs a
+//!   chain of them and puts the [`Principal`](mcp_core::Principal) into the
+//!   request's extensions (API keys plug in from `mcp-apikeys`).
+//! - [`JwtAuthenticator`]: bearer JWTs from [`TrustedIssuer`]s, with static
+//!   keys ([`VerifyingKey`]) or a [`JwksKeys`] endpoint (feature `jwks`).
+//! - [`RequireLayer`] / [`Requirement`]: roles and scopes.
+//! - [`TokenIssuer`]: signs the access tokens a server hands out.
+//! - [`ProtectedResourceMetadata`]: the RFC 9728 document MCP clients read.
+//! - [`Authenticated`]: an axum extractor (feature `axum`).
+//!
+//! Every refusal is a [`Problem`](mcp_core::Problem) with `WWW-Authenticate:
+//! Bearer` (RFC 6750), configured by a [`Challenge`].
+//!
+//! The crate signs and verifies with aws-lc-rs, installed explicitly as
+//! jsonwebtoken's provider ([`install_crypto_provider`]), so no feature
+//! combination can leave it without one.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod authenticator;
+mod authorize;
+mod error;
+#[cfg(feature = "axum")]
+mod extract;
+mod issuer;
+#[cfg(feature = "jwks")]
+mod jwks;
+mod jwt;
+mod keys;
+mod metadata;
+
+pub use authenticator::{Auth, AuthLayer, AuthMode, Authenticator, BoxFuture};
+pub use authorize::{Require, RequireFuture, RequireLayer, Requirement};
+pub use error::{AuthError, Challenge};
+#[cfg(feature = "axum")]
+pub use extract::{Authenticated, MaybeAuthenticated};
+pub use issuer::{AccessToken, IssueError, IssuedToken, TokenIssuer};
+pub use jsonwebtoken::Algorithm;
+#[cfg(feature = "jwks")]
+pub use jwks::{JwksError, JwksKeys};
+pub use jwt::{
+    Claims, ClaimsMapper, DefaultClaimsMapper, JwtAuthenticator, JwtAuthenticatorBuilder,
+    JwtConfigError, MAX_TOKEN_BYTES, TrustedIssuer, bearer_token,
+};
+pub use keys::{
+    KeyError, MIN_HMAC_SECRET_BYTES, SigningKey, VerifyingKey, install_crypto_provider,
+};
+pub use metadata::{MetadataService, ProtectedResourceMetadata};

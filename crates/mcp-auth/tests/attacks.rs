@@ -1,0 +1,447 @@
+//! Every known way to get a bad token past a JWT verifier, each answered
+//! `401` with the right code through the real layer, never a `500`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{Request, Response};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use mcp_auth::{AuthLayer, JwtAuthenticator, TrustedIssuer, VerifyingKey};
+use mcp_core::{ManualClock, Principal};
+use serde_json::{Value, json};
+use tower::{Layer, ServiceExt, service_fn};
+
+const ISS: &str = "https://mcp.example.com";
+const AUD: &str = "https://mcp.example.com/mcp";
+const NOW: u64 = 1_800_000_000;
+const SECRET: &[u8] = b"an HMAC secret that is long enough!!";
+
+const RSA_PRIVATE: &[u8] = include_bytes!("keys/rsa-private.pem");
+const RSA_PUBLIC: &[u8] = include_bytes!("keys/rsa-public.pem");
+const ATTACKER_RSA_PRIVATE: &[u8] = include_bytes!("keys/rsa2-private.pem");
+const ATTACKER_RSA_PUBLIC: &[u8] = include_bytes!("keys/rsa2-public.pem");
+
+fn clock() -> ManualClock {
+    ManualClock::at_unix(NOW)
+}
+
+fn claims() -> Value {
+    json!({"sub": "user-1", "iss": ISS, "aud": AUD, "exp": NOW + 600, "iat": NOW, "role": "user"})
+}
+
+fn hs256(claims: &Value) -> String {
+    sign(
+        Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+}
+
+fn rs256(header: Header, claims: &Value, private_pem: &[u8]) -> String {
+    sign(
+        header,
+        claims,
+        &EncodingKey::from_rsa_pem(private_pem).unwrap(),
+    )
+}
+
+fn sign(header: Header, claims: &Value, key: &EncodingKey) -> String {
+    mcp_auth::install_crypto_provider();
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+fn b64(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+fn hmac_verifier(clock: &ManualClock) -> AuthLayer {
+    let jwt = JwtAuthenticator::builder()
+        .trust(TrustedIssuer::new(ISS, AUD).key(VerifyingKey::hmac(SECRET).unwrap()))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    AuthLayer::required(vec![Arc::new(jwt)])
+}
+
+fn rsa_verifier(clock: &ManualClock) -> AuthLayer {
+    let jwt = JwtAuthenticator::builder()
+        .trust(
+            TrustedIssuer::new(ISS, AUD)
+                .key(VerifyingKey::rsa_pem(RSA_PUBLIC).unwrap().with_kid("k1")),
+        )
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    AuthLayer::required(vec![Arc::new(jwt)])
+}
+
+/// Sends `authorization` (and `uri`) through `layer`; returns status, code
+/// and the `WWW-Authenticate` header.
+async fn send(layer: &AuthLayer, uri: &str, authorization: Option<&str>) -> (u16, String, String) {
+    let service = layer.layer(service_fn(|req: Request<()>| async move {
+        let who = req
+            .extensions()
+            .get::<Principal>()
+            .unwrap()
+            .subject()
+            .to_owned();
+        Ok::<_, Infallible>(Response::new(Bytes::from(who)))
+    }));
+    let mut builder = Request::get(uri);
+    if let Some(value) = authorization {
+        builder = builder.header("authorization", value);
+    }
+    let response = service.oneshot(builder.body(()).unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let code = if status == 200 {
+        String::from_utf8(response.body().to_vec()).unwrap()
+    } else {
+        let body: Value = serde_json::from_slice(response.body()).unwrap();
+        body["code"].as_str().unwrap().to_owned()
+    };
+    (status, code, challenge)
+}
+
+async fn expect_refused(layer: &AuthLayer, token: &str, code: &str, what: &str) {
+    let (status, got, challenge) = send(layer, "/", Some(&format!("Bearer {token}"))).await;
+    assert_eq!(status, 401, "{what}: status");
+    assert_eq!(got, code, "{what}: code");
+    assert!(
+        challenge.starts_with("Bearer realm=\"mcp\", error=\"invalid_token\""),
+        "{what}: {challenge}"
+    );
+}
+
+#[tokio::test]
+async fn a_good_token_passes() {
+    let clock = clock();
+    let (status, who, _) = send(
+        &hmac_verifier(&clock),
+        "/",
+        Some(&format!("Bearer {}", hs256(&claims()))),
+    )
+    .await;
+    assert_eq!((status, who.as_str()), (200, "user-1"));
+}
+
+#[tokio::test]
+async fn alg_none_is_refused() {
+    let clock = clock();
+    let layer = hmac_verifier(&clock);
+    for alg in ["none", "None", "NONE"] {
+        let token = format!(
+            "{}.{}.",
+            b64(&json!({"alg": alg, "typ": "JWT"})),
+            b64(&claims())
+        );
+        expect_refused(&layer, &token, "invalid_token", alg).await;
+        // Some libraries accepted `none` with any signature.
+        let token = format!("{token}c2lnbmF0dXJl");
+        expect_refused(&layer, &token, "invalid_token", alg).await;
+    }
+}
+
+#[tokio::test]
+async fn hs256_signed_with_the_rsa_public_key_is_refused() {
+    // Key confusion: the attacker uses the server's public key as an HMAC
+    // secret, hoping the verifier feeds the same bytes to HMAC.
+    let clock = clock();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("k1".into());
+    let token = sign(header, &claims(), &EncodingKey::from_secret(RSA_PUBLIC));
+    expect_refused(
+        &rsa_verifier(&clock),
+        &token,
+        "invalid_token",
+        "key confusion",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_signature_and_tampered_payload_are_refused() {
+    let clock = clock();
+    let layer = hmac_verifier(&clock);
+    let token = hs256(&claims());
+    let (head, signature) = token.rsplit_once('.').unwrap();
+    let flipped: String = signature.chars().rev().collect();
+    expect_refused(
+        &layer,
+        &format!("{head}.{flipped}"),
+        "invalid_token",
+        "bad signature",
+    )
+    .await;
+
+    let (header, _) = head.split_once('.').unwrap();
+    let mut tampered = claims();
+    tampered["role"] = json!("admin");
+    let token = format!("{header}.{}.{signature}", b64(&tampered));
+    expect_refused(&layer, &token, "invalid_token", "tampered payload").await;
+
+    let other = hs256(&json!({"sub": "someone-else", "iss": ISS, "aud": AUD, "exp": NOW + 600}));
+    let (_, other_signature) = other.rsplit_once('.').unwrap();
+    expect_refused(
+        &layer,
+        &format!("{head}.{other_signature}"),
+        "invalid_token",
+        "signature of another token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn expiry_and_not_before_follow_the_clock_with_leeway() {
+    let clock = clock();
+    let layer = hmac_verifier(&clock);
+    let token = hs256(&json!({"sub": "u", "iss": ISS, "aud": AUD, "exp": NOW + 10}));
+    assert_eq!(
+        send(&layer, "/", Some(&format!("Bearer {token}"))).await.0,
+        200
+    );
+    // exp + 30 s leeway is the last accepted second.
+    clock.advance(Duration::from_secs(40));
+    assert_eq!(
+        send(&layer, "/", Some(&format!("Bearer {token}"))).await.0,
+        200
+    );
+    clock.advance(Duration::from_secs(1));
+    expect_refused(&layer, &token, "token_expired", "expired").await;
+
+    let clock = ManualClock::at_unix(NOW);
+    let layer = hmac_verifier(&clock);
+    let future =
+        hs256(&json!({"sub": "u", "iss": ISS, "aud": AUD, "exp": NOW + 900, "nbf": NOW + 31}));
+    expect_refused(&layer, &future, "invalid_token", "nbf in the future").await;
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        send(&layer, "/", Some(&format!("Bearer {future}"))).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn missing_or_wrong_claims_are_refused() {
+    let clock = clock();
+    let layer = hmac_verifier(&clock);
+    let cases = [
+        ("missing exp", json!({"sub": "u", "iss": ISS, "aud": AUD})),
+        (
+            "exp not a number",
+            json!({"sub": "u", "iss": ISS, "aud": AUD, "exp": "soon"}),
+        ),
+        (
+            "missing iss",
+            json!({"sub": "u", "aud": AUD, "exp": NOW + 60}),
+        ),
+        (
+            "wrong iss",
+            json!({"sub": "u", "iss": "https://evil.example", "aud": AUD, "exp": NOW + 60}),
+        ),
+        (
+            "missing aud",
+            json!({"sub": "u", "iss": ISS, "exp": NOW + 60}),
+        ),
+        (
+            "wrong aud",
+            json!({"sub": "u", "iss": ISS, "aud": "https://mcp.example.com/other", "exp": NOW + 60}),
+        ),
+        (
+            "aud list without us",
+            json!({"sub": "u", "iss": ISS, "aud": ["a", "b"], "exp": NOW + 60}),
+        ),
+        (
+            "missing sub",
+            json!({"iss": ISS, "aud": AUD, "exp": NOW + 60}),
+        ),
+        ("claims not an object", json!(["sub", "u"])),
+    ];
+    for (what, claims) in cases {
+        expect_refused(&layer, &hs256(&claims), "invalid_token", what).await;
+    }
+    // An audience list that contains us is fine.
+    let token = hs256(&json!({"sub": "u", "iss": ISS, "aud": ["x", AUD], "exp": NOW + 60}));
+    assert_eq!(
+        send(&layer, "/", Some(&format!("Bearer {token}"))).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn unknown_kid_jku_and_embedded_jwk_are_refused() {
+    let clock = clock();
+    let layer = rsa_verifier(&clock);
+    let mut good = Header::new(Algorithm::RS256);
+    good.kid = Some("k1".into());
+    assert_eq!(
+        send(
+            &layer,
+            "/",
+            Some(&format!("Bearer {}", rs256(good, &claims(), RSA_PRIVATE)))
+        )
+        .await
+        .0,
+        200
+    );
+
+    let mut unknown = Header::new(Algorithm::RS256);
+    unknown.kid = Some("k2".into());
+    let token = rs256(unknown, &claims(), RSA_PRIVATE);
+    expect_refused(&layer, &token, "invalid_token", "unknown kid").await;
+
+    // The attacker points jku at a JWKS of theirs and signs with their key.
+    let mut jku = Header::new(Algorithm::RS256);
+    jku.kid = Some("attacker".into());
+    jku.jku = Some("https://evil.example/jwks.json".into());
+    let token = rs256(jku, &claims(), ATTACKER_RSA_PRIVATE);
+    expect_refused(&layer, &token, "invalid_token", "jku elsewhere").await;
+    // ... and with our kid.
+    let mut jku = Header::new(Algorithm::RS256);
+    jku.kid = Some("k1".into());
+    jku.jku = Some("https://evil.example/jwks.json".into());
+    jku.x5u = Some("https://evil.example/cert.pem".into());
+    let token = rs256(jku, &claims(), ATTACKER_RSA_PRIVATE);
+    expect_refused(&layer, &token, "invalid_token", "jku/x5u with our kid").await;
+
+    // The attacker embeds their public key in the header.
+    let attacker_jwk = {
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(ATTACKER_RSA_PRIVATE).unwrap();
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap()
+    };
+    let mut embedded = Header::new(Algorithm::RS256);
+    embedded.kid = Some("k1".into());
+    embedded.jwk = Some(attacker_jwk);
+    let token = rs256(embedded, &claims(), ATTACKER_RSA_PRIVATE);
+    expect_refused(&layer, &token, "invalid_token", "embedded jwk").await;
+    let _ = ATTACKER_RSA_PUBLIC;
+}
+
+#[tokio::test]
+async fn unknown_crit_is_refused() {
+    let clock = clock();
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["http://example.com/unknown".into()]);
+    let token = sign(header, &claims(), &EncodingKey::from_secret(SECRET));
+    expect_refused(&hmac_verifier(&clock), &token, "invalid_token", "crit").await;
+}
+
+#[tokio::test]
+async fn stronger_hmac_is_refused_unless_configured() {
+    let clock = clock();
+    let token = sign(
+        Header::new(Algorithm::HS512),
+        &claims(),
+        &EncodingKey::from_secret(SECRET),
+    );
+    expect_refused(&hmac_verifier(&clock), &token, "invalid_token", "HS512").await;
+    let jwt = JwtAuthenticator::builder()
+        .trust(
+            TrustedIssuer::new(ISS, AUD).key(
+                VerifyingKey::hmac(SECRET)
+                    .unwrap()
+                    .with_algorithm(Algorithm::HS512)
+                    .unwrap(),
+            ),
+        )
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let layer = AuthLayer::required(vec![Arc::new(jwt)]);
+    assert_eq!(
+        send(&layer, "/", Some(&format!("Bearer {token}"))).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_token_in_the_query_string_is_never_read() {
+    let clock = clock();
+    let token = hs256(&claims());
+    let (status, code, challenge) = send(
+        &hmac_verifier(&clock),
+        &format!("/?access_token={token}&token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (401, "missing_credentials"));
+    assert_eq!(challenge, "Bearer realm=\"mcp\"");
+}
+
+#[tokio::test]
+async fn garbage_and_huge_tokens_are_refused() {
+    let clock = clock();
+    let layer = hmac_verifier(&clock);
+    for garbage in [
+        "garbage",
+        "a.b.c",
+        "...",
+        "eyJhbGciOiJIUzI1NiJ9.e30.",
+        "eyJ.eyJ.eyJ",
+        "%00%ff.%01.x",
+        "éé.é.é",
+    ] {
+        let (status, code, _) = send(&layer, "/", Some(&format!("Bearer {garbage}"))).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (401, "invalid_token"),
+            "{garbage:?}"
+        );
+    }
+    let huge = format!(
+        "{}.{}.{}",
+        "a".repeat(50_000),
+        "b".repeat(50_000),
+        "c".repeat(2_400)
+    );
+    expect_refused(&layer, &huge, "invalid_token", "100 KB token").await;
+    let (status, code, _) = send(&layer, "/", Some("Basic dXNlcjpwYXNz")).await;
+    assert_eq!((status, code.as_str()), (401, "invalid_token"));
+    let (status, code, _) = send(&layer, "/", Some("Bearer")).await;
+    assert_eq!((status, code.as_str()), (401, "invalid_token"));
+
+    // Bytes that are not text at all.
+    let service = layer.layer(service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Bytes::new()))
+    }));
+    let mut request = Request::new(());
+    request.headers_mut().insert(
+        "authorization",
+        http::HeaderValue::from_bytes(b"Bearer \xff\xfe.\x80.\x81").unwrap(),
+    );
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn algorithm_families_cannot_be_mixed_across_keys() {
+    // A server trusting both an HMAC secret and an RSA key: an RS256 header
+    // with the HMAC key's kid must not be checked with the HMAC key.
+    let clock = clock();
+    let jwt = JwtAuthenticator::builder()
+        .trust(
+            TrustedIssuer::new(ISS, AUD)
+                .key(VerifyingKey::hmac(SECRET).unwrap().with_kid("hmac"))
+                .key(VerifyingKey::rsa_pem(RSA_PUBLIC).unwrap().with_kid("rsa")),
+        )
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    let layer = AuthLayer::required(vec![Arc::new(jwt)]);
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("rsa".into());
+    let token = sign(header, &claims(), &EncodingKey::from_secret(RSA_PUBLIC));
+    expect_refused(&layer, &token, "invalid_token", "HS256 with the RSA kid").await;
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("hmac".into());
+    let token = rs256(header, &claims(), RSA_PRIVATE);
+    expect_refused(&layer, &token, "invalid_token", "RS256 with the HMAC kid").await;
+}
