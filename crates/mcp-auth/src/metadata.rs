@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
+use http_body_util::Full;
 use serde::Serialize;
 use tower_service::Service;
 
@@ -137,9 +138,9 @@ pub struct MetadataService {
 }
 
 impl<B> Service<Request<B>> for MetadataService {
-    type Response = Response<Bytes>;
+    type Response = Response<Full<Bytes>>;
     type Error = Infallible;
-    type Future = Ready<Result<Response<Bytes>, Infallible>>;
+    type Future = Ready<Result<Response<Full<Bytes>>, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))

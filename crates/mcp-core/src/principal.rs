@@ -151,6 +151,27 @@ impl Principal {
         self.inner.email.as_deref()
     }
 
+    /// A copy of this principal with `roles` instead of its own (for a
+    /// server that learns a user's current role after the token was issued).
+    pub fn with_roles<I, S>(&self, roles: I) -> Principal
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let inner = &self.inner;
+        Principal {
+            inner: Arc::new(Inner {
+                subject: inner.subject.clone(),
+                roles: roles.into_iter().map(Into::into).collect(),
+                scopes: inner.scopes.clone(),
+                auth_method: inner.auth_method.clone(),
+                key_id: inner.key_id.clone(),
+                email: inner.email.clone(),
+                issuer: inner.issuer.clone(),
+            }),
+        }
+    }
+
     /// Who vouched for the subject: a token's `iss`. A subject is unique only
     /// per issuer, so code that trusts several issuers keys on both.
     pub fn issuer(&self) -> Option<&str> {
@@ -269,6 +290,19 @@ mod tests {
             serde_json::to_string(&AuthMethod::ApiKey).unwrap(),
             "\"api_key\""
         );
+    }
+
+    #[test]
+    fn with_roles_replaces_only_the_roles() {
+        let p = Principal::builder("u", AuthMethod::ApiKey)
+            .role("admin")
+            .scopes(["mcp"])
+            .key_id("k")
+            .build();
+        let q = p.with_roles(["user"]);
+        assert!(q.has_role("user") && !q.has_role("admin"));
+        assert_eq!(q.key_id(), Some("k"));
+        assert!(q.has_scope("mcp") && !q.has_scope("x"));
     }
 
     #[test]

@@ -70,6 +70,37 @@ pub mod settings {
     pub const LOG: Setting = Setting::new("MCP_LOG", "log");
     /// `text` or `json`.
     pub const LOG_FORMAT: Setting = Setting::new("MCP_LOG_FORMAT", "log_format");
+    /// HMAC signing secret (at least 32 bytes).
+    pub const JWT_SECRET: Setting = Setting {
+        env: "MCP_JWT_SECRET",
+        key: "jwt_secret",
+        secret: true,
+    };
+    /// Signing algorithm of issued tokens.
+    pub const JWT_ALGORITHM: Setting = Setting::new("MCP_JWT_ALGORITHM", "jwt_algorithm");
+    /// PEM private key for RS256 / ES256 / EdDSA.
+    pub const JWT_PRIVATE_KEY_FILE: Setting =
+        Setting::new("MCP_JWT_PRIVATE_KEY_FILE", "jwt_private_key_file");
+    /// PEM public key matching the private key.
+    pub const JWT_PUBLIC_KEY_FILE: Setting =
+        Setting::new("MCP_JWT_PUBLIC_KEY_FILE", "jwt_public_key_file");
+    /// `kid` of issued tokens.
+    pub const JWT_KEY_ID: Setting = Setting::new("MCP_JWT_KEY_ID", "jwt_key_id");
+    /// Lifetime of issued tokens.
+    pub const JWT_TTL: Setting = Setting::new("MCP_JWT_TTL", "jwt_ttl");
+    /// Clock-skew tolerance on `exp`/`nbf`.
+    pub const JWT_LEEWAY: Setting = Setting::new("MCP_JWT_LEEWAY", "jwt_leeway");
+    /// An external issuer whose tokens are accepted (with a JWKS URL).
+    pub const JWT_ISSUER: Setting = Setting::new("MCP_JWT_ISSUER", "jwt_issuer");
+    /// The audience tokens must carry.
+    pub const JWT_AUDIENCE: Setting = Setting::new("MCP_JWT_AUDIENCE", "jwt_audience");
+    /// The external issuer's JWKS.
+    pub const JWT_JWKS_URL: Setting = Setting::new("MCP_JWT_JWKS_URL", "jwt_jwks_url");
+    /// Whether `POST /api/auth/register` exists.
+    pub const ALLOW_REGISTRATION: Setting =
+        Setting::new("MCP_ALLOW_REGISTRATION", "allow_registration");
+    /// How long a user's deletion or demotion may take to reach its tokens.
+    pub const USER_CACHE_TTL: Setting = Setting::new("MCP_USER_CACHE_TTL", "user_cache_ttl");
 
     /// Every setting.
     pub const ALL: &[Setting] = &[
@@ -83,6 +114,18 @@ pub mod settings {
         SHUTDOWN_TIMEOUT,
         LOG,
         LOG_FORMAT,
+        JWT_SECRET,
+        JWT_ALGORITHM,
+        JWT_PRIVATE_KEY_FILE,
+        JWT_PUBLIC_KEY_FILE,
+        JWT_KEY_ID,
+        JWT_TTL,
+        JWT_LEEWAY,
+        JWT_ISSUER,
+        JWT_AUDIENCE,
+        JWT_JWKS_URL,
+        ALLOW_REGISTRATION,
+        USER_CACHE_TTL,
     ];
 }
 
@@ -205,6 +248,61 @@ pub enum LogFormat {
     Json,
 }
 
+/// How the server signs its tokens.
+#[derive(Clone)]
+pub enum SigningConfig {
+    /// An HMAC secret: from `MCP_JWT_SECRET`, or generated and kept in the
+    /// database when `None`.
+    Hmac {
+        /// `HS256`, `HS384` or `HS512`.
+        algorithm: mcp_auth::Algorithm,
+        /// The secret, at least 32 bytes.
+        secret: Option<Vec<u8>>,
+    },
+    /// A key pair from PEM files.
+    KeyPair {
+        /// `RS256`, `ES256` or `EdDSA`.
+        algorithm: mcp_auth::Algorithm,
+        /// The private key, PEM.
+        private_pem: Vec<u8>,
+        /// The public key, PEM.
+        public_pem: Vec<u8>,
+    },
+}
+
+impl fmt::Debug for SigningConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SigningConfig::Hmac { algorithm, secret } => f
+                .debug_struct("Hmac")
+                .field("algorithm", algorithm)
+                .field("secret", &secret.as_ref().map(|_| "***"))
+                .finish(),
+            SigningConfig::KeyPair { algorithm, .. } => f
+                .debug_struct("KeyPair")
+                .field("algorithm", algorithm)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Token settings.
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    /// The signing key.
+    pub signing: SigningConfig,
+    /// `kid` of issued tokens.
+    pub key_id: Option<String>,
+    /// Lifetime of issued tokens (1 h).
+    pub ttl: Duration,
+    /// Clock-skew tolerance (30 s).
+    pub leeway: Duration,
+    /// The audience every accepted token must carry (`<public_url>/mcp`).
+    pub audience: String,
+    /// An external issuer and its JWKS URL, whose tokens are accepted too.
+    pub external: Option<(String, String)>,
+}
+
 /// Database settings.
 #[derive(Clone, Debug)]
 pub struct DatabaseConfig {
@@ -236,6 +334,13 @@ pub struct Config {
     pub log_filter: String,
     /// Log format (`text`).
     pub log_format: LogFormat,
+    /// Tokens.
+    pub jwt: JwtConfig,
+    /// Whether `POST /api/auth/register` exists (false).
+    pub allow_registration: bool,
+    /// Upper bound for a deleted or demoted user's tokens to stop working
+    /// on another replica (10 s; at once on the replica that made the change).
+    pub user_cache_ttl: Duration,
 }
 
 /// The raw values, before parsing: environment over file.
@@ -362,7 +467,17 @@ impl Config {
                 _ => Err("expected `text` or `json`".to_owned()),
             },
         )?;
+        let jwt = parse_jwt(s, &public_url)?;
+        let allow_registration = s.parse(ALLOW_REGISTRATION, || false, parse_bool)?;
+        let user_cache_ttl = s.parse(
+            USER_CACHE_TTL,
+            || Duration::from_secs(10),
+            |v| parse_duration(v, Duration::ZERO),
+        )?;
         Ok(Config {
+            jwt,
+            allow_registration,
+            user_cache_ttl,
             bind,
             public_url,
             database: DatabaseConfig {
@@ -377,6 +492,128 @@ impl Config {
             log_format,
         })
     }
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
+
+fn parse_jwt(s: &Sources, public_url: &str) -> Result<JwtConfig, ConfigError> {
+    use mcp_auth::Algorithm;
+    use settings::*;
+
+    let algorithm = s.parse(
+        JWT_ALGORITHM,
+        || Algorithm::HS256,
+        |v| match v.to_ascii_uppercase().as_str() {
+            "HS256" => Ok(Algorithm::HS256),
+            "HS384" => Ok(Algorithm::HS384),
+            "HS512" => Ok(Algorithm::HS512),
+            "RS256" => Ok(Algorithm::RS256),
+            "ES256" => Ok(Algorithm::ES256),
+            "EDDSA" => Ok(Algorithm::EdDSA),
+            _ => Err("expected HS256, HS384, HS512, RS256, ES256 or EdDSA".to_owned()),
+        },
+    )?;
+    let read_pem = |v: &str| std::fs::read(v).map_err(|e| format!("cannot read the key file: {e}"));
+    let private_pem = s.parse(JWT_PRIVATE_KEY_FILE, || None, |v| read_pem(v).map(Some))?;
+    let public_pem = s.parse(JWT_PUBLIC_KEY_FILE, || None, |v| read_pem(v).map(Some))?;
+    let secret = s.parse(
+        JWT_SECRET,
+        || None,
+        |v| {
+            if v.len() < mcp_auth::MIN_HMAC_SECRET_BYTES {
+                Err(format!(
+                    "must be at least {} bytes",
+                    mcp_auth::MIN_HMAC_SECRET_BYTES
+                ))
+            } else {
+                Ok(Some(v.as_bytes().to_vec()))
+            }
+        },
+    )?;
+    let invalid = |setting: Setting, reason: &str| ConfigError::Invalid {
+        origin: if s.env.contains_key(setting.env) {
+            Origin::Env
+        } else {
+            s.file_path.clone().map_or(Origin::Default, Origin::File)
+        },
+        setting,
+        value: None,
+        reason: reason.to_owned(),
+    };
+    let signing = match algorithm {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            SigningConfig::Hmac { algorithm, secret }
+        }
+        _ => {
+            let private_pem = private_pem.ok_or_else(|| {
+                invalid(
+                    JWT_PRIVATE_KEY_FILE,
+                    "required by an asymmetric MCP_JWT_ALGORITHM",
+                )
+            })?;
+            let public_pem = public_pem.ok_or_else(|| {
+                invalid(
+                    JWT_PUBLIC_KEY_FILE,
+                    "required by an asymmetric MCP_JWT_ALGORITHM",
+                )
+            })?;
+            SigningConfig::KeyPair {
+                algorithm,
+                private_pem,
+                public_pem,
+            }
+        }
+    };
+    let key_id = s.parse(JWT_KEY_ID, || None, |v| Ok(Some(v.to_owned())))?;
+    let ttl = s.parse(
+        JWT_TTL,
+        || Duration::from_secs(3600),
+        |v| parse_duration(v, Duration::from_secs(1)),
+    )?;
+    let leeway = s.parse(
+        JWT_LEEWAY,
+        || Duration::from_secs(30),
+        |v| parse_duration(v, Duration::ZERO),
+    )?;
+    let audience = s.parse(
+        JWT_AUDIENCE,
+        || format!("{public_url}/mcp"),
+        |v| Ok(v.to_owned()),
+    )?;
+    let issuer = s.parse(JWT_ISSUER, || None, |v| Ok(Some(v.to_owned())))?;
+    let jwks = s.parse(
+        JWT_JWKS_URL,
+        || None,
+        |v| {
+            url::Url::parse(v)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .map(|_| Some(v.to_owned()))
+                .ok_or_else(|| "expected an http(s) URL".to_owned())
+        },
+    )?;
+    let external = match (issuer, jwks) {
+        (Some(issuer), Some(jwks)) => Some((issuer, jwks)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid(JWT_JWKS_URL, "required with MCP_JWT_ISSUER"));
+        }
+        (None, Some(_)) => return Err(invalid(JWT_ISSUER, "required with MCP_JWT_JWKS_URL")),
+    };
+    Ok(JwtConfig {
+        signing,
+        key_id,
+        ttl,
+        leeway,
+        audience,
+        external,
+    })
 }
 
 fn read_env(
@@ -659,6 +896,40 @@ mod tests {
         ] {
             assert!(load(&[("MCP_PUBLIC_URL", bad)]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn jwt_settings() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.jwt.audience, "http://127.0.0.1:8080/mcp");
+        assert!(matches!(
+            config.jwt.signing,
+            SigningConfig::Hmac { secret: None, .. }
+        ));
+        let err = load(&[("MCP_JWT_SECRET", "too-short-and-secret")]).unwrap_err();
+        let line = err.to_string();
+        assert!(
+            line.contains("MCP_JWT_SECRET") && line.contains("32 bytes"),
+            "{line}"
+        );
+        assert!(!line.contains("too-short-and-secret"), "{line}");
+        let err = load(&[("MCP_JWT_ALGORITHM", "ES256")]).unwrap_err();
+        assert!(
+            err.to_string().contains("MCP_JWT_PRIVATE_KEY_FILE"),
+            "{err}"
+        );
+        let err = load(&[("MCP_JWT_ISSUER", "https://as.example.com")]).unwrap_err();
+        assert!(err.to_string().contains("MCP_JWT_JWKS_URL"), "{err}");
+        let err = load(&[("MCP_JWT_ALGORITHM", "none")]).unwrap_err();
+        assert!(err.to_string().contains("MCP_JWT_ALGORITHM"), "{err}");
+        let secret = "s".repeat(40);
+        let config = load(&[
+            ("MCP_JWT_SECRET", &secret),
+            ("MCP_ALLOW_REGISTRATION", "true"),
+        ])
+        .unwrap();
+        assert!(config.allow_registration);
+        assert!(!format!("{config:?}").contains(&secret));
     }
 
     #[test]

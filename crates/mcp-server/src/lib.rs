@@ -13,12 +13,17 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod extract;
 pub mod health;
 pub mod http;
+pub mod schemas;
 pub mod telemetry;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -29,6 +34,7 @@ use tokio::net::TcpListener;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError};
 use crate::db::{Db, DbError};
+use mcp_core::{SharedClock, SystemClock};
 
 /// Everything a handler can reach.
 #[derive(Clone, Debug)]
@@ -37,21 +43,48 @@ pub struct AppState {
     pub db: Db,
     /// The configuration the server started with.
     pub config: Arc<Config>,
+    /// Authentication: authenticators, token issuer, user cache.
+    pub auth: auth::Auth,
+    /// Password hashing.
+    pub passwords: users::Passwords,
+    /// The time source.
+    pub clock: SharedClock,
+}
+
+/// Opens the database and applies migrations.
+pub async fn open_database(config: &Config) -> Result<Db, StartError> {
+    let db = Db::connect(&config.database)
+        .await
+        .map_err(|source| StartError::Database {
+            url: config.database.url.redacted(),
+            source,
+        })?;
+    db.migrate().await.map_err(StartError::Migrate)?;
+    Ok(db)
 }
 
 impl AppState {
-    /// Opens the database and applies migrations.
+    /// Opens the database, applies migrations and sets up authentication.
     pub async fn open(config: Config) -> Result<AppState, StartError> {
-        let db = Db::connect(&config.database)
+        Self::open_with_clock(config, SystemClock::shared()).await
+    }
+
+    /// [`AppState::open`] with an injected clock.
+    pub async fn open_with_clock(
+        config: Config,
+        clock: SharedClock,
+    ) -> Result<AppState, StartError> {
+        let db = open_database(&config).await?;
+        let auth = auth::Auth::setup(&config, &db, clock.clone()).await?;
+        let passwords = tokio::task::spawn_blocking(users::Passwords::new)
             .await
-            .map_err(|source| StartError::Database {
-                url: config.database.url.redacted(),
-                source,
-            })?;
-        db.migrate().await.map_err(StartError::Migrate)?;
+            .map_err(|e| StartError::Auth(e.to_string()))?;
         Ok(AppState {
             db,
             config: Arc::new(config),
+            auth,
+            passwords,
+            clock,
         })
     }
 }
@@ -85,6 +118,12 @@ pub enum StartError {
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    /// The signing keys cannot be used.
+    #[error("authentication setup failed: {0}")]
+    Auth(String),
+    /// A command-line operation failed.
+    #[error("{0}")]
+    Command(String),
 }
 
 impl StartError {
@@ -99,10 +138,17 @@ impl StartError {
 
 /// The routes, without the spine.
 pub fn routes(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(health::health))
         .route("/health/ready", get(health::ready))
-        .with_state(state)
+        .merge(api::router(&state));
+    if let Some(metadata) = &state.auth.metadata {
+        let service = metadata.clone().into_service();
+        router = router
+            .route_service("/.well-known/oauth-protected-resource", service.clone())
+            .route_service("/.well-known/oauth-protected-resource/mcp", service);
+    }
+    router.with_state(state)
 }
 
 /// The whole application: routes inside the spine.
@@ -124,11 +170,12 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            let state = AppState::open(config).await?;
-            tracing::info!(database = state.db.kind(), "migrations applied");
-            state.db.close().await;
+            let db = open_database(&config).await?;
+            tracing::info!(database = db.kind(), "migrations applied");
+            db.close().await;
             Ok(())
         }
+        Command::Users(command) => cli::users(config, command).await,
     }
 }
 

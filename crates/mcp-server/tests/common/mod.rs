@@ -334,20 +334,167 @@ pub fn run_binary(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Option<i32>, String, String) {
-    let output = Command::new(BIN)
+    run_binary_with_stdin(dir, args, env, "")
+}
+
+/// [`run_binary`] with `stdin` piped in.
+pub fn run_binary_with_stdin(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(env.iter().copied())
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run mcp-server");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let output = child.wait_with_output().expect("wait for mcp-server");
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Creates a user with the CLI (`users create`, password on stdin);
+/// returns its JSON record.
+pub fn create_user(db: &TestDb, email: &str, password: &str, role: &str) -> serde_json::Value {
+    let url = db.url();
+    let (code, stdout, stderr) = run_binary_with_stdin(
+        db.dir.path(),
+        &[
+            "users",
+            "create",
+            "--email",
+            email,
+            "--name",
+            "Test User",
+            "--role",
+            role,
+        ],
+        &[("DATABASE_URL", url.as_str())],
+        &format!("{password}\n"),
+    );
+    assert_eq!(code, Some(0), "users create failed: {stderr}");
+    serde_json::from_str(stdout.trim()).expect("user JSON on stdout")
+}
+
+/// A client for one server, with JSON helpers.
+pub struct Api {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub fn new(server: &TestServer) -> Api {
+        Api {
+            client: reqwest::Client::new(),
+            base: format!("http://{}", server.addr),
+        }
+    }
+
+    /// Sends `method path` with an optional bearer token and JSON body;
+    /// returns status, headers and the body as JSON (Null when empty).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, headers, json)
+    }
+
+    /// Logs in; returns the access token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, _, body) = self
+            .call(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(serde_json::json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(status, 200, "login {email}: {body}");
+        body["accessToken"]
+            .as_str()
+            .expect("accessToken")
+            .to_owned()
+    }
+}
+
+/// Sends `request_line` with `headers` and `Expect: 100-continue`, then the
+/// body only if the server asks for it; returns the final status, the head
+/// as text and the body (de-chunked is not needed: responses here carry a
+/// Content-Length).
+pub async fn expect_continue(
+    addr: SocketAddr,
+    request_line: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut head = format!(
+        "{request_line} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buffer).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        received.extend_from_slice(&buffer[..n]);
+        let text = String::from_utf8_lossy(&received);
+        if text.starts_with("HTTP/1.1 100") {
+            if let Some(end) = text.find("\r\n\r\n") {
+                received.drain(..end + 4);
+                stream.write_all(body).await.expect("write body");
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&received).into_owned();
+    let (head, _) = text.split_once("\r\n\r\n").expect("a response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let body_start = head.len() + 4;
+    (status, head.to_owned(), received[body_start..].to_vec())
 }
 
 /// A TCP proxy that can cut every connection and refuse new ones, to make a

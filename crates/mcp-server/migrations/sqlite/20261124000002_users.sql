@@ -1,0 +1,11 @@
+-- Users of the server. E-mail addresses are stored lower-cased, so the
+-- unique constraint is case-insensitive; the CHECK keeps it that way.
+CREATE TABLE users (
+    id            BLOB PRIMARY KEY NOT NULL,
+    email         TEXT NOT NULL UNIQUE CHECK (email = lower(email)),
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('user', 'admin')),
+    password_hash TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);

@@ -1,0 +1,304 @@
+//! `/api/auth/*` and `/api/users/*`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use mcp_auth::{AccessToken, Authenticated, Requirement};
+use mcp_core::{Principal, Problem, code};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::extract::Valid;
+use crate::schemas::{Login, UserCreate, UserUpdate};
+use crate::users::{self, NewUser, Role, User, UserChanges};
+
+use super::{ListQuery, Listed, parse_id};
+
+/// `POST /api/auth/login`: a token for a good e-mail and password; the same
+/// `401 invalid_credentials`, in the same time, for an unknown e-mail and a
+/// wrong password.
+pub async fn login(
+    State(state): State<AppState>,
+    Valid(body): Valid<Login>,
+) -> Result<Response, Problem> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct TokenResponse {
+        access_token: String,
+        token_type: &'static str,
+        expires_in: u64,
+    }
+    let found = users::find_by_email(&state.db, &body.email).await?;
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let matched = state.passwords.verify(body.password, hash).await;
+    let Some(user) = user.filter(|_| matched) else {
+        return Err(Problem::unauthorized(
+            code::INVALID_CREDENTIALS,
+            "the e-mail address or the password is wrong",
+        )
+        .with_header(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"mcp\""),
+        ));
+    };
+    let token = state
+        .auth
+        .issuer
+        .issue(
+            &AccessToken::new(user.id.to_string())
+                .email(&user.email)
+                .role(user.role.as_str()),
+        )
+        .map_err(|error| {
+            tracing::error!(%error, "cannot sign a token");
+            Problem::internal()
+        })?;
+    tracing::info!(user = %user.id, "login");
+    Ok(Json(TokenResponse {
+        access_token: token.expose().to_owned(),
+        token_type: "Bearer",
+        expires_in: token.expires_in,
+    })
+    .into_response())
+}
+
+/// `POST /api/auth/register` (only when `MCP_ALLOW_REGISTRATION=true`): a
+/// new user with role `user`, whatever the body says.
+pub async fn register(
+    State(state): State<AppState>,
+    Valid(body): Valid<UserCreate>,
+) -> Result<(StatusCode, Json<User>), Problem> {
+    let user = create_user(&state, body, Role::User).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+async fn create_user(state: &AppState, body: UserCreate, role: Role) -> Result<User, Problem> {
+    let password_hash = state.passwords.hash(body.password).await?;
+    let new = NewUser {
+        email: body.email,
+        name: body.name,
+        role,
+        password_hash,
+    };
+    users::create(&state.db, new, users::now(state.clock.as_ref()))
+        .await
+        .map_err(|error| match error {
+            crate::db::DbError::Conflict(_) => {
+                Problem::conflict("a user with this e-mail address exists")
+            }
+            other => other.into(),
+        })
+}
+
+/// `GET /api/auth/me`.
+pub async fn me(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Json<Me>, Problem> {
+    let user = match Uuid::parse_str(principal.subject()) {
+        Ok(id) => users::find(&state.db, id).await?,
+        Err(_) => None,
+    };
+    let scopes = principal.scopes().map(|s| s.iter().cloned().collect());
+    let me = match user {
+        Some(user) => Me {
+            id: user.id.to_string(),
+            email: Some(user.email),
+            name: Some(user.name),
+            role: user.role.as_str().to_owned(),
+            auth_method: principal.auth_method().as_str().to_owned(),
+            scopes,
+            key_id: principal.key_id().map(str::to_owned),
+        },
+        // A user of an external issuer: what its token says.
+        None => Me {
+            id: principal.subject().to_owned(),
+            email: principal.email().map(str::to_owned),
+            name: None,
+            role: principal
+                .roles()
+                .iter()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| Role::User.as_str().to_owned()),
+            auth_method: principal.auth_method().as_str().to_owned(),
+            scopes,
+            key_id: principal.key_id().map(str::to_owned),
+        },
+    };
+    Ok(Json(me))
+}
+
+/// The body of `GET /api/auth/me`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    id: String,
+    email: Option<String>,
+    name: Option<String>,
+    role: String,
+    auth_method: String,
+    /// `null` when unrestricted.
+    scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+}
+
+/// Admin routes need role `admin`, and scope `admin` when restricted.
+fn admin(state: &AppState, principal: &Principal) -> Result<(), Problem> {
+    Requirement::role(Role::Admin.as_str())
+        .and_scope("admin")
+        .check(Some(principal), &state.auth.challenge)
+}
+
+/// Self-service (read, rename, change one's own password) needs an
+/// unrestricted principal: a scoped key is for the API it was scoped to.
+fn self_service(state: &AppState, principal: &Principal) -> Result<(), Problem> {
+    if principal.is_restricted() {
+        return Err(state.auth.challenge.insufficient_scope("admin"));
+    }
+    Ok(())
+}
+
+fn is_admin(principal: &Principal) -> bool {
+    principal.has_role(Role::Admin.as_str()) && principal.has_scope("admin")
+}
+
+/// `GET /api/users` (admin).
+pub async fn list(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Listed<User>>, Problem> {
+    admin(&state, &principal)?;
+    let (limit, cursor) = query.checked()?;
+    let page = users::list(&state.db, limit, cursor).await?;
+    Ok(Json(Listed::new(page.items, page.next_cursor)))
+}
+
+/// `POST /api/users` (admin).
+pub async fn create(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Valid(body): Valid<UserCreate>,
+) -> Result<(StatusCode, Json<User>), Problem> {
+    admin(&state, &principal)?;
+    let role = body.role.unwrap_or(Role::User);
+    let user = create_user(&state, body, role).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// `GET /api/users/{id}`: admins any, users themselves; anyone else `404`.
+pub async fn get(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<User>, Problem> {
+    let id = parse_id(&id)?;
+    let own = principal.subject() == id.to_string();
+    if !is_admin(&principal) {
+        if !own {
+            return Err(Problem::not_found());
+        }
+        self_service(&state, &principal)?;
+    }
+    users::find(&state.db, id)
+        .await?
+        .map(Json)
+        .ok_or_else(Problem::not_found)
+}
+
+/// `PATCH /api/users/{id}`: admins change anything but their own role;
+/// users rename themselves and change their own password (with
+/// `currentPassword`).
+pub async fn update(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(id): Path<String>,
+    Valid(body): Valid<UserUpdate>,
+) -> Result<Json<User>, Problem> {
+    let id = parse_id(&id)?;
+    let own = principal.subject() == id.to_string();
+    let admin = is_admin(&principal);
+    if !admin {
+        if !own {
+            return Err(Problem::not_found());
+        }
+        self_service(&state, &principal)?;
+        if body.email.is_some() {
+            return Err(Problem::forbidden(
+                code::FORBIDDEN,
+                "only an admin can change an e-mail address",
+            ));
+        }
+    }
+    if own && body.role.is_some() {
+        return Err(Problem::forbidden(
+            code::FORBIDDEN,
+            "you cannot change your own role",
+        ));
+    }
+    if own && body.password.is_some() {
+        let current = body.current_password.clone().ok_or_else(|| {
+            Problem::validation_failed(vec![mcp_core::FieldError::new(
+                "currentPassword",
+                "required",
+                "needed to change your own password",
+            )])
+        })?;
+        let hash = users::password_hash(&state.db, id).await?;
+        if !state.passwords.verify(current, hash).await {
+            return Err(Problem::forbidden(
+                code::FORBIDDEN,
+                "the current password is wrong",
+            ));
+        }
+    }
+    let password_hash = match body.password {
+        Some(password) => Some(state.passwords.hash(password).await?),
+        None => None,
+    };
+    let changes = UserChanges {
+        email: body.email,
+        name: body.name,
+        role: body.role,
+        password_hash,
+    };
+    let updated = users::update(&state.db, id, changes, users::now(state.clock.as_ref()))
+        .await
+        .map_err(|error| match error {
+            crate::db::DbError::Conflict(_) => {
+                Problem::conflict("a user with this e-mail address exists")
+            }
+            other => other.into(),
+        })?
+        .ok_or_else(Problem::not_found)?;
+    state.auth.users.forget(id).await;
+    Ok(Json(updated))
+}
+
+/// `DELETE /api/users/{id}` (admin; not oneself): `204`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    admin(&state, &principal)?;
+    let id = parse_id(&id)?;
+    if principal.subject() == id.to_string() {
+        return Err(Problem::forbidden(
+            code::FORBIDDEN,
+            "you cannot delete yourself",
+        ));
+    }
+    if !users::delete(&state.db, id).await? {
+        return Err(Problem::not_found());
+    }
+    state.auth.users.forget(id).await;
+    Ok(StatusCode::NO_CONTENT)
+}

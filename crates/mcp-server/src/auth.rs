@@ -1,0 +1,300 @@
+//! The server's authentication: its own tokens (signed with the configured
+//! or generated key), an optional external issuer, and the check that a
+//! token's user still exists with the same role.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use http::request::Parts;
+use mcp_auth::{
+    AuthError, AuthLayer, AuthMode, Authenticator, BoxFuture, Challenge, JwksKeys,
+    JwtAuthenticator, ProtectedResourceMetadata, SigningKey, TokenIssuer, TrustedIssuer,
+    VerifyingKey,
+};
+use mcp_core::{Principal, SharedClock};
+use uuid::Uuid;
+
+use crate::StartError;
+use crate::config::{Config, ConfigError, Origin, SigningConfig, settings};
+use crate::db::Db;
+use crate::users::{self, Role};
+
+/// The settings-table key of a generated signing secret.
+const GENERATED_SECRET_KEY: &str = "jwt_secret";
+
+/// The scopes this server knows.
+pub const SCOPES: &[&str] = &[
+    "keys:read",
+    "keys:write",
+    "agents:read",
+    "agents:write",
+    "mcp",
+    "metrics",
+    "admin",
+];
+
+/// Everything authentication needs at request time.
+#[derive(Clone)]
+pub struct Auth {
+    /// Runs the authenticator chain (required mode).
+    pub layer: AuthLayer,
+    /// Signs the tokens login hands out.
+    pub issuer: TokenIssuer,
+    /// The `WWW-Authenticate` details.
+    pub challenge: Challenge,
+    /// RFC 9728 metadata, when an external issuer is configured.
+    pub metadata: Option<ProtectedResourceMetadata>,
+    /// Who each user is now, for a bounded time.
+    pub users: UserCache,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_error(setting: crate::config::Setting, error: mcp_auth::KeyError) -> StartError {
+    StartError::Config(ConfigError::Invalid {
+        setting,
+        origin: Origin::Env,
+        value: None,
+        reason: error.to_string(),
+    })
+}
+
+impl Auth {
+    /// Builds the key pair (generating and storing an HMAC secret when none
+    /// is configured), the authenticators and the issuer.
+    pub async fn setup(config: &Config, db: &Db, clock: SharedClock) -> Result<Auth, StartError> {
+        let jwt = &config.jwt;
+        let (signing, verifying) = match &jwt.signing {
+            SigningConfig::Hmac { algorithm, secret } => {
+                let secret = match secret {
+                    Some(secret) => secret.clone(),
+                    None => generated_secret(db).await?,
+                };
+                let signing = SigningKey::hmac(&secret)
+                    .and_then(|k| k.with_algorithm(*algorithm))
+                    .map_err(|e| key_error(settings::JWT_SECRET, e))?;
+                let verifying = VerifyingKey::hmac(&secret)
+                    .and_then(|k| k.with_algorithm(*algorithm))
+                    .map_err(|e| key_error(settings::JWT_SECRET, e))?;
+                (signing, verifying)
+            }
+            SigningConfig::KeyPair {
+                algorithm,
+                private_pem,
+                public_pem,
+            } => {
+                let (signing, verifying) = match algorithm {
+                    mcp_auth::Algorithm::RS256 => (
+                        SigningKey::rsa_pem(private_pem),
+                        VerifyingKey::rsa_pem(public_pem),
+                    ),
+                    mcp_auth::Algorithm::ES256 => (
+                        SigningKey::ec_pem(private_pem),
+                        VerifyingKey::ec_pem(public_pem),
+                    ),
+                    _ => (
+                        SigningKey::ed_pem(private_pem),
+                        VerifyingKey::ed_pem(public_pem),
+                    ),
+                };
+                (
+                    signing.map_err(|e| key_error(settings::JWT_PRIVATE_KEY_FILE, e))?,
+                    verifying.map_err(|e| key_error(settings::JWT_PUBLIC_KEY_FILE, e))?,
+                )
+            }
+        };
+        let (signing, verifying) = match &jwt.key_id {
+            Some(kid) => (signing.with_kid(kid), verifying.with_kid(kid)),
+            None => (signing, verifying),
+        };
+        check_key_pair(&signing, &verifying, clock.clone())?;
+
+        let own_issuer = config.public_url.clone();
+        let mut builder = JwtAuthenticator::builder()
+            .trust(TrustedIssuer::new(&own_issuer, &jwt.audience).key(verifying))
+            .leeway(jwt.leeway)
+            .clock(clock.clone());
+        let mut challenge = Challenge::new("mcp");
+        let mut metadata = None;
+        if let Some((issuer, jwks_url)) = &jwt.external {
+            let jwks = Arc::new(JwksKeys::new(jwks_url).clock(clock.clone()));
+            builder = builder.trust(TrustedIssuer::new(issuer, &jwt.audience).jwks(jwks));
+            let document = ProtectedResourceMetadata::new(&jwt.audience)
+                .authorization_server(issuer)
+                .scopes(SCOPES.iter().copied())
+                .resource_name("mcp-server");
+            challenge = challenge.resource_metadata(document.well_known_url());
+            metadata = Some(document);
+        }
+        let jwt_authenticator = builder
+            .build()
+            .map_err(|e| StartError::Auth(e.to_string()))?;
+        let users = UserCache::new(db.clone(), config.user_cache_ttl);
+        let chain: Vec<Arc<dyn Authenticator>> = vec![Arc::new(UserCheckedJwt {
+            jwt: jwt_authenticator,
+            own_issuer: own_issuer.clone(),
+            users: users.clone(),
+        })];
+        let layer = AuthLayer::new(chain, AuthMode::Required, challenge.clone());
+        let issuer = TokenIssuer::new(signing, own_issuer, &jwt.audience)
+            .ttl(jwt.ttl)
+            .clock(clock);
+        Ok(Auth {
+            layer,
+            issuer,
+            challenge,
+            metadata,
+            users,
+        })
+    }
+}
+
+/// The HMAC secret kept in the database, generated on first start.
+async fn generated_secret(db: &Db) -> Result<Vec<u8>, StartError> {
+    let fresh: [u8; 32] = rand::random();
+    let fresh = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fresh);
+    let kept = db
+        .setting_or_insert(GENERATED_SECRET_KEY, &fresh)
+        .await
+        .map_err(StartError::Migrate)?;
+    if kept == fresh {
+        tracing::warn!(
+            "MCP_JWT_SECRET is not set: generated a signing secret and stored it in the \
+             database; set MCP_JWT_SECRET to manage it yourself"
+        );
+    } else {
+        tracing::warn!(
+            "MCP_JWT_SECRET is not set: using the signing secret stored in the database"
+        );
+    }
+    Ok(kept.into_bytes())
+}
+
+/// Signs and verifies one token at start-up, so a mismatched key pair or a
+/// missing crypto backend stops the server instead of every login.
+fn check_key_pair(
+    signing: &SigningKey,
+    verifying: &VerifyingKey,
+    clock: SharedClock,
+) -> Result<(), StartError> {
+    let issuer = TokenIssuer::new(signing.clone(), "self-test", "self-test").clock(clock.clone());
+    let token = issuer
+        .issue(&mcp_auth::AccessToken::new("self-test"))
+        .map_err(|e| StartError::Auth(e.to_string()))?;
+    let verifier = JwtAuthenticator::builder()
+        .trust(TrustedIssuer::new("self-test", "self-test").key(verifying.clone()))
+        .clock(clock)
+        .no_cache()
+        .build()
+        .map_err(|e| StartError::Auth(e.to_string()))?;
+    let runtime_check = futures_util::FutureExt::now_or_never(verifier.verify(token.expose()));
+    match runtime_check {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(StartError::Auth(
+            "the public key does not verify tokens signed with the private key".to_owned(),
+        )),
+    }
+}
+
+/// A user as authentication needs it: whether it exists and its role.
+#[derive(Clone, Copy, Debug)]
+struct CachedUser {
+    role: Role,
+}
+
+/// Who each user is now, cached for `ttl`, so that a deleted or demoted
+/// user's tokens stop working within `ttl` on every replica, and at once on
+/// the one that made the change ([`UserCache::forget`]).
+#[derive(Clone)]
+pub struct UserCache {
+    db: Db,
+    cache: moka::future::Cache<Uuid, Option<CachedUser>>,
+}
+
+impl UserCache {
+    fn new(db: Db, ttl: Duration) -> Self {
+        UserCache {
+            db,
+            cache: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    async fn role(&self, id: Uuid) -> Result<Option<Role>, AuthError> {
+        let db = self.db.clone();
+        self.cache
+            .try_get_with(id, async move {
+                users::find(&db, id)
+                    .await
+                    .map(|user| user.map(|u| CachedUser { role: u.role }))
+            })
+            .await
+            .map(|user| user.map(|u| u.role))
+            .map_err(|error| {
+                tracing::warn!(%error, "cannot check the token's user");
+                AuthError::Unavailable("the user store is unreachable".into())
+            })
+    }
+
+    /// Drops what is cached of `id` (after an update or delete).
+    pub async fn forget(&self, id: Uuid) {
+        self.cache.invalidate(&id).await;
+    }
+
+    /// The principal of user `id`, checked: `None` when the user is gone,
+    /// otherwise `principal` with the user's current role.
+    pub async fn current(
+        &self,
+        id: Uuid,
+        principal: Principal,
+    ) -> Result<Option<Principal>, AuthError> {
+        Ok(self.role(id).await?.map(|role| {
+            if principal.roles().len() == 1 && principal.has_role(role.as_str()) {
+                principal
+            } else {
+                principal.with_roles([role.as_str()])
+            }
+        }))
+    }
+}
+
+/// JWTs, with tokens of this server checked against its users: a deleted
+/// user's token is refused, a demoted user's token carries the new role.
+/// Tokens of an external issuer name users of that issuer and pass as they
+/// are.
+struct UserCheckedJwt {
+    jwt: JwtAuthenticator,
+    own_issuer: String,
+    users: UserCache,
+}
+
+impl Authenticator for UserCheckedJwt {
+    fn authenticate<'a>(
+        &'a self,
+        parts: &'a Parts,
+    ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>> {
+        Box::pin(async move {
+            let Some(principal) = self.jwt.authenticate(parts).await? else {
+                return Ok(None);
+            };
+            if principal.issuer() != Some(self.own_issuer.as_str()) {
+                return Ok(Some(principal));
+            }
+            let id = Uuid::parse_str(principal.subject())
+                .map_err(|_| AuthError::invalid_token("unknown subject"))?;
+            match self.users.current(id, principal).await? {
+                Some(principal) => Ok(Some(principal)),
+                None => Err(AuthError::invalid_token("the user no longer exists")),
+            }
+        })
+    }
+}

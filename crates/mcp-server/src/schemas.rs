@@ -1,0 +1,147 @@
+//! The request bodies of the contract, as garde-validated types.
+//!
+//! Names and e-mail addresses are trimmed; e-mail addresses are lower-cased
+//! (they compare case-insensitively). `null` is refused where a field cannot
+//! be cleared.
+
+use garde::Validate;
+use serde::{Deserialize, Deserializer};
+
+use crate::users::Role;
+
+/// Longest e-mail address (RFC 5321 path limit).
+const EMAIL_MAX: usize = 254;
+/// Longest name.
+const NAME_MAX: usize = 200;
+/// Longest password: argon2 reads all of it, so an unbounded one is a
+/// denial of service.
+const PASSWORD_MAX: usize = 1024;
+
+fn trimmed<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(String::deserialize(d)?.trim().to_owned())
+}
+
+fn email<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(String::deserialize(d)?.trim().to_lowercase())
+}
+
+/// Absent is `None`; `null` is an error (the field cannot be cleared).
+fn some<'de, D, T, F>(d: D, map: F) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+    F: FnOnce(T) -> T,
+{
+    match Option::<T>::deserialize(d)? {
+        Some(value) => Ok(Some(map(value))),
+        None => Err(serde::de::Error::custom("must not be null")),
+    }
+}
+
+fn some_trimmed<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    some(d, |s: String| s.trim().to_owned())
+}
+
+fn some_email<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    some(d, |s: String| s.trim().to_lowercase())
+}
+
+fn some_plain<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    some(d, |v| v)
+}
+
+/// `POST /api/auth/login`.
+#[derive(Debug, Deserialize, Validate)]
+pub struct Login {
+    /// E-mail address.
+    #[serde(deserialize_with = "email")]
+    #[garde(email, length(max = EMAIL_MAX))]
+    pub email: String,
+    /// Password.
+    #[garde(length(min = 1, max = PASSWORD_MAX))]
+    pub password: String,
+}
+
+/// `POST /api/users` and `POST /api/auth/register`.
+#[derive(Debug, Deserialize, Validate)]
+pub struct UserCreate {
+    /// E-mail address.
+    #[serde(deserialize_with = "email")]
+    #[garde(email, length(max = EMAIL_MAX))]
+    pub email: String,
+    /// Password, at least 8 characters.
+    #[garde(length(chars, min = 8, max = PASSWORD_MAX))]
+    pub password: String,
+    /// Display name.
+    #[serde(deserialize_with = "trimmed")]
+    #[garde(length(chars, min = 1, max = NAME_MAX))]
+    pub name: String,
+    /// Role (`user` by default; ignored by register).
+    #[serde(default, deserialize_with = "some_plain")]
+    #[garde(skip)]
+    pub role: Option<Role>,
+}
+
+/// `PATCH /api/users/{id}`.
+#[derive(Debug, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct UserUpdate {
+    /// New e-mail address.
+    #[serde(default, deserialize_with = "some_email")]
+    #[garde(inner(email, length(max = EMAIL_MAX)))]
+    pub email: Option<String>,
+    /// New display name.
+    #[serde(default, deserialize_with = "some_trimmed")]
+    #[garde(inner(length(chars, min = 1, max = NAME_MAX)))]
+    pub name: Option<String>,
+    /// New role (admins only, never one's own).
+    #[serde(default, deserialize_with = "some_plain")]
+    #[garde(skip)]
+    pub role: Option<Role>,
+    /// New password.
+    #[serde(default, deserialize_with = "some_plain")]
+    #[garde(inner(length(chars, min = 8, max = PASSWORD_MAX)))]
+    pub password: Option<String>,
+    /// The current password, needed to change one's own.
+    #[serde(default, deserialize_with = "some_plain")]
+    #[garde(inner(length(max = PASSWORD_MAX)))]
+    pub current_password: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::parse;
+
+    #[test]
+    fn emails_are_trimmed_and_lower_cased_names_trimmed() {
+        let user: UserCreate = parse(
+            br#"{"email":"  Ada@Example.COM ","password":"correct horse","name":"  Ada  ","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(user.email, "ada@example.com");
+        assert_eq!(user.name, "Ada");
+        assert_eq!(user.role, None);
+    }
+
+    #[test]
+    fn every_failing_field_is_listed() {
+        let problem = parse::<UserCreate>(br#"{"email":"nope","password":"short","name":"   "}"#)
+            .unwrap_err();
+        assert_eq!(problem.code(), "validation_failed");
+        let fields: Vec<&str> = problem.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields.len(), 3, "{fields:?}");
+        for field in ["email", "password", "name"] {
+            assert!(fields.contains(&field), "{fields:?}");
+        }
+    }
+
+    #[test]
+    fn null_cannot_clear_a_required_field() {
+        let problem = parse::<UserUpdate>(br#"{"name":null}"#).unwrap_err();
+        assert_eq!(problem.code(), "validation_failed");
+        assert_eq!(problem.errors()[0].field, "name");
+        let ok: UserUpdate = parse(br#"{"currentPassword":"x","password":"longenough"}"#).unwrap();
+        assert_eq!(ok.current_password.as_deref(), Some("x"));
+    }
+}

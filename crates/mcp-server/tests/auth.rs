@@ -1,0 +1,678 @@
+//! End-to-end: users, login, tokens and the users API over real HTTP, on
+//! SQLite and on PostgreSQL.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{Api, TestDb, TestServer, create_user};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin@example.com";
+const ADMIN_PW: &str = "admin-password-1";
+const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../mcp-auth/tests/keys/");
+
+fn secret_env() -> Vec<(&'static str, String)> {
+    vec![("MCP_JWT_SECRET", "x".repeat(40))]
+}
+
+fn start(db: &TestDb, extra: &[(&str, &str)]) -> TestServer {
+    let secret = secret_env();
+    let mut env: Vec<(&str, &str)> = secret.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend_from_slice(extra);
+    TestServer::start(db, &env)
+}
+
+async fn login_and_me(db: TestDb) {
+    let admin = create_user(&db, "  Admin@Example.com ", ADMIN_PW, "admin");
+    assert_eq!(admin["email"], ADMIN);
+    assert!(admin.get("passwordHash").is_none());
+    let server = start(&db, &[]);
+    let api = Api::new(&server);
+
+    let (status, headers, body) = api
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "ADMIN@example.COM", "password": ADMIN_PW})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tokenType"], "Bearer");
+    assert_eq!(body["expiresIn"], 3600);
+    assert_eq!(headers["cache-control"], "no-store");
+    let token = body["accessToken"].as_str().unwrap();
+
+    let (status, headers, me) = api.call("GET", "/api/auth/me", Some(token), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(me["id"], admin["id"]);
+    assert_eq!(me["email"], ADMIN);
+    assert_eq!(me["name"], "Test User");
+    assert_eq!(me["role"], "admin");
+    assert_eq!(me["authMethod"], "jwt");
+    assert_eq!(me["scopes"], Value::Null);
+    assert!(me.get("keyId").is_none());
+
+    let (status, headers, body) = api.call("GET", "/api/auth/me", None, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], "missing_credentials");
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"mcp\"");
+    let (status, headers, body) = api
+        .call("GET", "/api/auth/me", Some("nonsense.to.ken"), None)
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], "invalid_token");
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+}
+both_databases!(login_and_me, login_and_me);
+
+async fn login_failures_look_the_same(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    let server = start(&db, &[]);
+    let api = Api::new(&server);
+    let attempt = |email: &'static str, password: &'static str| {
+        let api = &api;
+        async move {
+            api.call(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await
+        }
+    };
+    let (s1, h1, unknown) = attempt("nobody@example.com", ADMIN_PW).await;
+    let (s2, h2, wrong) = attempt(ADMIN, "wrong-password").await;
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(unknown, wrong, "the two failures must be indistinguishable");
+    assert_eq!(unknown["code"], "invalid_credentials");
+    assert_eq!(h1["www-authenticate"], h2["www-authenticate"]);
+
+    // Malformed bodies.
+    let (status, _, body) = api
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "not-an-email"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["code"], "validation_failed");
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"password") || fields.contains(&"email"),
+        "{body}"
+    );
+    let response = api
+        .client
+        .post(format!("{}/api/auth/login", api.base))
+        .header("content-type", "text/plain")
+        .body("email=a&password=b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let response = api
+        .client
+        .post(format!("{}/api/auth/login", api.base))
+        .header("content-type", "application/json")
+        .body("{\"email\":")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "malformed_json");
+}
+both_databases!(login_failures_look_the_same, login_failures_look_the_same);
+
+async fn registration_is_off_unless_enabled(db: TestDb) {
+    let server = start(&db, &[]);
+    let api = Api::new(&server);
+    let body = json!({"email": "new@example.com", "password": "long-enough", "name": "New"});
+    let (status, _, problem) = api
+        .call("POST", "/api/auth/register", None, Some(body.clone()))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(problem["code"], "not_found");
+    drop(server);
+
+    let server = start(&db, &[("MCP_ALLOW_REGISTRATION", "true")]);
+    let api = Api::new(&server);
+    let mut body = body;
+    body["role"] = json!("admin");
+    let (status, _, user) = api
+        .call("POST", "/api/auth/register", None, Some(body.clone()))
+        .await;
+    assert_eq!(status, 201, "{user}");
+    assert_eq!(user["role"], "user", "register never makes admins");
+    assert!(user.get("passwordHash").is_none() && user.get("password").is_none());
+    body["email"] = json!("NEW@Example.com");
+    let (status, _, problem) = api
+        .call("POST", "/api/auth/register", None, Some(body))
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(problem["code"], "conflict");
+    let token = api.login("new@example.com", "long-enough").await;
+    let (_, _, me) = api.call("GET", "/api/auth/me", Some(&token), None).await;
+    assert_eq!(me["role"], "user");
+}
+both_databases!(
+    registration_is_off_unless_enabled,
+    registration_is_off_unless_enabled
+);
+
+async fn users_api_follows_the_self_service_rules(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    let server = start(&db, &[]);
+    let api = Api::new(&server);
+    let admin = api.login(ADMIN, ADMIN_PW).await;
+
+    // Admin creates users; duplicates conflict; validation lists every field.
+    let (status, _, alice) = api
+        .call(
+            "POST",
+            "/api/users",
+            Some(&admin),
+            Some(json!({"email": "alice@example.com", "password": "alice-password", "name": " Alice "})),
+        )
+        .await;
+    assert_eq!(status, 201, "{alice}");
+    assert_eq!(alice["name"], "Alice");
+    assert_eq!(alice["role"], "user");
+    let (status, _, _) = api
+        .call(
+            "POST",
+            "/api/users",
+            Some(&admin),
+            Some(json!({"email": "bob@example.com", "password": "bob-password", "name": "Bob", "role": "user"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _, problem) = api
+        .call(
+            "POST",
+            "/api/users",
+            Some(&admin),
+            Some(json!({"email": "ALICE@example.com", "password": "whatever1", "name": "A"})),
+        )
+        .await;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("conflict")));
+    let (status, _, problem) = api
+        .call(
+            "POST",
+            "/api/users",
+            Some(&admin),
+            Some(json!({"email": "x", "password": "short", "name": "", "role": "root"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(problem["code"], "validation_failed");
+
+    // Lists page with a cursor.
+    let (status, _, page) = api
+        .call("GET", "/api/users?limit=2", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cursor = page["nextCursor"].as_str().unwrap().to_owned();
+    let (_, _, rest) = api
+        .call(
+            "GET",
+            &format!("/api/users?limit=2&cursor={cursor}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["nextCursor"], Value::Null);
+    for bad in [
+        "/api/users?limit=0",
+        "/api/users?limit=201",
+        "/api/users?limit=x",
+        "/api/users?cursor=zzz",
+    ] {
+        let (status, _, problem) = api.call("GET", bad, Some(&admin), None).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (400, Some("validation_failed")),
+            "{bad}"
+        );
+    }
+    for item in page["items"].as_array().unwrap() {
+        assert!(item.get("passwordHash").is_none());
+    }
+
+    // A user reads and renames themselves; others' records are 404.
+    let alice_id = alice["id"].as_str().unwrap();
+    let alice_token = api.login("alice@example.com", "alice-password").await;
+    let (status, _, problem) = api
+        .call("GET", "/api/users", Some(&alice_token), None)
+        .await;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("forbidden")));
+    let admin_id = api.call("GET", "/api/auth/me", Some(&admin), None).await.2["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _, _) = api
+        .call(
+            "GET",
+            &format!("/api/users/{admin_id}"),
+            Some(&alice_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = api
+        .call("GET", "/api/users/not-a-uuid", Some(&alice_token), None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, me) = api
+        .call(
+            "GET",
+            &format!("/api/users/{alice_id}"),
+            Some(&alice_token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, me["email"].as_str()),
+        (200, Some("alice@example.com"))
+    );
+    let (status, _, renamed) = api
+        .call(
+            "PATCH",
+            &format!("/api/users/{alice_id}"),
+            Some(&alice_token),
+            Some(json!({"name": "Alice A."})),
+        )
+        .await;
+    assert_eq!((status, renamed["name"].as_str()), (200, Some("Alice A.")));
+    let (status, _, problem) = api
+        .call(
+            "PATCH",
+            &format!("/api/users/{alice_id}"),
+            Some(&alice_token),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("forbidden")));
+    let (status, _, _) = api
+        .call(
+            "PATCH",
+            &format!("/api/users/{alice_id}"),
+            Some(&alice_token),
+            Some(json!({"name": null})),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // Changing one's own password needs the current one.
+    let path = format!("/api/users/{alice_id}");
+    let (status, _, problem) = api
+        .call(
+            "PATCH",
+            &path,
+            Some(&alice_token),
+            Some(json!({"password": "new-password-1"})),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("validation_failed"))
+    );
+    let (status, _, _) = api
+        .call(
+            "PATCH",
+            &path,
+            Some(&alice_token),
+            Some(json!({"password": "new-password-1", "currentPassword": "nope"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = api
+        .call(
+            "PATCH",
+            &path,
+            Some(&alice_token),
+            Some(json!({"password": "new-password-1", "currentPassword": "alice-password"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = api
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "alice@example.com", "password": "alice-password"})),
+        )
+        .await;
+    assert_eq!(status, 401, "the old password is gone");
+    api.login("alice@example.com", "new-password-1").await;
+
+    // Admins cannot change their own role or delete themselves.
+    let (status, _, _) = api
+        .call(
+            "PATCH",
+            &format!("/api/users/{admin_id}"),
+            Some(&admin),
+            Some(json!({"role": "user"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/users/{admin_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // Deleting a user stops their token at once on this replica.
+    let (status, _, _) = api.call("DELETE", &path, Some(&admin), None).await;
+    assert_eq!(status, 204);
+    let (status, _, problem) = api
+        .call("GET", "/api/auth/me", Some(&alice_token), None)
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (401, Some("invalid_token"))
+    );
+    let (status, _, _) = api.call("DELETE", &path, Some(&admin), None).await;
+    assert_eq!(status, 404);
+}
+both_databases!(
+    users_api_follows_the_self_service_rules,
+    users_api_follows_the_self_service_rules
+);
+
+async fn a_demoted_admin_loses_admin_at_once(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    let second = create_user(&db, "second@example.com", "second-password", "admin");
+    let server = start(&db, &[]);
+    let api = Api::new(&server);
+    let admin = api.login(ADMIN, ADMIN_PW).await;
+    let second_token = api.login("second@example.com", "second-password").await;
+    assert_eq!(
+        api.call("GET", "/api/users", Some(&second_token), None)
+            .await
+            .0,
+        200
+    );
+    let (status, _, _) = api
+        .call(
+            "PATCH",
+            &format!("/api/users/{}", second["id"].as_str().unwrap()),
+            Some(&admin),
+            Some(json!({"role": "user"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Same token, new role.
+    let (status, _, problem) = api
+        .call("GET", "/api/users", Some(&second_token), None)
+        .await;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("forbidden")));
+    let (_, _, me) = api
+        .call("GET", "/api/auth/me", Some(&second_token), None)
+        .await;
+    assert_eq!(me["role"], "user");
+}
+both_databases!(
+    a_demoted_admin_loses_admin_at_once,
+    a_demoted_admin_loses_admin_at_once
+);
+
+/// A generated signing secret is kept in the database: a token issued before
+/// a restart still works after it.
+async fn generated_secret_survives_a_restart(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    let server = TestServer::start(&db, &[]);
+    assert!(
+        server
+            .wait_for_log(|l| l.contains("generated a signing secret"))
+            .await,
+        "{}",
+        server.logs()
+    );
+    let token = Api::new(&server).login(ADMIN, ADMIN_PW).await;
+    let (status, _) = server.terminate();
+    assert!(status.success());
+
+    let server = TestServer::start(&db, &[]);
+    let api = Api::new(&server);
+    assert_eq!(
+        api.call("GET", "/api/auth/me", Some(&token), None).await.0,
+        200
+    );
+    assert!(!server.logs().contains("generated a signing secret"));
+}
+both_databases!(
+    generated_secret_survives_a_restart,
+    generated_secret_survives_a_restart
+);
+
+/// Signing and verifying work in the built binary for each asymmetric
+/// algorithm: proof that exactly one crypto backend is installed.
+async fn asymmetric_keys_sign_and_verify_in_the_server(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    for (algorithm, private, public) in [
+        ("ES256", "ec-private.pem", "ec-public.pem"),
+        ("EdDSA", "ed-private.pem", "ed-public.pem"),
+        ("RS256", "rsa-private.pem", "rsa-public.pem"),
+    ] {
+        let private = format!("{KEYS}{private}");
+        let public = format!("{KEYS}{public}");
+        let server = TestServer::start(
+            &db,
+            &[
+                ("MCP_JWT_ALGORITHM", algorithm),
+                ("MCP_JWT_PRIVATE_KEY_FILE", private.as_str()),
+                ("MCP_JWT_PUBLIC_KEY_FILE", public.as_str()),
+                ("MCP_JWT_KEY_ID", "test-key"),
+            ],
+        );
+        let api = Api::new(&server);
+        let token = api.login(ADMIN, ADMIN_PW).await;
+        let header: Value = {
+            use base64::Engine;
+            let part = token.split('.').next().unwrap();
+            serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(part)
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        assert_eq!(header["alg"], algorithm);
+        assert_eq!(header["kid"], "test-key");
+        assert_eq!(header["typ"], "at+jwt");
+        let (status, _, me) = api.call("GET", "/api/auth/me", Some(&token), None).await;
+        assert_eq!(status, 200, "{algorithm}: {me}");
+    }
+    // A public key that does not match the private key stops start-up.
+    let url = db.url();
+    let (code, _, stderr) = common::run_binary(
+        db.dir.path(),
+        &[],
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("MCP_BIND", "127.0.0.1:0"),
+            ("MCP_JWT_ALGORITHM", "RS256"),
+            (
+                "MCP_JWT_PRIVATE_KEY_FILE",
+                &format!("{KEYS}rsa-private.pem"),
+            ),
+            ("MCP_JWT_PUBLIC_KEY_FILE", &format!("{KEYS}rsa2-public.pem")),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("does not verify"), "{stderr}");
+}
+both_databases!(
+    asymmetric_keys_sign_and_verify_in_the_server,
+    asymmetric_keys_sign_and_verify_in_the_server
+);
+
+/// An external issuer: its JWKS (served here) is fetched by the server, its
+/// tokens accepted, its RFC 9728 metadata published and named in 401s.
+async fn external_issuer_and_protected_resource_metadata(db: TestDb) {
+    use axum::routing::get;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    mcp_auth::install_crypto_provider();
+    let private = std::fs::read(format!("{KEYS}rsa-private.pem")).unwrap();
+    let key = EncodingKey::from_rsa_pem(&private).unwrap();
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("ext-1".into());
+    let set = Arc::new(Mutex::new(
+        serde_json::to_string(&jsonwebtoken::jwk::JwkSet { keys: vec![jwk] }).unwrap(),
+    ));
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        get(move || {
+            let set = set.clone();
+            async move { set.lock().unwrap().clone() }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let issuer = "https://auth.example.com";
+    let server = start(
+        &db,
+        &[
+            ("MCP_JWT_ISSUER", issuer),
+            ("MCP_JWT_JWKS_URL", jwks_url.as_str()),
+            ("MCP_PUBLIC_URL", "http://mcp.test:8080"),
+        ],
+    );
+    let api = Api::new(&server);
+    let (status, headers, doc) = api
+        .call(
+            "GET",
+            "/.well-known/oauth-protected-resource/mcp",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(doc["resource"], "http://mcp.test:8080/mcp");
+    assert_eq!(doc["authorization_servers"], json!([issuer]));
+    assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    assert!(
+        doc["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("mcp"))
+    );
+    let (status, _, _) = api
+        .call("GET", "/.well-known/oauth-protected-resource", None, None)
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, headers, _) = api.call("GET", "/api/auth/me", None, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer realm=\"mcp\", resource_metadata=\"http://mcp.test:8080/.well-known/oauth-protected-resource/mcp\""
+    );
+
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("ext-1".into());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({"sub": "ext-user-9", "iss": issuer, "aud": "http://mcp.test:8080/mcp",
+                        "exp": now + 600, "scope": "mcp agents:read", "email": "ext@example.com"});
+    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let (status, _, me) = api.call("GET", "/api/auth/me", Some(&token), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["id"], "ext-user-9");
+    assert_eq!(me["email"], "ext@example.com");
+    assert_eq!(me["scopes"], json!(["agents:read", "mcp"]));
+    // A token of that issuer for another audience is refused.
+    let claims =
+        json!({"sub": "ext-user-9", "iss": issuer, "aud": "https://other", "exp": now + 600});
+    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    assert_eq!(
+        api.call("GET", "/api/auth/me", Some(&token), None).await.0,
+        401
+    );
+}
+both_databases!(
+    external_issuer_and_protected_resource_metadata,
+    external_issuer_and_protected_resource_metadata
+);
+
+async fn metadata_is_404_without_an_issuer(db: TestDb) {
+    let server = start(&db, &[]);
+    let (status, _, body) = Api::new(&server)
+        .call(
+            "GET",
+            "/.well-known/oauth-protected-resource/mcp",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+}
+both_databases!(
+    metadata_is_404_without_an_issuer,
+    metadata_is_404_without_an_issuer
+);
+
+async fn cli_users_list_and_refusals(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    create_user(&db, "b@example.com", "b-password", "user");
+    let url = db.url();
+    let env = [("DATABASE_URL", url.as_str())];
+    let (code, stdout, _) = common::run_binary(db.dir.path(), &["users", "list"], &env);
+    assert_eq!(code, Some(0));
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(!stdout.contains("argon2"), "no hashes in the listing");
+    let (code, _, stderr) = common::run_binary_with_stdin(
+        db.dir.path(),
+        &["users", "create", "--email", "bad", "--name", "X"],
+        &env,
+        "short\n",
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("email") && stderr.contains("password"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("short\n"));
+    let (code, _, stderr) = common::run_binary_with_stdin(
+        db.dir.path(),
+        &["users", "create", "--email", ADMIN, "--name", "X"],
+        &env,
+        "long-enough-pw\n",
+    );
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("exists"), "{stderr}");
+}
+both_databases!(cli_users_list_and_refusals, cli_users_list_and_refusals);
