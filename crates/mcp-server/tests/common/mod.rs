@@ -479,11 +479,11 @@ pub async fn expect_continue(
         }
         received.extend_from_slice(&buffer[..n]);
         let text = String::from_utf8_lossy(&received);
-        if text.starts_with("HTTP/1.1 100") {
-            if let Some(end) = text.find("\r\n\r\n") {
-                received.drain(..end + 4);
-                stream.write_all(body).await.expect("write body");
-            }
+        if text.starts_with("HTTP/1.1 100")
+            && let Some(end) = text.find("\r\n\r\n")
+        {
+            received.drain(..end + 4);
+            stream.write_all(body).await.expect("write body");
         }
     }
     let text = String::from_utf8_lossy(&received).into_owned();
