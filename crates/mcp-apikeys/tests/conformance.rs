@@ -1,0 +1,507 @@
+//! One conformance suite, written once, run against every store: memory,
+//! PostgreSQL and SQLite (the last two over real connections).
+//!
+//! PostgreSQL comes from `TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), one schema per test. When it
+//! is unreachable the PostgreSQL cases fail under `CI=true` and are skipped,
+//! loudly, elsewhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_apikeys::{
+    ApiKeyError, ApiKeyService, ApiKeyStore, KeyChanges, KeyHasher, MemoryStore, SqlStore,
+};
+use mcp_core::ManualClock;
+use sqlx::Connection;
+
+const T0: u64 = 1_800_000_000;
+
+/// A store of a test's own, and what to clean up afterwards.
+struct Fixture {
+    store: Arc<dyn ApiKeyStore>,
+    /// A second store on the same database (another replica).
+    twin: Option<Arc<dyn ApiKeyStore>>,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<String>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(schema) = self.schema.take() {
+            let url = postgres_url();
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn postgres_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn skip_or_fail(test: &str, error: &dyn std::fmt::Display) {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("PostgreSQL is required under CI=true but unreachable: {error}");
+    }
+    eprintln!(
+        "\n==================== SKIPPED ====================\n\
+         {test}: PostgreSQL unreachable ({error}).\n\
+         =================================================\n"
+    );
+}
+
+async fn memory() -> Option<Fixture> {
+    Some(Fixture {
+        store: Arc::new(MemoryStore::new()),
+        twin: None,
+        _dir: None,
+        schema: None,
+    })
+}
+
+async fn sqlite() -> Option<Fixture> {
+    let dir = tempfile::tempdir().unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("keys.db"))
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let store = SqlStore::sqlite(pool);
+    store.migrate().await.unwrap();
+    // Idempotent.
+    store.migrate().await.unwrap();
+    Some(Fixture {
+        store: Arc::new(store),
+        twin: None,
+        _dir: Some(dir),
+        schema: None,
+    })
+}
+
+async fn postgres(test: &str) -> Option<Fixture> {
+    let url = postgres_url();
+    let mut conn =
+        match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url)).await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                skip_or_fail(test, &e);
+                return None;
+            }
+            Err(e) => {
+                skip_or_fail(test, &e);
+                return None;
+            }
+        };
+    let schema = format!("k_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let options = options.options([("search_path", schema.as_str())]);
+    let pool = || {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+    };
+    let store = SqlStore::postgres(pool().await.unwrap()).channel(format!("keys_{schema}"));
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let twin = SqlStore::postgres(pool().await.unwrap()).channel(format!("keys_{schema}"));
+    Some(Fixture {
+        store: Arc::new(store),
+        twin: Some(Arc::new(twin)),
+        _dir: None,
+        schema: Some(schema),
+    })
+}
+
+fn service(store: Arc<dyn ApiKeyStore>, clock: &ManualClock) -> Arc<ApiKeyService> {
+    Arc::new(
+        ApiKeyService::builder(store)
+            .hasher(KeyHasher::peppered(b"test pepper"))
+            .clock(clock.shared())
+            .build(),
+    )
+}
+
+/// Defines `$name::{memory, sqlite, postgres}` running `$body(fixture)`.
+macro_rules! every_store {
+    ($name:ident) => {
+        mod $name {
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                if let Some(f) = super::memory().await {
+                    super::$name(f).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(f) = super::sqlite().await {
+                    super::$name(f).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(f) = super::postgres(concat!(stringify!($name), "::postgres")).await {
+                    super::$name(f).await;
+                }
+            }
+        }
+    };
+}
+
+async fn lifecycle(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let keys = service(f.store.clone(), &clock);
+
+    let (record, secret) = keys
+        .create(
+            "owner-1",
+            "ci",
+            Some(vec!["mcp".into(), "keys:read".into()]),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(record.owner, "owner-1");
+    assert_eq!(record.name, "ci");
+    assert_eq!(record.prefix, &secret.expose()[..12]);
+    assert!(record.is_active);
+    assert_eq!(record.expires_at, None);
+    assert_eq!(record.last_used, None);
+
+    // Get, list, validate.
+    assert_eq!(keys.get(record.id).await.unwrap(), record);
+    let page = keys.list("owner-1", 50, None).await.unwrap();
+    assert_eq!(page.items, vec![record.clone()]);
+    assert_eq!(page.next_cursor, None);
+    assert!(
+        keys.list("owner-2", 50, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let valid = keys.validate(secret.expose()).await.unwrap();
+    assert_eq!(valid.id, record.id);
+    assert_eq!(valid.scopes, Some(vec!["mcp".into(), "keys:read".into()]));
+
+    // Update: name, scopes to unrestricted, deactivate, reactivate.
+    let updated = keys
+        .update(
+            record.id,
+            KeyChanges {
+                name: Some("ci-2".into()),
+                scopes: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.name, "ci-2");
+    assert_eq!(updated.scopes, None);
+    assert_eq!(keys.validate(secret.expose()).await.unwrap().scopes, None);
+    keys.update(
+        record.id,
+        KeyChanges {
+            is_active: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        keys.validate(secret.expose()).await,
+        Err(ApiKeyError::Inactive)
+    ));
+    keys.update(
+        record.id,
+        KeyChanges {
+            is_active: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    keys.validate(secret.expose()).await.unwrap();
+
+    // lastUsed is recorded in a batch, not by validate itself.
+    assert_eq!(keys.get(record.id).await.unwrap().last_used, None);
+    assert_eq!(keys.flush_last_used().await.unwrap(), 1);
+    assert!(keys.get(record.id).await.unwrap().last_used.is_some());
+    assert_eq!(keys.flush_last_used().await.unwrap(), 0);
+
+    // Delete takes effect at once, cache or not.
+    keys.delete(record.id).await.unwrap();
+    assert!(matches!(
+        keys.validate(secret.expose()).await,
+        Err(ApiKeyError::NotFound)
+    ));
+    assert!(matches!(
+        keys.get(record.id).await,
+        Err(ApiKeyError::NotFound)
+    ));
+    assert!(matches!(
+        keys.delete(record.id).await,
+        Err(ApiKeyError::NotFound)
+    ));
+    assert!(matches!(
+        keys.update(record.id, KeyChanges::default()).await,
+        Err(ApiKeyError::NotFound)
+    ));
+}
+every_store!(lifecycle);
+
+async fn duplicate_names_conflict_exactly_once(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let keys = service(f.store.clone(), &clock);
+    let (a, b) = tokio::join!(
+        keys.create("owner-1", "same", None, None),
+        keys.create("owner-1", "same", None, None)
+    );
+    let conflicts = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Err(ApiKeyError::Conflict)))
+        .count();
+    let created = [&a, &b].iter().filter(|r| r.is_ok()).count();
+    assert_eq!((created, conflicts), (1, 1), "{a:?} {b:?}");
+    // Another owner may use the name; renaming onto a taken name conflicts.
+    keys.create("owner-2", "same", None, None).await.unwrap();
+    let (other, _) = keys.create("owner-1", "other", None, None).await.unwrap();
+    assert!(matches!(
+        keys.update(
+            other.id,
+            KeyChanges {
+                name: Some("same".into()),
+                ..Default::default()
+            }
+        )
+        .await,
+        Err(ApiKeyError::Conflict)
+    ));
+}
+every_store!(duplicate_names_conflict_exactly_once);
+
+async fn expiry_follows_the_clock(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let keys = service(f.store.clone(), &clock);
+    let (record, secret) = keys.create("o", "short", None, Some(1)).await.unwrap();
+    let expected = time::OffsetDateTime::from_unix_timestamp(T0 as i64 + 86_400).unwrap();
+    assert_eq!(record.expires_at, Some(expected));
+    clock.advance(Duration::from_secs(86_399));
+    keys.validate(secret.expose()).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert!(matches!(
+        keys.validate(secret.expose()).await,
+        Err(ApiKeyError::Expired)
+    ));
+    // Extending the expiry revives it; clearing it makes it permanent.
+    keys.update(
+        record.id,
+        KeyChanges {
+            expires_at: Some(keys.expiry_in_days(Some(2)).unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    keys.validate(secret.expose()).await.unwrap();
+    keys.update(
+        record.id,
+        KeyChanges {
+            expires_at: Some(None),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    clock.advance(Duration::from_secs(10 * 365 * 86_400));
+    keys.validate(secret.expose()).await.unwrap();
+}
+every_store!(expiry_follows_the_clock);
+
+async fn regenerate_now_or_after_a_grace_period(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let keys = service(f.store.clone(), &clock);
+    let (record, old) = keys.create("o", "k", None, None).await.unwrap();
+    keys.validate(old.expose()).await.unwrap();
+
+    let (renewed, new) = keys.regenerate(record.id, None).await.unwrap();
+    assert_eq!(renewed.id, record.id);
+    assert_ne!(renewed.prefix, record.prefix);
+    assert!(matches!(
+        keys.validate(old.expose()).await,
+        Err(ApiKeyError::NotFound)
+    ));
+    keys.validate(new.expose()).await.unwrap();
+
+    let (_, newer) = keys
+        .regenerate(record.id, Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    keys.validate(newer.expose()).await.unwrap();
+    keys.validate(new.expose()).await.unwrap();
+    clock.advance(Duration::from_secs(3599));
+    keys.validate(new.expose()).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert!(matches!(
+        keys.validate(new.expose()).await,
+        Err(ApiKeyError::NotFound)
+    ));
+    keys.validate(newer.expose()).await.unwrap();
+    // The oldest secret is gone for good.
+    assert!(keys.validate(old.expose()).await.is_err());
+
+    assert!(matches!(
+        keys.regenerate(record.id, Some(Duration::from_secs(7 * 86_400 + 1)))
+            .await,
+        Err(ApiKeyError::GracePeriodTooLong)
+    ));
+    assert!(matches!(
+        keys.regenerate(uuid::Uuid::now_v7(), None).await,
+        Err(ApiKeyError::NotFound)
+    ));
+}
+every_store!(regenerate_now_or_after_a_grace_period);
+
+async fn unknown_keys_are_cached_negatively_and_bad_checksums_never_looked_up(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let keys = service(f.store.clone(), &clock);
+    let (_, secret) = keys.create("o", "k", None, None).await.unwrap();
+    keys.delete(keys.list("o", 1, None).await.unwrap().items[0].id)
+        .await
+        .unwrap();
+    let before = keys.cache_stats().get();
+    for _ in 0..10 {
+        assert!(keys.validate(secret.expose()).await.is_err());
+    }
+    let after = keys.cache_stats().get();
+    assert_eq!(
+        after.1 - before.1,
+        1,
+        "one store lookup, then the negative entry"
+    );
+    let mut typo = secret.expose().to_owned();
+    typo.replace_range(20..21, if &typo[20..21] == "a" { "b" } else { "a" });
+    for _ in 0..10 {
+        assert!(matches!(
+            keys.validate(&typo).await,
+            Err(ApiKeyError::NotFound)
+        ));
+    }
+    assert_eq!(
+        keys.cache_stats().get(),
+        after,
+        "no lookup for a bad checksum"
+    );
+}
+every_store!(unknown_keys_are_cached_negatively_and_bad_checksums_never_looked_up);
+
+async fn pages_and_owner_deletion(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let keys = service(f.store.clone(), &clock);
+    let mut secrets = Vec::new();
+    for i in 0..5 {
+        secrets.push(
+            keys.create("o", &format!("k{i}"), None, None)
+                .await
+                .unwrap()
+                .1,
+        );
+    }
+    keys.create("other", "k0", None, None).await.unwrap();
+    let first = keys.list("o", 2, None).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    let second = keys.list("o", 2, first.next_cursor).await.unwrap();
+    let third = keys.list("o", 2, second.next_cursor).await.unwrap();
+    assert_eq!(third.items.len(), 1);
+    assert_eq!(third.next_cursor, None);
+    let names: Vec<String> = [first.items, second.items, third.items]
+        .concat()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, ["k0", "k1", "k2", "k3", "k4"]);
+
+    keys.validate(secrets[0].expose()).await.unwrap();
+    assert_eq!(keys.delete_owner("o").await.unwrap(), 5);
+    for secret in &secrets {
+        assert!(keys.validate(secret.expose()).await.is_err());
+    }
+    assert_eq!(keys.list("other", 10, None).await.unwrap().items.len(), 1);
+}
+every_store!(pages_and_owner_deletion);
+
+/// Two replicas on one PostgreSQL: a key deactivated through one stops
+/// working in the other's cache at once, by NOTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_follow_each_other_by_notify() {
+    let Some(f) = postgres("replicas_follow_each_other_by_notify").await else {
+        return;
+    };
+    let clock = ManualClock::at_unix(T0);
+    let a = service(f.store.clone(), &clock);
+    let b = service(f.twin.clone().unwrap(), &clock);
+    let _a_task = a.start(Duration::from_secs(3600));
+    let _b_task = b.start(Duration::from_secs(3600));
+    // Let both listeners start.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (record, secret) = a.create("o", "shared", None, None).await.unwrap();
+    b.validate(secret.expose()).await.unwrap();
+    // b has it cached now; deactivate through a.
+    a.update(
+        record.id,
+        KeyChanges {
+            is_active: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match b.validate(secret.expose()).await {
+            Err(ApiKeyError::Inactive) => break,
+            Ok(_) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "b never heard of the change"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    let (_, misses_before) = b.cache_stats().get();
+    assert!(
+        misses_before >= 2,
+        "b re-read the key after the notification"
+    );
+}
