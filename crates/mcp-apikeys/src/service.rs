@@ -121,6 +121,15 @@ pub struct ApiKeyService {
     stats: CacheStats,
 }
 
+impl std::fmt::Debug for ApiKeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyService")
+            .field("hasher", &self.hasher)
+            .field("cached", &self.cache.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Cache hits and misses since start, for metrics.
 #[derive(Debug, Default)]
 pub struct CacheStats {

@@ -69,7 +69,12 @@ fn key_error(setting: crate::config::Setting, error: mcp_auth::KeyError) -> Star
 impl Auth {
     /// Builds the key pair (generating and storing an HMAC secret when none
     /// is configured), the authenticators and the issuer.
-    pub async fn setup(config: &Config, db: &Db, clock: SharedClock) -> Result<Auth, StartError> {
+    pub async fn setup(
+        config: &Config,
+        db: &Db,
+        keys: Arc<mcp_apikeys::ApiKeyService>,
+        clock: SharedClock,
+    ) -> Result<Auth, StartError> {
         let jwt = &config.jwt;
         let (signing, verifying) = match &jwt.signing {
             SigningConfig::Hmac { algorithm, secret } => {
@@ -137,11 +142,22 @@ impl Auth {
             .build()
             .map_err(|e| StartError::Auth(e.to_string()))?;
         let users = UserCache::new(db.clone(), config.user_cache_ttl);
-        let chain: Vec<Arc<dyn Authenticator>> = vec![Arc::new(UserCheckedJwt {
-            jwt: jwt_authenticator,
-            own_issuer: own_issuer.clone(),
-            users: users.clone(),
-        })];
+        // Bearer JWTs first: a bearer token wins over an X-API-Key beside it.
+        let api_keys = mcp_apikeys::ApiKeyAuthenticator::with_owners(
+            keys,
+            Arc::new(crate::keys::UserOwners {
+                users: users.clone(),
+            }),
+            config.user_cache_ttl,
+        );
+        let chain: Vec<Arc<dyn Authenticator>> = vec![
+            Arc::new(UserCheckedJwt {
+                jwt: jwt_authenticator,
+                own_issuer: own_issuer.clone(),
+                users: users.clone(),
+            }),
+            Arc::new(api_keys),
+        ];
         let layer = AuthLayer::new(chain, AuthMode::Required, challenge.clone());
         let issuer = TokenIssuer::new(signing, own_issuer, &jwt.audience)
             .ttl(jwt.ttl)
@@ -229,7 +245,8 @@ impl UserCache {
         }
     }
 
-    async fn role(&self, id: Uuid) -> Result<Option<Role>, AuthError> {
+    /// The current role of user `id`; `None` when there is no such user.
+    pub async fn role(&self, id: Uuid) -> Result<Option<Role>, AuthError> {
         let db = self.db.clone();
         self.cache
             .try_get_with(id, async move {

@@ -36,6 +36,43 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `mcp-server keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key for a user and print it (with its record) as JSON on
+    /// stdout. The key is shown this once.
+    Create {
+        /// The owner's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// A name unique among the owner's keys.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes; omit for an unrestricted key.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Expire after this many days; omit for never.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List a user's keys (never the secrets) as JSON lines.
+    List {
+        /// The owner's e-mail address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Delete a key: it stops working at once (within the cache TTL on other
+    /// running replicas without PostgreSQL notifications).
+    Revoke {
+        /// The key's id.
+        #[arg(long)]
+        id: String,
+    },
 }
 
 /// `mcp-server users ...`.
@@ -57,6 +94,25 @@ pub enum UsersCommand {
     },
     /// List users as JSON lines.
     List,
+    /// Set a user's password (read like `create` reads it).
+    SetPassword {
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
+    },
+}
+
+fn read_password() -> Result<String, crate::StartError> {
+    use std::io::{BufRead, IsTerminal};
+    let fail =
+        |e: std::io::Error| crate::StartError::Command(format!("cannot read the password: {e}"));
+    if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password: ").map_err(fail)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(fail)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
 }
 
 /// Runs `mcp-server users ...`.
@@ -66,23 +122,12 @@ pub async fn users(
 ) -> Result<(), crate::StartError> {
     use crate::StartError;
     use crate::users::{self, NewUser, Passwords, Role};
-    use std::io::{BufRead, IsTerminal};
 
     let db = crate::open_database(&config).await?;
     let fail = |message: String| StartError::Command(message);
     match command {
         UsersCommand::Create { email, name, role } => {
-            let password = if std::io::stdin().is_terminal() {
-                rpassword::prompt_password("Password: ")
-                    .map_err(|e| fail(format!("cannot read the password: {e}")))?
-            } else {
-                let mut line = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut line)
-                    .map_err(|e| fail(format!("cannot read the password: {e}")))?;
-                line.trim_end_matches(['\r', '\n']).to_owned()
-            };
+            let password = read_password()?;
             let body = serde_json::json!({"email": email, "name": name, "password": password, "role": role});
             let body: crate::schemas::UserCreate =
                 crate::extract::parse(body.to_string().as_bytes()).map_err(|problem| {
@@ -116,6 +161,33 @@ pub async fn users(
                 })?;
             println!("{}", serde_json::to_string(&user).unwrap_or_default());
         }
+        UsersCommand::SetPassword { email } => {
+            let email = email.trim().to_lowercase();
+            let (user, _) = users::find_by_email(&db, &email)
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .ok_or_else(|| fail(format!("no user {email}")))?;
+            let password = read_password()?;
+            let chars = password.chars().count();
+            if !(8..=1024).contains(&chars) {
+                return Err(fail("the password must be 8 to 1024 characters".to_owned()));
+            }
+            let passwords = tokio::task::spawn_blocking(Passwords::new)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let hash = passwords
+                .hash(password)
+                .await
+                .map_err(|_| fail("cannot hash the password".to_owned()))?;
+            let changes = users::UserChanges {
+                password_hash: Some(hash),
+                ..Default::default()
+            };
+            users::update(&db, user.id, changes, users::now(&mcp_core::SystemClock))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            eprintln!("password changed for {email}");
+        }
         UsersCommand::List => {
             let mut cursor = None;
             loop {
@@ -130,6 +202,100 @@ pub async fn users(
                     None => break,
                 }
             }
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// Runs `mcp-server keys ...`.
+pub async fn keys(
+    config: crate::config::Config,
+    command: KeysCommand,
+) -> Result<(), crate::StartError> {
+    use crate::StartError;
+    use crate::users;
+
+    let fail = |message: String| StartError::Command(message);
+    let db = crate::open_database(&config).await?;
+    let service = crate::keys::service(&config, &db, mcp_core::SystemClock::shared()).await?;
+    let owner = |email: String| {
+        let db = db.clone();
+        async move {
+            let email = email.trim().to_lowercase();
+            users::find_by_email(&db, &email)
+                .await
+                .map_err(|e| StartError::Command(e.to_string()))?
+                .map(|(user, _)| user)
+                .ok_or_else(|| StartError::Command(format!("no user {email}")))
+        }
+    };
+    match command {
+        KeysCommand::Create {
+            email,
+            name,
+            scopes,
+            expires_in_days,
+        } => {
+            let user = owner(email).await?;
+            let body = serde_json::json!({"name": name, "scopes": scopes, "expiresInDays": expires_in_days});
+            let body: crate::schemas::KeyCreate =
+                crate::extract::parse(body.to_string().as_bytes()).map_err(|problem| {
+                    let fields: Vec<String> = problem
+                        .errors()
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field, e.message))
+                        .collect();
+                    fail(format!("invalid key: {}", fields.join("; ")))
+                })?;
+            if body
+                .scopes
+                .iter()
+                .flatten()
+                .any(|s| s == "admin" || s == "metrics")
+                && user.role != crate::users::Role::Admin
+            {
+                return Err(fail(
+                    "the admin and metrics scopes need the admin role".to_owned(),
+                ));
+            }
+            let (record, secret) = service
+                .create(
+                    &user.id.to_string(),
+                    &body.name,
+                    body.scopes,
+                    body.expires_in_days,
+                )
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let mut json = serde_json::to_value(&record).unwrap_or_default();
+            json["key"] = serde_json::Value::from(secret.expose());
+            println!("{json}");
+        }
+        KeysCommand::List { email } => {
+            let user = owner(email).await?;
+            let mut cursor = None;
+            loop {
+                let page = service
+                    .list(&user.id.to_string(), 200, cursor)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                for record in &page.items {
+                    println!("{}", serde_json::to_string(record).unwrap_or_default());
+                }
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let id = uuid::Uuid::parse_str(&id).map_err(|_| fail(format!("no key {id}")))?;
+            service.delete(id).await.map_err(|e| match e {
+                mcp_apikeys::ApiKeyError::NotFound => fail(format!("no key {id}")),
+                other => fail(other.to_string()),
+            })?;
+            eprintln!("key {id} revoked");
         }
     }
     db.close().await;

@@ -101,6 +101,14 @@ pub mod settings {
         Setting::new("MCP_ALLOW_REGISTRATION", "allow_registration");
     /// How long a user's deletion or demotion may take to reach its tokens.
     pub const USER_CACHE_TTL: Setting = Setting::new("MCP_USER_CACHE_TTL", "user_cache_ttl");
+    /// Pepper for API key hashes (HMAC-SHA-256); SHA-256 without it.
+    pub const API_KEY_PEPPER: Setting = Setting {
+        env: "MCP_API_KEY_PEPPER",
+        key: "api_key_pepper",
+        secret: true,
+    };
+    /// E-mail of the admin created on first start.
+    pub const ADMIN_EMAIL: Setting = Setting::new("MCP_ADMIN_EMAIL", "admin_email");
 
     /// Every setting.
     pub const ALL: &[Setting] = &[
@@ -126,6 +134,8 @@ pub mod settings {
         JWT_JWKS_URL,
         ALLOW_REGISTRATION,
         USER_CACHE_TTL,
+        API_KEY_PEPPER,
+        ADMIN_EMAIL,
     ];
 }
 
@@ -341,6 +351,20 @@ pub struct Config {
     /// Upper bound for a deleted or demoted user's tokens to stop working
     /// on another replica (10 s; at once on the replica that made the change).
     pub user_cache_ttl: Duration,
+    /// Pepper of API key hashes.
+    pub api_key_pepper: Option<Secret>,
+    /// E-mail of the admin created on first start (`admin@localhost`).
+    pub admin_email: String,
+}
+
+/// A secret setting; `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// The raw values, before parsing: environment over file.
@@ -474,10 +498,35 @@ impl Config {
             || Duration::from_secs(10),
             |v| parse_duration(v, Duration::ZERO),
         )?;
+        let api_key_pepper = s.parse(
+            API_KEY_PEPPER,
+            || None,
+            |v| {
+                if v.len() < 16 {
+                    Err("must be at least 16 bytes".to_owned())
+                } else {
+                    Ok(Some(Secret(v.as_bytes().to_vec())))
+                }
+            },
+        )?;
+        let admin_email = s.parse(
+            ADMIN_EMAIL,
+            || "admin@localhost".to_owned(),
+            |v| {
+                let v = v.trim().to_lowercase();
+                if v.contains('@') && !v.starts_with('@') && !v.ends_with('@') && v.len() <= 254 {
+                    Ok(v)
+                } else {
+                    Err("expected an e-mail address".to_owned())
+                }
+            },
+        )?;
         Ok(Config {
             jwt,
             allow_registration,
             user_cache_ttl,
+            api_key_pepper,
+            admin_email,
             bind,
             public_url,
             database: DatabaseConfig {

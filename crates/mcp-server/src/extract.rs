@@ -23,16 +23,7 @@ where
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
-        let is_json = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase())
-            .is_some_and(|v| {
-                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
-            });
-        if !is_json {
+        if !is_json(request.headers()) {
             return Err(Problem::unsupported_media_type(
                 "send the body as application/json",
             ));
@@ -42,6 +33,32 @@ where
             .map_err(|_| Problem::payload_too_large(None))?;
         parse(&bytes).map(Valid)
     }
+}
+
+/// Checks the content type of `headers` and parses and validates `body`:
+/// for handlers that must authorize (by path or owner) before validating,
+/// as the order of checks requires.
+pub fn validated<T>(headers: &http::HeaderMap, body: &[u8]) -> Result<T, Problem>
+where
+    T: DeserializeOwned + Validate<Context = ()>,
+{
+    if !is_json(headers) {
+        return Err(Problem::unsupported_media_type(
+            "send the body as application/json",
+        ));
+    }
+    parse(body)
+}
+
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| {
+            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+        })
 }
 
 /// Parses and validates `bytes` as `T`.

@@ -21,6 +21,7 @@ pub mod db;
 pub mod extract;
 pub mod health;
 pub mod http;
+pub mod keys;
 pub mod schemas;
 pub mod telemetry;
 pub mod users;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub auth: auth::Auth,
     /// Password hashing.
     pub passwords: users::Passwords,
+    /// API keys.
+    pub keys: Arc<mcp_apikeys::ApiKeyService>,
     /// The time source.
     pub clock: SharedClock,
 }
@@ -75,15 +78,18 @@ impl AppState {
         clock: SharedClock,
     ) -> Result<AppState, StartError> {
         let db = open_database(&config).await?;
-        let auth = auth::Auth::setup(&config, &db, clock.clone()).await?;
+        let keys = keys::service(&config, &db, clock.clone()).await?;
+        let auth = auth::Auth::setup(&config, &db, keys.clone(), clock.clone()).await?;
         let passwords = tokio::task::spawn_blocking(users::Passwords::new)
             .await
             .map_err(|e| StartError::Auth(e.to_string()))?;
+        keys::bootstrap(&config, &db, &keys, &passwords, &clock).await?;
         Ok(AppState {
             db,
             config: Arc::new(config),
             auth,
             passwords,
+            keys,
             clock,
         })
     }
@@ -176,6 +182,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
             Ok(())
         }
         Command::Users(command) => cli::users(config, command).await,
+        Command::Keys(command) => cli::keys(config, command).await,
     }
 }
 
@@ -195,7 +202,14 @@ async fn serve(config: Config) -> Result<(), StartError> {
         "listening"
     );
     let db = state.db.clone();
+    let keys = state.keys.clone();
+    let background = keys.start(std::time::Duration::from_secs(10));
     let result = http::serve(listener, app(state), http::shutdown_signal(), grace).await;
+    background.abort();
+    match keys.flush_last_used().await {
+        Ok(count) => tracing::info!(keys = count, "recorded the last uses of API keys"),
+        Err(error) => tracing::warn!(%error, "could not record the last uses of API keys"),
+    }
     db.close().await;
     tracing::info!("stopped");
     result.map_err(StartError::Serve)

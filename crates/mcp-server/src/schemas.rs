@@ -145,3 +145,119 @@ mod tests {
         assert_eq!(ok.current_password.as_deref(), Some("x"));
     }
 }
+
+/// Present with a value: `Some(Some(v))`; present as `null`: `Some(None)`;
+/// absent (with `#[serde(default)]`): `None`.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+// garde hands custom rules the field's own type.
+#[allow(clippy::ptr_arg)]
+fn known_scope(scope: &String, _: &()) -> garde::Result {
+    if crate::auth::SCOPES.contains(&scope.as_str()) {
+        Ok(())
+    } else {
+        Err(garde::Error::new(format!(
+            "unknown scope; known scopes are {}",
+            crate::auth::SCOPES.join(", ")
+        )))
+    }
+}
+
+/// Most scopes one key may list.
+const SCOPES_MAX: usize = 20;
+/// Longest key name.
+const KEY_NAME_MAX: usize = 100;
+/// Longest key lifetime, in days (10 years).
+const EXPIRES_MAX_DAYS: u32 = 3650;
+
+/// `POST /api/keys`.
+#[derive(Debug, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyCreate {
+    /// Unique among the owner's keys.
+    #[serde(deserialize_with = "trimmed")]
+    #[garde(length(chars, min = 1, max = KEY_NAME_MAX))]
+    pub name: String,
+    /// Absent or `null`: unrestricted within the owner's role.
+    #[serde(default)]
+    #[garde(inner(length(max = SCOPES_MAX), inner(custom(known_scope))))]
+    pub scopes: Option<Vec<String>>,
+    /// Absent or `null`: never expires.
+    #[serde(default)]
+    #[garde(inner(range(min = 1, max = EXPIRES_MAX_DAYS)))]
+    pub expires_in_days: Option<u32>,
+}
+
+/// `PATCH /api/keys/{id}`.
+#[derive(Debug, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyUpdate {
+    /// New name.
+    #[serde(default, deserialize_with = "some_trimmed")]
+    #[garde(inner(length(chars, min = 1, max = KEY_NAME_MAX)))]
+    pub name: Option<String>,
+    /// New scopes; `null` makes the key unrestricted.
+    #[serde(default, deserialize_with = "nullable")]
+    #[garde(inner(inner(length(max = SCOPES_MAX), inner(custom(known_scope)))))]
+    pub scopes: Option<Option<Vec<String>>>,
+    /// Activate or deactivate.
+    #[serde(default, deserialize_with = "some_plain")]
+    #[garde(skip)]
+    pub is_active: Option<bool>,
+    /// New lifetime from now; `null` makes the key never expire.
+    #[serde(default, deserialize_with = "nullable")]
+    #[garde(inner(inner(range(min = 1, max = EXPIRES_MAX_DAYS))))]
+    pub expires_in_days: Option<Option<u32>>,
+}
+
+/// `POST /api/keys/{id}/regenerate` (the body is optional).
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct Regenerate {
+    /// How long the old secret keeps working (at most 7 days).
+    #[serde(default, deserialize_with = "some_plain")]
+    #[garde(inner(range(max = 604_800)))]
+    pub grace_period_seconds: Option<u64>,
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+    use crate::extract::parse;
+
+    #[test]
+    fn key_create_rules() {
+        let key: KeyCreate =
+            parse(br#"{"name":" ci ","scopes":["mcp"],"expiresInDays":30}"#).unwrap();
+        assert_eq!(key.name, "ci");
+        assert_eq!(key.scopes, Some(vec!["mcp".to_owned()]));
+        let key: KeyCreate = parse(br#"{"name":"x","scopes":null,"expiresInDays":null}"#).unwrap();
+        assert_eq!((key.scopes, key.expires_in_days), (None, None));
+        let problem =
+            parse::<KeyCreate>(br#"{"name":"","scopes":["mcp","root"],"expiresInDays":0}"#)
+                .unwrap_err();
+        let fields: Vec<&str> = problem.errors().iter().map(|e| e.field.as_str()).collect();
+        assert!(fields.contains(&"name"), "{fields:?}");
+        assert!(fields.contains(&"scopes[1]"), "{fields:?}");
+        assert!(
+            fields.contains(&"expires_in_days") || fields.contains(&"expiresInDays"),
+            "{fields:?}"
+        );
+    }
+
+    #[test]
+    fn key_update_distinguishes_null_from_absent() {
+        let update: KeyUpdate = parse(br#"{"expiresInDays":null}"#).unwrap();
+        assert_eq!(update.expires_in_days, Some(None));
+        assert_eq!(update.scopes, None);
+        let update: KeyUpdate = parse(br#"{"scopes":null,"expiresInDays":5}"#).unwrap();
+        assert_eq!(update.scopes, Some(None));
+        assert_eq!(update.expires_in_days, Some(Some(5)));
+        assert!(parse::<KeyUpdate>(br#"{"isActive":null}"#).is_err());
+        assert!(parse::<KeyUpdate>(br#"{"name":null}"#).is_err());
+    }
+}

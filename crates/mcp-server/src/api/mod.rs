@@ -1,11 +1,14 @@
 //! The JSON API under `/api`.
 
+pub mod keys;
 pub mod users;
 
 use axum::Router;
+use axum::handler::Handler;
 use axum::routing::{get, post};
 use http::HeaderValue;
 use http::header::CACHE_CONTROL;
+use mcp_auth::RequireLayer;
 use mcp_core::{FieldError, Problem};
 use serde::{Deserialize, Serialize};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -19,12 +22,38 @@ pub fn router(state: &AppState) -> Router<AppState> {
     if state.config.allow_registration {
         public = public.route("/api/auth/register", post(users::register));
     }
+    // Authorization runs as a layer, before any body is read: a caller
+    // without the scope gets 403, never a 400 about a body it may not send.
+    let challenge = state.auth.challenge.clone();
+    let scope = |scope: &str| RequireLayer::scope(scope).with_challenge(challenge.clone());
+    let admin = RequireLayer::role("admin")
+        .and_scope("admin")
+        .with_challenge(challenge.clone());
     let authenticated = Router::new()
         .route("/api/auth/me", get(users::me))
-        .route("/api/users", get(users::list).post(users::create))
+        .route(
+            "/api/users",
+            get(users::list.layer(admin.clone())).post(users::create.layer(admin.clone())),
+        )
         .route(
             "/api/users/{id}",
-            get(users::get).patch(users::update).delete(users::delete),
+            get(users::get)
+                .patch(users::update)
+                .delete(users::delete.layer(admin)),
+        )
+        .route(
+            "/api/keys",
+            get(keys::list.layer(scope("keys:read"))).post(keys::create.layer(scope("keys:write"))),
+        )
+        .route(
+            "/api/keys/{id}",
+            get(keys::get.layer(scope("keys:read")))
+                .patch(keys::update.layer(scope("keys:write")))
+                .delete(keys::delete.layer(scope("keys:write"))),
+        )
+        .route(
+            "/api/keys/{id}/regenerate",
+            post(keys::regenerate.layer(scope("keys:write"))),
         )
         .route_layer(state.auth.layer.clone());
     public

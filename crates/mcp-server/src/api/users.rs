@@ -220,7 +220,8 @@ pub async fn update(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     Path(id): Path<String>,
-    Valid(body): Valid<UserUpdate>,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
 ) -> Result<Json<User>, Problem> {
     let id = parse_id(&id)?;
     let own = principal.subject() == id.to_string();
@@ -230,12 +231,13 @@ pub async fn update(
             return Err(Problem::not_found());
         }
         self_service(&state, &principal)?;
-        if body.email.is_some() {
-            return Err(Problem::forbidden(
-                code::FORBIDDEN,
-                "only an admin can change an e-mail address",
-            ));
-        }
+    }
+    let body: UserUpdate = crate::extract::validated(&headers, &body)?;
+    if !admin && body.email.is_some() {
+        return Err(Problem::forbidden(
+            code::FORBIDDEN,
+            "only an admin can change an e-mail address",
+        ));
     }
     if own && body.role.is_some() {
         return Err(Problem::forbidden(
@@ -300,5 +302,9 @@ pub async fn delete(
         return Err(Problem::not_found());
     }
     state.auth.users.forget(id).await;
+    // The user's keys go with them.
+    if let Err(error) = state.keys.delete_owner(&id.to_string()).await {
+        tracing::error!(%error, user = %id, "cannot delete the keys of a deleted user; they are refused anyway");
+    }
     Ok(StatusCode::NO_CONTENT)
 }

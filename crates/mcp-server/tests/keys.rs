@@ -1,0 +1,565 @@
+//! End-to-end: API keys over real HTTP, on SQLite and on PostgreSQL.
+
+mod common;
+
+use common::{Api, TestDb, TestServer, create_user};
+use serde_json::{Value, json};
+
+const SECRET: (&str, &str) = ("MCP_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+
+async fn call_key(
+    api: &Api,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = api
+        .client
+        .request(method, format!("{}{}", api.base, path))
+        .header("x-api-key", key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn bootstrap_key(logs: &str) -> Option<String> {
+    logs.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("mcp_") && l.len() == 53)
+        .map(str::to_owned)
+}
+
+async fn first_start_prints_one_admin_key_once(db: TestDb) {
+    let server = TestServer::start(&db, &[SECRET]);
+    assert!(
+        server.wait_for_log(|l| l.contains("shown ONCE")).await,
+        "{}",
+        server.logs()
+    );
+    let logs = server.logs();
+    let key = bootstrap_key(&logs).expect("the key is printed");
+    assert_eq!(
+        logs.matches(&key).count(),
+        2,
+        "the key and the curl example, nothing else"
+    );
+    let api = Api::new(&server);
+    let (status, me) = call_key(&api, "GET", "/api/auth/me", &key, None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["role"], "admin");
+    assert_eq!(me["email"], "admin@localhost");
+    assert_eq!(me["authMethod"], "api_key");
+    assert_eq!(me["scopes"], Value::Null);
+    assert!(me["keyId"].is_string());
+    let (status, _) = server.terminate();
+    assert!(status.success());
+
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &key, None).await.0,
+        200
+    );
+    assert!(
+        !server.logs().contains(&key),
+        "printed only on the first start"
+    );
+    assert!(!server.logs().contains("shown ONCE"));
+}
+both_databases!(
+    first_start_prints_one_admin_key_once,
+    first_start_prints_one_admin_key_once
+);
+
+/// The whole lifecycle of a key, with the server's logs captured at debug
+/// level: no secret may appear in them.
+async fn key_lifecycle_over_http_leaks_nothing(db: TestDb) {
+    create_user(&db, "owner@example.com", "owner-password", "user");
+    let server = TestServer::start(&db, &[SECRET, ("MCP_LOG", "debug")]);
+    let api = Api::new(&server);
+    let token = api.login("owner@example.com", "owner-password").await;
+    let mut secrets = vec![token.clone(), "owner-password".to_owned()];
+
+    // Create.
+    let (status, headers, created) = api
+        .call(
+            "POST",
+            "/api/keys",
+            Some(&token),
+            Some(json!({"name": "laptop", "scopes": ["keys:read", "mcp"], "expiresInDays": 30})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let key = created["key"].as_str().unwrap().to_owned();
+    secrets.push(key.clone());
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["name"], "laptop");
+    assert_eq!(created["prefix"], &key[..12]);
+    assert_eq!(created["scopes"], json!(["keys:read", "mcp"]));
+    assert_eq!(created["isActive"], true);
+    assert!(created["expiresAt"].is_string());
+    assert_eq!(created["lastUsed"], Value::Null);
+    for field in ["userId", "createdAt", "updatedAt"] {
+        assert!(created[field].is_string(), "{field}");
+    }
+    let (status, _, dup) = api
+        .call(
+            "POST",
+            "/api/keys",
+            Some(&token),
+            Some(json!({"name": "laptop"})),
+        )
+        .await;
+    assert_eq!((status, dup["code"].as_str()), (409, Some("conflict")));
+
+    // Use it: X-API-Key and Bearer.
+    let (status, me) = call_key(&api, "GET", "/api/auth/me", &key, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["authMethod"], "api_key");
+    assert_eq!(me["keyId"], id.as_str());
+    assert_eq!(me["scopes"], json!(["keys:read", "mcp"]));
+    let (status, _, _) = api.call("GET", "/api/auth/me", Some(&key), None).await;
+    assert_eq!(status, 200, "a key works as a bearer token too");
+
+    // List and get never show the secret.
+    let (status, _, list) = api.call("GET", "/api/keys", Some(&token), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["nextCursor"], Value::Null);
+    let (status, _, one) = api
+        .call("GET", &format!("/api/keys/{id}"), Some(&token), None)
+        .await;
+    assert_eq!(status, 200);
+    for body in [&list, &one] {
+        let text = body.to_string();
+        assert!(
+            !text.contains(&key) && !text.contains("\"key\"") && !text.contains("hash"),
+            "{text}"
+        );
+    }
+
+    // Patch inactive: refused like an unknown key; active again: back.
+    let path = format!("/api/keys/{id}");
+    let (status, _, patched) = api
+        .call(
+            "PATCH",
+            &path,
+            Some(&token),
+            Some(json!({"isActive": false})),
+        )
+        .await;
+    assert_eq!((status, patched["isActive"].as_bool()), (200, Some(false)));
+    let (status, refused) = call_key(&api, "GET", "/api/auth/me", &key, None).await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (401, Some("invalid_api_key"))
+    );
+    let unknown = format!("mcp_{}", &key[4..]);
+    let (_, unknown_body) = call_key(&api, "GET", "/api/auth/me", &unknown, None).await;
+    assert_eq!(refused, unknown_body, "inactive and unknown look the same");
+    api.call(
+        "PATCH",
+        &path,
+        Some(&token),
+        Some(json!({"isActive": true, "expiresInDays": null})),
+    )
+    .await;
+    let (_, _, again) = api.call("GET", &path, Some(&token), None).await;
+    assert_eq!(again["expiresAt"], Value::Null);
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &key, None).await.0,
+        200
+    );
+
+    // Regenerate: the old secret dies at once; with a grace period it lives on.
+    let (status, _, renewed) = api
+        .call("POST", &format!("{path}/regenerate"), Some(&token), None)
+        .await;
+    assert_eq!(status, 200, "{renewed}");
+    let new_key = renewed["key"].as_str().unwrap().to_owned();
+    secrets.push(new_key.clone());
+    assert_eq!(renewed["id"], id.as_str());
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &key, None).await.0,
+        401
+    );
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &new_key, None)
+            .await
+            .0,
+        200
+    );
+    let (status, _, graced) = api
+        .call(
+            "POST",
+            &format!("{path}/regenerate"),
+            Some(&token),
+            Some(json!({"gracePeriodSeconds": 600})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let newest = graced["key"].as_str().unwrap().to_owned();
+    secrets.push(newest.clone());
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &new_key, None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &newest, None).await.0,
+        200
+    );
+    let (status, _, problem) = api
+        .call(
+            "POST",
+            &format!("{path}/regenerate"),
+            Some(&token),
+            Some(json!({"gracePeriodSeconds": 604_801})),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("validation_failed"))
+    );
+
+    // Delete: 204, then refused.
+    let (status, _, _) = api.call("DELETE", &path, Some(&token), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &newest, None).await.0,
+        401
+    );
+    assert_eq!(api.call("GET", &path, Some(&token), None).await.0, 404);
+
+    let logs = server.logs();
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret reached the log:\n{logs}"
+        );
+    }
+    // Neither the hash of a key nor the body of a request.
+    assert!(!logs.contains("gracePeriodSeconds"));
+    assert!(logs.contains("API key created") && logs.contains("API key deleted"));
+}
+both_databases!(
+    key_lifecycle_over_http_leaks_nothing,
+    key_lifecycle_over_http_leaks_nothing
+);
+
+async fn scopes_restrict_routes_and_grants(db: TestDb) {
+    create_user(&db, "admin@example.com", "admin-password", "admin");
+    create_user(&db, "user@example.com", "user-password", "user");
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let admin = api.login("admin@example.com", "admin-password").await;
+    let user = api.login("user@example.com", "user-password").await;
+    let make = |token: String, body: Value| {
+        let api = &api;
+        async move {
+            let (status, _, created) = api
+                .call("POST", "/api/keys", Some(&token), Some(body))
+                .await;
+            (status, created)
+        }
+    };
+
+    let (_, read_only) = make(user.clone(), json!({"name": "ro", "scopes": ["keys:read"]})).await;
+    let read_only = read_only["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call_key(&api, "GET", "/api/keys", &read_only, None).await.0,
+        200
+    );
+    let response = api
+        .client
+        .post(format!("{}/api/keys", api.base))
+        .header("x-api-key", &read_only)
+        .json(&json!({"name": "escalate"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"mcp\", error=\"insufficient_scope\", \
+         error_description=\"the token lacks the scope this needs\", scope=\"keys:write\""
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "insufficient_scope");
+    // 403 before validation: a bad body from an unauthorized caller is not
+    // even read.
+    let (status, body) = call_key(
+        &api,
+        "POST",
+        "/api/keys",
+        &read_only,
+        Some(json!({"name": ""})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+
+    // An empty scope list allows only /api/auth/me.
+    let (_, nothing) = make(user.clone(), json!({"name": "none", "scopes": []})).await;
+    let nothing = nothing["key"].as_str().unwrap().to_owned();
+    let (status, me) = call_key(&api, "GET", "/api/auth/me", &nothing, None).await;
+    assert_eq!((status, me["scopes"].clone()), (200, json!([])));
+    assert_eq!(
+        call_key(&api, "GET", "/api/keys", &nothing, None).await.0,
+        403
+    );
+
+    // A restricted key cannot hand out more than it has.
+    let (_, writer) = make(user.clone(), json!({"name": "w", "scopes": ["keys:write"]})).await;
+    let writer = writer["key"].as_str().unwrap().to_owned();
+    let (status, body) = call_key(
+        &api,
+        "POST",
+        "/api/keys",
+        &writer,
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("insufficient_scope")),
+        "unrestricted"
+    );
+    let (status, body) = call_key(
+        &api,
+        "POST",
+        "/api/keys",
+        &writer,
+        Some(json!({"name": "x", "scopes": ["mcp"]})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    let (status, _) = call_key(
+        &api,
+        "POST",
+        "/api/keys",
+        &writer,
+        Some(json!({"name": "x", "scopes": ["keys:write"]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // admin and metrics scopes need the admin role; unknown scopes are 400.
+    let (status, body) = make(user.clone(), json!({"name": "m", "scopes": ["metrics"]})).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    let (status, body) = make(user.clone(), json!({"name": "u", "scopes": ["root"]})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("validation_failed"))
+    );
+    assert_eq!(body["errors"][0]["field"], "scopes[0]");
+    let (status, _) = make(
+        admin.clone(),
+        json!({"name": "m", "scopes": ["metrics", "admin"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // A restricted admin key needs the admin scope for admin routes.
+    let (_, admin_ro) = make(
+        admin.clone(),
+        json!({"name": "ro", "scopes": ["keys:read"]}),
+    )
+    .await;
+    let admin_ro = admin_ro["key"].as_str().unwrap().to_owned();
+    let (status, body) = call_key(&api, "GET", "/api/users", &admin_ro, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    let (status, _, _) = api.call("GET", "/api/users", Some(&admin), None).await;
+    assert_eq!(status, 200);
+}
+both_databases!(
+    scopes_restrict_routes_and_grants,
+    scopes_restrict_routes_and_grants
+);
+
+async fn other_users_keys_are_404(db: TestDb) {
+    create_user(&db, "admin@example.com", "admin-password", "admin");
+    let bob = create_user(&db, "bob@example.com", "bob-password", "user");
+    create_user(&db, "eve@example.com", "eve-password", "user");
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let admin = api.login("admin@example.com", "admin-password").await;
+    let bob_token = api.login("bob@example.com", "bob-password").await;
+    let eve = api.login("eve@example.com", "eve-password").await;
+    let (_, _, key) = api
+        .call(
+            "POST",
+            "/api/keys",
+            Some(&bob_token),
+            Some(json!({"name": "bob's"})),
+        )
+        .await;
+    let id = key["id"].as_str().unwrap();
+    let bob_key = key["key"].as_str().unwrap().to_owned();
+    let path = format!("/api/keys/{id}");
+
+    for (method, path, body) in [
+        ("GET", path.clone(), None),
+        ("PATCH", path.clone(), Some(json!({"isActive": false}))),
+        ("PATCH", path.clone(), Some(json!({"name": ""}))),
+        ("DELETE", path.clone(), None),
+        ("POST", format!("{path}/regenerate"), None),
+    ] {
+        let (status, _, problem) = api.call(method, &path, Some(&eve), body).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (404, Some("not_found")),
+            "{method} {path}"
+        );
+    }
+    let bob_id = bob["id"].as_str().unwrap();
+    let (status, _, _) = api
+        .call(
+            "GET",
+            &format!("/api/keys?userId={bob_id}"),
+            Some(&eve),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &bob_key, None)
+            .await
+            .0,
+        200
+    );
+
+    // Admins see anyone's keys; an owner that does not exist is 404.
+    let (status, _, listed) = api
+        .call(
+            "GET",
+            &format!("/api/keys?userId={bob_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["items"][0]["id"], id);
+    let (status, _, _) = api.call("GET", &path, Some(&admin), None).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = api
+        .call(
+            "GET",
+            &format!("/api/keys?userId={}", uuid::Uuid::now_v7()),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = api
+        .call("GET", "/api/keys/not-an-id", Some(&admin), None)
+        .await;
+    assert_eq!(status, 404);
+
+    // Deleting the owner kills the key.
+    let (status, _, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/users/{bob_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = call_key(&api, "GET", "/api/auth/me", &bob_key, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_api_key"))
+    );
+}
+both_databases!(other_users_keys_are_404, other_users_keys_are_404);
+
+async fn keys_cli_create_list_revoke(db: TestDb) {
+    create_user(&db, "ops@example.com", "ops-password", "user");
+    let url = db.url();
+    let env = [("DATABASE_URL", url.as_str())];
+    let (code, stdout, stderr) = common::run_binary(
+        db.dir.path(),
+        &[
+            "keys",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--name",
+            "deploy",
+            "--scopes",
+            "mcp,agents:read",
+            "--expires-in-days",
+            "7",
+        ],
+        &env,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let created: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(created["scopes"], json!(["mcp", "agents:read"]));
+    assert!(!stderr.contains(&key));
+
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &key, None).await.0,
+        200
+    );
+
+    let (code, stdout, _) = common::run_binary(
+        db.dir.path(),
+        &["keys", "list", "--email", "ops@example.com"],
+        &env,
+    );
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("deploy") && !stdout.contains(&key));
+    let (code, _, stderr) = common::run_binary(
+        db.dir.path(),
+        &[
+            "keys",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--name",
+            "m",
+            "--scopes",
+            "metrics",
+        ],
+        &env,
+    );
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("admin role"), "{stderr}");
+    let (code, _, stderr) = common::run_binary(
+        db.dir.path(),
+        &["keys", "revoke", "--id", created["id"].as_str().unwrap()],
+        &env,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stdout, _) = common::run_binary(
+        db.dir.path(),
+        &["keys", "list", "--email", "ops@example.com"],
+        &env,
+    );
+    assert_eq!((code, stdout.trim()), (Some(0), ""));
+}
+both_databases!(keys_cli_create_list_revoke, keys_cli_create_list_revoke);
