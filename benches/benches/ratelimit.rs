@@ -1,0 +1,81 @@
+//! Overhead of `RateLimitLayer` on the in-process backend (keyed by peer IP,
+//! allowed requests) against a bare service in the same run.
+//!
+//! `cargo bench -p mcp-benches --bench ratelimit`
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use mcp_ratelimit::{HeaderStyle, InMemoryBackend, Policy, Quota, RateLimitLayer};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+async fn handler(_req: Request<()>) -> Result<Response<bytes::Bytes>, Infallible> {
+    Ok(Response::new(bytes::Bytes::new()))
+}
+
+fn request() -> Request<()> {
+    let mut request = Request::new(());
+    request
+        .extensions_mut()
+        .insert(SocketAddr::from(([192, 0, 2, 1], 4321)));
+    request
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("ratelimit");
+    let mut bare = service_fn(handler);
+    group.bench_function("bare", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let svc = bare.ready().await.expect("ready");
+                black_box(svc.call(request()).await.expect("call"))
+            })
+        })
+    });
+    // A quota no benchmark run can use up (10 million a second), so every
+    // request is admitted.
+    let quota = Quota::per(10_000, Duration::from_millis(1)).expect("quota");
+    let mut layered =
+        RateLimitLayer::new(Arc::new(InMemoryBackend::new()), Policy::new("api", quota))
+            .layer(service_fn(handler));
+    group.bench_function("in_process", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let svc = layered.ready().await.expect("ready");
+                let response = svc.call(request()).await.expect("call");
+                assert_eq!(response.status(), 200);
+                black_box(response)
+            })
+        })
+    });
+    // The same decision without writing headers: what the limiter itself
+    // costs, apart from the three header insertions.
+    let mut headerless =
+        RateLimitLayer::new(Arc::new(InMemoryBackend::new()), Policy::new("api", quota))
+            .headers(HeaderStyle {
+                standard: false,
+                draft: false,
+                legacy: false,
+            })
+            .layer(service_fn(handler));
+    group.bench_function("in_process_no_headers", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let svc = headerless.ready().await.expect("ready");
+                black_box(svc.call(request()).await.expect("call"))
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,515 @@
+//! The layers through `tower::ServiceExt::oneshot`, with a manual clock.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use mcp_core::{AuthMethod, ManualClock, Principal, Problem, ProblemCode};
+use mcp_ratelimit::{
+    BackendError, BodyRateLimitLayer, Check, FailureLimitLayer, FailurePolicy, HeaderStyle,
+    InMemoryBackend, JsonBodyField, PeerIp, Policy, PrincipalOrIp, Quota, RateKey,
+    RateLimitBackend, RateLimitLayer, RequestInfo,
+};
+use serde_json::Value;
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+const T0: u64 = 1_800_000_000;
+
+fn policy(name: &str, limit: u32, secs: u64) -> Policy {
+    Policy::new(name, Quota::per(limit, Duration::from_secs(secs)).unwrap())
+}
+
+fn backend(clock: &ManualClock) -> Arc<InMemoryBackend> {
+    Arc::new(InMemoryBackend::new().clock(clock.shared()))
+}
+
+fn request_from(ip: &str) -> Request<Full<Bytes>> {
+    let mut request = Request::new(Full::new(Bytes::new()));
+    request
+        .extensions_mut()
+        .insert(format!("{ip}:1234").parse::<SocketAddr>().unwrap());
+    request
+}
+
+async fn ok_service(_req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+}
+
+async fn body_json(response: Response<Full<Bytes>>) -> Value {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn headers_429_and_recovery_through_the_layer() {
+    let clock = ManualClock::at_unix(T0);
+    let layer = RateLimitLayer::new(backend(&clock), policy("api", 3, 60));
+    let mut service = layer.layer(service_fn(ok_service));
+    for remaining in ["2", "1", "0"] {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request_from("192.0.2.1"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["ratelimit-limit"], "3");
+        assert_eq!(response.headers()["ratelimit-remaining"], remaining);
+        assert!(response.headers().contains_key("ratelimit-reset"));
+    }
+    let refused = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request_from("192.0.2.1"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "20");
+    assert_eq!(refused.headers()["ratelimit-remaining"], "0");
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body = body_json(refused).await;
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(body["policy"], "api");
+    // Another client is untouched.
+    let other = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request_from("192.0.2.2"))
+        .await
+        .unwrap();
+    assert_eq!(other.headers()["ratelimit-remaining"], "2");
+    // On time, one more passes.
+    clock.advance(Duration::from_secs(20));
+    let again = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request_from("192.0.2.1"))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+}
+
+#[tokio::test]
+async fn header_styles() {
+    let clock = ManualClock::at_unix(T0);
+    let layer = RateLimitLayer::new(backend(&clock), policy("api", 100, 60)).headers(HeaderStyle {
+        standard: false,
+        draft: true,
+        legacy: true,
+    });
+    let response = layer
+        .layer(service_fn(ok_service))
+        .oneshot(request_from("192.0.2.1"))
+        .await
+        .unwrap();
+    let h = response.headers();
+    assert!(!h.contains_key("ratelimit-limit"));
+    assert_eq!(h["ratelimit-policy"], "\"api\";q=100;w=60");
+    assert_eq!(h["ratelimit"], "\"api\";r=99;t=1");
+    assert_eq!(h["x-ratelimit-limit"], "100");
+    assert_eq!(h["x-ratelimit-remaining"], "99");
+    assert_eq!(h["x-ratelimit-reset"], "1");
+}
+
+#[tokio::test]
+async fn stacked_limiters_show_the_one_with_fewer_left() {
+    let clock = ManualClock::at_unix(T0);
+    let shared = backend(&clock);
+    let api = RateLimitLayer::new(shared.clone(), policy("api", 100, 60));
+    let auth = RateLimitLayer::new(shared.clone(), policy("auth", 10, 900));
+    // auth inside api: the auth headers (9 left) beat api's (99 left).
+    let service = api.layer(auth.layer(service_fn(ok_service)));
+    let response = service
+        .clone()
+        .oneshot(request_from("192.0.2.1"))
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["ratelimit-limit"], "10");
+    assert_eq!(response.headers()["ratelimit-remaining"], "9");
+    // And the other way round.
+    let service = auth.layer(api.layer(service_fn(ok_service)));
+    let response = service.oneshot(request_from("192.0.2.9")).await.unwrap();
+    assert_eq!(response.headers()["ratelimit-limit"], "10");
+}
+
+#[tokio::test]
+async fn skipped_requests_are_not_limited() {
+    let clock = ManualClock::at_unix(T0);
+    let layer = RateLimitLayer::new(backend(&clock), policy("api", 1, 60))
+        .skip(|request: &RequestInfo<'_>| request.uri.path() == "/health");
+    let mut service = layer.layer(service_fn(ok_service));
+    for _ in 0..5 {
+        let mut request = request_from("192.0.2.1");
+        *request.uri_mut() = "/health".parse().unwrap();
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(!response.headers().contains_key("ratelimit-limit"));
+    }
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(request_from("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(request_from("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+}
+
+#[tokio::test]
+async fn principals_are_keyed_by_key_or_subject_then_ip() {
+    let clock = ManualClock::at_unix(T0);
+    let layer =
+        RateLimitLayer::new(backend(&clock), policy("api", 1, 60)).key(PrincipalOrIp::new());
+    let mut service = layer.layer(service_fn(ok_service));
+    let with = |principal: Option<Principal>| {
+        let mut request = request_from("192.0.2.1");
+        if let Some(p) = principal {
+            request.extensions_mut().insert(p);
+        }
+        request
+    };
+    let alice = Principal::builder("alice", AuthMethod::Jwt).build();
+    let alice_key = Principal::builder("alice", AuthMethod::ApiKey)
+        .key_id("k1")
+        .build();
+    for principal in [Some(alice.clone()), Some(alice_key.clone()), None] {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(with(principal))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "each is its own bucket");
+    }
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(with(Some(alice)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+}
+
+#[tokio::test]
+async fn keyless_requests_share_one_bucket() {
+    let clock = ManualClock::at_unix(T0);
+    let layer = RateLimitLayer::new(backend(&clock), policy("api", 1, 60));
+    let mut service = layer.layer(service_fn(ok_service));
+    // No peer address at all: not a way around the limit.
+    let no_peer = || Request::new(Full::new(Bytes::new()));
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(no_peer())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(no_peer())
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+}
+
+#[tokio::test]
+async fn json_field_keys_and_the_body_arrives_intact() {
+    let clock = ManualClock::at_unix(T0);
+    let seen = Arc::new(Mutex::new(Vec::<Bytes>::new()));
+    let sink = seen.clone();
+    let inner = service_fn(move |req: Request<Full<Bytes>>| {
+        let sink = sink.clone();
+        async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            sink.lock().unwrap().push(body);
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+        }
+    });
+    let layer = BodyRateLimitLayer::new(
+        backend(&clock),
+        policy("auth", 2, 900),
+        JsonBodyField::new("email", 4096, PeerIp),
+    )
+    .max_buffer(64 * 1024);
+    let mut service = layer.layer(inner);
+    let login = |email: &str| {
+        let body = format!(r#"{{"email":"{email}","password":"p\u00e9 \"x\""}}"#);
+        let mut request = Request::post("/login")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert("192.0.2.1:1".parse::<SocketAddr>().unwrap());
+        request
+    };
+    for email in ["ada@example.com", "ADA@Example.com"] {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(login(email))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(login("Ada@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        429,
+        "the e-mail is lower-cased: one bucket"
+    );
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(login("bob@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "another e-mail passes");
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 3);
+    assert_eq!(
+        bodies[2],
+        Bytes::from(r#"{"email":"bob@example.com","password":"p\u00e9 \"x\""}"#),
+        "the handler gets the exact bytes"
+    );
+
+    // Not JSON, or no field: keyed by IP, still passed on intact.
+    let mut request = Request::post("/login")
+        .body(Full::new(Bytes::from_static(b"\xff\xfe{{")))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert("192.0.2.7:1".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(request)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(seen.lock().unwrap().last().unwrap().as_ref(), b"\xff\xfe{{");
+
+    // Over the buffer: 413, never a panic.
+    let mut request = Request::post("/login")
+        .body(Full::new(Bytes::from(vec![b' '; 70 * 1024])))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert("192.0.2.8:1".parse::<SocketAddr>().unwrap());
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    assert_eq!(response.status(), 413);
+}
+
+/// Answers 401 with a problem code taken from the `x-code` header.
+async fn auth_service(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let code = req
+        .headers()
+        .get("x-code")
+        .map(|v| v.to_str().unwrap().to_owned());
+    Ok(match code {
+        Some(code) => Problem::unauthorized(code, "no").into_response(),
+        None => Response::new(Full::new(Bytes::from_static(b"ok"))),
+    })
+}
+
+fn counts_refused(status: StatusCode, extensions: &http::Extensions) -> bool {
+    status == StatusCode::UNAUTHORIZED
+        && extensions
+            .get::<ProblemCode>()
+            .is_none_or(|c| c.as_str() != "missing_credentials")
+}
+
+#[tokio::test]
+async fn failure_limit_locks_out_before_the_service_runs() {
+    let clock = ManualClock::at_unix(T0);
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let inner = service_fn(move |req: Request<Full<Bytes>>| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        auth_service(req)
+    });
+    let layer = FailureLimitLayer::new(
+        backend(&clock),
+        policy("auth-failures", 3, 60),
+        counts_refused,
+    );
+    let mut service = layer.layer(inner);
+    let attempt = |code: Option<&str>| {
+        let mut request = request_from("198.51.100.4");
+        if let Some(code) = code {
+            request
+                .headers_mut()
+                .insert("x-code", code.parse().unwrap());
+        }
+        request
+    };
+    // Missing credentials are not counted.
+    for _ in 0..10 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(attempt(Some("missing_credentials")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    // Three refused credentials use the quota up...
+    for _ in 0..3 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(attempt(Some("invalid_api_key")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+    // ...after which even a good request is refused before it is checked.
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(attempt(None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "20");
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "the service never ran"
+    );
+    // Other IPs are fine.
+    let mut other = request_from("198.51.100.5");
+    other
+        .headers_mut()
+        .insert("x-code", "invalid_token".parse().unwrap());
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(other)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // It recovers on time.
+    clock.advance(Duration::from_secs(20));
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(attempt(None))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+/// A backend that cannot be reached, to exercise the failure policies
+/// without a network (the real Redis outage is in `tests/redis.rs`).
+struct Down;
+
+impl RateLimitBackend for Down {
+    fn check<'a>(&'a self, _: &'a Policy, _: &'a RateKey, _: u32) -> Check<'a> {
+        Check::Ready(Err(BackendError::Unavailable("down".into())))
+    }
+    fn peek<'a>(&'a self, _: &'a Policy, _: &'a RateKey) -> Check<'a> {
+        Check::Ready(Err(BackendError::Unavailable("down".into())))
+    }
+}
+
+#[tokio::test]
+async fn failure_policies() {
+    let clock = ManualClock::at_unix(T0);
+    let open =
+        RateLimitLayer::new(Arc::new(Down), policy("api", 1, 60)).layer(service_fn(ok_service));
+    for _ in 0..3 {
+        let response = open
+            .clone()
+            .oneshot(request_from("192.0.2.1"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(!response.headers().contains_key("ratelimit-limit"));
+    }
+    let closed = RateLimitLayer::new(Arc::new(Down), policy("api", 1, 60))
+        .on_failure(FailurePolicy::Closed)
+        .layer(service_fn(ok_service));
+    let response = closed.oneshot(request_from("192.0.2.1")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(body_json(response).await["code"], "unavailable");
+    let fallback = RateLimitLayer::new(Arc::new(Down), policy("api", 1, 60))
+        .on_failure(FailurePolicy::Fallback(backend(&clock)))
+        .layer(service_fn(ok_service));
+    assert_eq!(
+        fallback
+            .clone()
+            .oneshot(request_from("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        fallback
+            .oneshot(request_from("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+}
