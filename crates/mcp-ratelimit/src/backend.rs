@@ -264,7 +264,11 @@ impl InMemoryBackend {
         key: &RateKey,
         cost: u32,
     ) -> Result<Decision, BackendError> {
-        if state.checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(256) {
+        if state
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(256)
+        {
             state
                 .full
                 .store(state.store.0.len() >= self.max_keys, Ordering::Relaxed);

@@ -8,6 +8,13 @@ use crate::backend::{BackendError, Check, RateLimitBackend};
 use crate::key::RateKey;
 use crate::quota::{Decision, Policy};
 
+fn manager_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)))
+        .set_number_of_retries(1)
+}
+
 /// GCRA in one atomic round trip. The clock is Redis's own (`TIME`), so
 /// replicas with skewed clocks agree. Times are microseconds.
 ///
@@ -52,7 +59,8 @@ return {1, remaining, 0, new_tat - now}
 /// ```
 #[derive(Clone)]
 pub struct RedisBackend {
-    connection: ConnectionManager,
+    /// `None` until the first connection succeeds (see [`RedisBackend::start`]).
+    connection: std::sync::Arc<std::sync::RwLock<Option<ConnectionManager>>>,
     script: redis::Script,
     prefix: String,
 }
@@ -70,16 +78,65 @@ impl RedisBackend {
     /// times out after 500 ms, so a hung Redis cannot hold requests.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisBackend, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config).await?;
+        let connection = ConnectionManager::new_with_config(client, manager_config()).await?;
         Ok(RedisBackend {
-            connection,
+            connection: std::sync::Arc::new(std::sync::RwLock::new(Some(connection))),
             script: redis::Script::new(GCRA),
             prefix: prefix.to_owned(),
         })
+    }
+
+    /// Like [`connect`](Self::connect), but returns at once and connects in
+    /// the background, retrying every second: a server can start while Redis
+    /// is down (its checks fail, and the failure policy applies, until the
+    /// first connection). Only a malformed URL is an error.
+    pub fn start(url: &str, prefix: &str) -> Result<RedisBackend, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let backend = RedisBackend {
+            connection: std::sync::Arc::new(std::sync::RwLock::new(None)),
+            script: redis::Script::new(GCRA),
+            prefix: prefix.to_owned(),
+        };
+        let slot = std::sync::Arc::downgrade(&backend.connection);
+        tokio::spawn(async move {
+            loop {
+                match ConnectionManager::new_with_config(client.clone(), manager_config()).await {
+                    Ok(connection) => {
+                        if let Some(slot) = slot.upgrade() {
+                            *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(connection);
+                        }
+                        tracing::info!("connected to Redis");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot connect to Redis; retrying");
+                        if slot.strong_count() == 0 {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(backend)
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, BackendError> {
+        self.connection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| BackendError::Unavailable("not connected to Redis yet".into()))
+    }
+
+    /// One `PING`: whether Redis answers now.
+    pub async fn ping(&self) -> Result<(), BackendError> {
+        let mut connection = self.connection()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .map(|_| ())
+            .map_err(|e| BackendError::Unavailable(e.to_string()))
     }
 
     async fn run(
@@ -94,7 +151,7 @@ impl RedisBackend {
             .unwrap_or(u64::MAX)
             .max(1);
         let bucket = format!("{}:{}:{}", self.prefix, policy.name(), key);
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection()?;
         let (allowed, remaining, retry, reset): (i64, i64, i64, i64) = self
             .script
             .key(bucket)

@@ -109,6 +109,32 @@ pub mod settings {
     };
     /// E-mail of the admin created on first start.
     pub const ADMIN_EMAIL: Setting = Setting::new("MCP_ADMIN_EMAIL", "admin_email");
+    /// Redis for shared rate limits; unset: in process.
+    pub const REDIS_URL: Setting = Setting {
+        env: "REDIS_URL",
+        key: "redis_url",
+        // It may carry a password.
+        secret: true,
+    };
+    /// Prefix of rate-limit keys in Redis.
+    pub const RATE_LIMIT_PREFIX: Setting =
+        Setting::new("MCP_RATE_LIMIT_PREFIX", "rate_limit_prefix");
+    /// The api policy.
+    pub const RATE_LIMIT_API: Setting = Setting::new("MCP_RATE_LIMIT_API", "rate_limit_api");
+    /// The auth (login/register, per e-mail) policy.
+    pub const RATE_LIMIT_AUTH: Setting = Setting::new("MCP_RATE_LIMIT_AUTH", "rate_limit_auth");
+    /// The per-WebSocket-message policy.
+    pub const RATE_LIMIT_WS: Setting = Setting::new("MCP_RATE_LIMIT_WS", "rate_limit_ws");
+    /// The auth-failures (brute force) policy.
+    pub const RATE_LIMIT_AUTH_FAILURES: Setting =
+        Setting::new("MCP_RATE_LIMIT_AUTH_FAILURES", "rate_limit_auth_failures");
+    /// `open` or `closed` when the rate-limit backend fails.
+    pub const RATE_LIMIT_FAIL: Setting = Setting::new("MCP_RATE_LIMIT_FAIL", "rate_limit_fail");
+    /// Which rate-limit headers: `standard`, `draft`, `legacy`.
+    pub const RATE_LIMIT_HEADERS: Setting =
+        Setting::new("MCP_RATE_LIMIT_HEADERS", "rate_limit_headers");
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` are believed.
+    pub const TRUSTED_PROXIES: Setting = Setting::new("MCP_TRUSTED_PROXIES", "trusted_proxies");
 
     /// Every setting.
     pub const ALL: &[Setting] = &[
@@ -136,6 +162,15 @@ pub mod settings {
         USER_CACHE_TTL,
         API_KEY_PEPPER,
         ADMIN_EMAIL,
+        REDIS_URL,
+        RATE_LIMIT_PREFIX,
+        RATE_LIMIT_API,
+        RATE_LIMIT_AUTH,
+        RATE_LIMIT_WS,
+        RATE_LIMIT_AUTH_FAILURES,
+        RATE_LIMIT_FAIL,
+        RATE_LIMIT_HEADERS,
+        TRUSTED_PROXIES,
     ];
 }
 
@@ -355,6 +390,31 @@ pub struct Config {
     pub api_key_pepper: Option<Secret>,
     /// E-mail of the admin created on first start (`admin@localhost`).
     pub admin_email: String,
+    /// Rate limits.
+    pub rate_limits: RateLimitConfig,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// The rate-limit policies and their backend.
+#[derive(Clone, Debug)]
+pub struct RateLimitConfig {
+    /// `REDIS_URL`: shared limits; `None`: in process.
+    pub redis_url: Option<Secret>,
+    /// Redis key prefix (`mcp:rl`).
+    pub prefix: String,
+    /// `/api/**` and `/mcp` (100/60s).
+    pub api: mcp_ratelimit::Quota,
+    /// Login and register per e-mail (10/900s).
+    pub auth: mcp_ratelimit::Quota,
+    /// WebSocket messages (1000/60s).
+    pub ws: mcp_ratelimit::Quota,
+    /// Refused credentials per IP (30/60s).
+    pub auth_failures: mcp_ratelimit::Quota,
+    /// Refuse (503) instead of letting through when the backend fails.
+    pub fail_closed: bool,
+    /// Which headers.
+    pub headers: mcp_ratelimit::HeaderStyle,
 }
 
 /// A secret setting; `Debug` never shows it.
@@ -521,7 +581,21 @@ impl Config {
                 }
             },
         )?;
+        let rate_limits = parse_rate_limits(s)?;
+        let trusted_proxies = s.parse(TRUSTED_PROXIES, Vec::new, |v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<ipnet::IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| format!("{p:?} is not an address or CIDR network"))
+                })
+                .collect()
+        })?;
         Ok(Config {
+            rate_limits,
+            trusted_proxies,
             jwt,
             allow_registration,
             user_cache_ttl,
@@ -541,6 +615,94 @@ impl Config {
             log_format,
         })
     }
+}
+
+fn parse_rate_limits(s: &Sources) -> Result<RateLimitConfig, ConfigError> {
+    use settings::*;
+    let quota = |setting: Setting, default: &str| {
+        s.parse(
+            setting,
+            || {
+                default
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!("valid default"))
+            },
+            |v| {
+                v.parse::<mcp_ratelimit::Quota>()
+                    .map_err(|e| format!("{e} (such as 100/60s)"))
+            },
+        )
+    };
+    let api = quota(RATE_LIMIT_API, "100/60s")?;
+    let auth = quota(RATE_LIMIT_AUTH, "10/900s")?;
+    let ws = quota(RATE_LIMIT_WS, "1000/60s")?;
+    let auth_failures = quota(RATE_LIMIT_AUTH_FAILURES, "30/60s")?;
+    let fail_closed = s.parse(
+        RATE_LIMIT_FAIL,
+        || false,
+        |v| match v.to_ascii_lowercase().as_str() {
+            "open" => Ok(false),
+            "closed" => Ok(true),
+            _ => Err("expected open or closed".to_owned()),
+        },
+    )?;
+    let headers = s.parse(
+        RATE_LIMIT_HEADERS,
+        mcp_ratelimit::HeaderStyle::default,
+        |v| {
+            let mut style = mcp_ratelimit::HeaderStyle {
+                standard: false,
+                draft: false,
+                legacy: false,
+            };
+            for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match part.to_ascii_lowercase().as_str() {
+                    "standard" => style.standard = true,
+                    "draft" => style.draft = true,
+                    "legacy" => style.legacy = true,
+                    other => {
+                        return Err(format!(
+                            "unknown header style {other:?}; use standard, draft, legacy"
+                        ));
+                    }
+                }
+            }
+            Ok(style)
+        },
+    )?;
+    let redis_url = s.parse(
+        REDIS_URL,
+        || None,
+        |v| {
+            let url = url::Url::parse(v).map_err(|_| "expected a redis:// URL".to_owned())?;
+            if matches!(url.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
+                Ok(Some(Secret(v.as_bytes().to_vec())))
+            } else {
+                Err("expected a redis:// URL".to_owned())
+            }
+        },
+    )?;
+    let prefix = s.parse(
+        RATE_LIMIT_PREFIX,
+        || "mcp:rl".to_owned(),
+        |v| {
+            if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_whitespace()) {
+                Err("expected 1 to 64 characters without spaces".to_owned())
+            } else {
+                Ok(v.to_owned())
+            }
+        },
+    )?;
+    Ok(RateLimitConfig {
+        redis_url,
+        prefix,
+        api,
+        auth,
+        ws,
+        auth_failures,
+        fail_closed,
+        headers,
+    })
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {
@@ -979,6 +1141,38 @@ mod tests {
         .unwrap();
         assert!(config.allow_registration);
         assert!(!format!("{config:?}").contains(&secret));
+    }
+
+    #[test]
+    fn rate_limit_settings() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.rate_limits.api.to_string(), "100/60s");
+        assert_eq!(config.rate_limits.auth.to_string(), "10/900s");
+        assert!(!config.rate_limits.fail_closed);
+        let config = load(&[
+            ("MCP_RATE_LIMIT_API", "5/1s"),
+            ("MCP_RATE_LIMIT_FAIL", "closed"),
+            ("MCP_RATE_LIMIT_HEADERS", "draft,legacy"),
+            ("MCP_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+            ("REDIS_URL", "redis://:pw@127.0.0.1:6379/0"),
+        ])
+        .unwrap();
+        assert_eq!(config.rate_limits.api.limit(), 5);
+        assert!(config.rate_limits.fail_closed);
+        assert!(config.rate_limits.headers.draft && !config.rate_limits.headers.standard);
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert!(!format!("{config:?}").contains("pw@"));
+        for (name, value) in [
+            ("MCP_RATE_LIMIT_API", "100"),
+            ("MCP_RATE_LIMIT_AUTH", "0/60s"),
+            ("MCP_RATE_LIMIT_FAIL", "sometimes"),
+            ("MCP_RATE_LIMIT_HEADERS", "fancy"),
+            ("MCP_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("REDIS_URL", "http://x"),
+        ] {
+            let err = load(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

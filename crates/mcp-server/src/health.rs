@@ -18,8 +18,10 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /health/ready`: the database answers. `503` problem naming the
-/// failing check otherwise; `redis` is `disabled` without `REDIS_URL`.
+/// `GET /health/ready`: the database answers (and Redis, when rate limits
+/// fail closed). `503` problem naming the failing check otherwise; `redis`
+/// is `disabled` without `REDIS_URL`, and reported `down` without making the
+/// server unready when limits fail open.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let database = match tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await {
         Ok(Ok(())) => "ok",
@@ -32,8 +34,9 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             "down"
         }
     };
-    let checks = json!({"database": database, "redis": "disabled"});
-    if database == "ok" {
+    let (redis, redis_blocks) = state.limits.redis_check().await;
+    let checks = json!({"database": database, "redis": redis});
+    if database == "ok" && !redis_blocks {
         #[derive(serde::Serialize)]
         struct Ready {
             status: &'static str,
@@ -45,7 +48,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         })
         .into_response()
     } else {
-        Problem::unavailable("not ready: database is down")
+        let down = if database == "ok" {
+            "not ready: redis is down (and rate limits fail closed)"
+        } else {
+            "not ready: database is down"
+        };
+        Problem::unavailable(down)
             .with_extension("checks", checks)
             .into_response()
     }

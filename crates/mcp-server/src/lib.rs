@@ -22,6 +22,7 @@ pub mod extract;
 pub mod health;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod schemas;
 pub mod telemetry;
 pub mod users;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub passwords: users::Passwords,
     /// API keys.
     pub keys: Arc<mcp_apikeys::ApiKeyService>,
+    /// Rate limits.
+    pub limits: limits::Limits,
     /// The time source.
     pub clock: SharedClock,
 }
@@ -77,6 +80,7 @@ impl AppState {
         config: Config,
         clock: SharedClock,
     ) -> Result<AppState, StartError> {
+        let limits = limits::Limits::new(&config)?;
         let db = open_database(&config).await?;
         let keys = keys::service(&config, &db, clock.clone()).await?;
         let auth = auth::Auth::setup(&config, &db, keys.clone(), clock.clone()).await?;
@@ -90,6 +94,7 @@ impl AppState {
             auth,
             passwords,
             keys,
+            limits,
             clock,
         })
     }
@@ -144,17 +149,21 @@ impl StartError {
 
 /// The routes, without the spine.
 pub fn routes(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/health", get(health::health))
-        .route("/health/ready", get(health::ready))
-        .merge(api::router(&state));
+    let mut limited = api::router(&state);
     if let Some(metadata) = &state.auth.metadata {
         let service = metadata.clone().into_service();
-        router = router
+        limited = limited
             .route_service("/.well-known/oauth-protected-resource", service.clone())
             .route_service("/.well-known/oauth-protected-resource/mcp", service);
     }
-    router.with_state(state)
+    // Brute force is stopped before any credential is checked; health
+    // checks stay outside every limit.
+    let limited = limited.layer(state.limits.failures_layer());
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/health/ready", get(health::ready))
+        .merge(limited)
+        .with_state(state)
 }
 
 /// The whole application: routes inside the spine.
@@ -194,6 +203,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
         .await
         .map_err(|source| StartError::Bind { addr: bind, source })?;
     let address = listener.local_addr().map_err(StartError::Serve)?;
+    let shutdown = http::shutdown_signal();
     tracing::info!(
         %address,
         database = state.db.kind(),
@@ -204,8 +214,12 @@ async fn serve(config: Config) -> Result<(), StartError> {
     let db = state.db.clone();
     let keys = state.keys.clone();
     let background = keys.start(std::time::Duration::from_secs(10));
-    let result = http::serve(listener, app(state), http::shutdown_signal(), grace).await;
+    let eviction = state.limits.start();
+    let result = http::serve(listener, app(state), shutdown, grace).await;
     background.abort();
+    if let Some(eviction) = eviction {
+        eviction.abort();
+    }
     match keys.flush_last_used().await {
         Ok(count) => tracing::info!(keys = count, "recorded the last uses of API keys"),
         Err(error) => tracing::warn!(%error, "could not record the last uses of API keys"),

@@ -22,6 +22,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
     if state.config.allow_registration {
         public = public.route("/api/auth/register", post(users::register));
     }
+    // Login and register: the auth policy (per e-mail) inside the api
+    // policy (per IP); the response shows whichever has fewer left.
+    let public = public
+        .route_layer(state.limits.auth_layer())
+        .route_layer(state.limits.api_layer());
     // Authorization runs as a layer, before any body is read: a caller
     // without the scope gets 403, never a 400 about a body it may not send.
     let challenge = state.auth.challenge.clone();
@@ -55,6 +60,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/api/keys/{id}/regenerate",
             post(keys::regenerate.layer(scope("keys:write"))),
         )
+        // Authentication, then the api limit keyed by who was authenticated,
+        // then (per handler) authorization.
+        .route_layer(state.limits.api_layer())
         .route_layer(state.auth.layer.clone());
     public
         .merge(authenticated)

@@ -1,0 +1,149 @@
+//! The rate-limit policies of the contract, on Redis or in process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_core::ProblemCode;
+use mcp_ratelimit::{
+    BodyRateLimitLayer, FailureLimitLayer, FailurePolicy, HeaderStyle, InMemoryBackend,
+    JsonBodyField, Policy, PrincipalOrIp, RateLimitBackend, RateLimitLayer, RateLimiter,
+    RedisBackend, RequestInfo, TrustedProxyIp,
+};
+
+use crate::StartError;
+use crate::config::Config;
+
+/// The server's limiters.
+#[derive(Clone)]
+pub struct Limits {
+    backend: Arc<dyn RateLimitBackend>,
+    redis: Option<RedisBackend>,
+    memory: Option<Arc<InMemoryBackend>>,
+    api: Policy,
+    auth: Policy,
+    ws: Policy,
+    auth_failures: Policy,
+    failure: FailurePolicy,
+    fail_closed: bool,
+    headers: HeaderStyle,
+    client_ip: TrustedProxyIp,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("redis", &self.redis.is_some())
+            .field("api", &self.api)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Limits {
+    /// The backend (`REDIS_URL` or in process) and the policies. Redis is
+    /// connected in the background: the server starts while it is down.
+    pub fn new(config: &Config) -> Result<Limits, StartError> {
+        let rl = &config.rate_limits;
+        let (backend, redis, memory): (Arc<dyn RateLimitBackend>, _, _) = match &rl.redis_url {
+            Some(url) => {
+                let url = String::from_utf8_lossy(&url.0).into_owned();
+                let redis = RedisBackend::start(&url, &rl.prefix).map_err(|e| {
+                    StartError::Config(crate::config::ConfigError::Invalid {
+                        setting: crate::config::settings::REDIS_URL,
+                        origin: crate::config::Origin::Env,
+                        value: None,
+                        reason: e.to_string(),
+                    })
+                })?;
+                (Arc::new(redis.clone()), Some(redis), None)
+            }
+            None => {
+                let memory = Arc::new(InMemoryBackend::new());
+                (memory.clone(), None, Some(memory))
+            }
+        };
+        Ok(Limits {
+            backend,
+            redis,
+            memory,
+            api: Policy::new("api", rl.api),
+            auth: Policy::new("auth", rl.auth),
+            ws: Policy::new("ws", rl.ws),
+            auth_failures: Policy::new("auth-failures", rl.auth_failures),
+            failure: if rl.fail_closed {
+                FailurePolicy::Closed
+            } else {
+                FailurePolicy::Open
+            },
+            fail_closed: rl.fail_closed,
+            headers: rl.headers,
+            client_ip: TrustedProxyIp::new(config.trusted_proxies.iter().copied()),
+        })
+    }
+
+    /// Starts the background work: evicting idle keys of the in-process
+    /// backend every minute.
+    pub fn start(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.memory
+            .as_ref()
+            .map(|memory| memory.start_eviction(Duration::from_secs(60)))
+    }
+
+    /// The api policy, keyed by API key id or user id, else client IP.
+    pub fn api_layer(&self) -> RateLimitLayer {
+        RateLimitLayer::new(self.backend.clone(), self.api.clone())
+            .key(PrincipalOrIp::with_fallback(self.client_ip.clone()))
+            .on_failure(self.failure.clone())
+            .headers(self.headers)
+    }
+
+    /// The auth policy of login and register, keyed by the lower-cased
+    /// e-mail of the body (one bucket for both routes), else client IP.
+    pub fn auth_layer(&self) -> BodyRateLimitLayer {
+        BodyRateLimitLayer::new(
+            self.backend.clone(),
+            self.auth.clone(),
+            JsonBodyField::new("email", 4096, self.client_ip.clone()),
+        )
+        .on_failure(self.failure.clone())
+        .headers(self.headers)
+        // The server's body limit applies first; this is only the buffer.
+        .max_buffer(1024 * 1024)
+    }
+
+    /// The auth-failures policy: refused credentials and failed logins per
+    /// client IP; once used up, that IP gets `429` before any credential is
+    /// checked. Health checks are never limited.
+    pub fn failures_layer(&self) -> FailureLimitLayer {
+        FailureLimitLayer::new(
+            self.backend.clone(),
+            self.auth_failures.clone(),
+            |status: http::StatusCode, extensions: &http::Extensions| {
+                status == http::StatusCode::UNAUTHORIZED
+                    && extensions
+                        .get::<ProblemCode>()
+                        .is_none_or(|code| code.as_str() != mcp_core::code::MISSING_CREDENTIALS)
+            },
+        )
+        .key(self.client_ip.clone())
+        .skip(|request: &RequestInfo<'_>| request.uri.path().starts_with("/health"))
+        .on_failure(self.failure.clone())
+        .headers(self.headers)
+    }
+
+    /// The ws policy, for each WebSocket message.
+    pub fn ws_limiter(&self) -> RateLimiter {
+        RateLimiter::new(self.backend.clone(), self.ws.clone())
+    }
+
+    /// `ok`, `down` or `disabled` (no `REDIS_URL`), and whether a down Redis
+    /// makes the server unready (only when failing closed).
+    pub async fn redis_check(&self) -> (&'static str, bool) {
+        let Some(redis) = &self.redis else {
+            return ("disabled", false);
+        };
+        match tokio::time::timeout(Duration::from_secs(1), redis.ping()).await {
+            Ok(Ok(())) => ("ok", false),
+            _ => ("down", self.fail_closed),
+        }
+    }
+}
