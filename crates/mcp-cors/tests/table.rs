@@ -1,0 +1,501 @@
+//! Table-driven CORS and guard tests through `tower::ServiceExt::oneshot`.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use mcp_cors::{CorsPolicy, OriginGuard};
+use tower::{Layer, ServiceExt, service_fn};
+
+async fn handler(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    // Stands for an API that refuses unauthenticated calls.
+    let status = if request.headers().contains_key("authorization") {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+struct Case {
+    name: &'static str,
+    setting: &'static str,
+    method: Method,
+    origin: Option<&'static str>,
+    preflight: bool,
+    /// Expected `Access-Control-Allow-Origin` (None: absent).
+    allow_origin: Option<&'static str>,
+    credentials: bool,
+    vary_origin: bool,
+    status: u16,
+}
+
+async fn run(case: &Case) -> Response<Full<Bytes>> {
+    let policy: CorsPolicy = case.setting.parse().unwrap();
+    let mut request = Request::builder()
+        .method(case.method.clone())
+        .uri("/api/keys");
+    if let Some(origin) = case.origin {
+        request = request.header("origin", origin);
+    }
+    if case.preflight {
+        request = request
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type, x-api-key");
+    } else {
+        request = request.header("authorization", "Bearer x");
+    }
+    let request = request.body(Full::new(Bytes::new())).unwrap();
+    match policy.layer() {
+        Some(layer) => layer
+            .layer(service_fn(handler))
+            .oneshot(request)
+            .await
+            .unwrap(),
+        None => service_fn(handler).oneshot(request).await.unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn cors_table() {
+    let cases = [
+        Case {
+            name: "disallowed origin gets no CORS headers",
+            setting: "https://app.example.com",
+            method: Method::GET,
+            origin: Some("https://evil.example"),
+            preflight: false,
+            allow_origin: None,
+            credentials: false,
+            vary_origin: true,
+            status: 200,
+        },
+        Case {
+            name: "allowed origin is reflected with credentials",
+            setting: "https://app.example.com, https://other.example.com",
+            method: Method::GET,
+            origin: Some("https://other.example.com"),
+            preflight: false,
+            allow_origin: Some("https://other.example.com"),
+            credentials: true,
+            vary_origin: true,
+            status: 200,
+        },
+        Case {
+            name: "star allows any origin without credentials",
+            setting: "*",
+            method: Method::GET,
+            origin: Some("https://anyone.example"),
+            preflight: false,
+            allow_origin: Some("*"),
+            credentials: false,
+            // Harmless for `*`; tower-http always names what it reads.
+            vary_origin: true,
+            status: 200,
+        },
+        Case {
+            name: "wildcard subdomain matches a subdomain",
+            setting: "https://*.example.com",
+            method: Method::GET,
+            origin: Some("https://deep.app.example.com"),
+            preflight: false,
+            allow_origin: Some("https://deep.app.example.com"),
+            credentials: true,
+            vary_origin: true,
+            status: 200,
+        },
+        Case {
+            name: "wildcard refuses a look-alike domain",
+            setting: "https://*.example.com",
+            method: Method::GET,
+            origin: Some("https://evil-example.com"),
+            preflight: false,
+            allow_origin: None,
+            credentials: false,
+            vary_origin: true,
+            status: 200,
+        },
+        Case {
+            name: "wildcard refuses the bare domain and a suffix attack",
+            setting: "https://*.example.com",
+            method: Method::GET,
+            origin: Some("https://app.example.com.evil.net"),
+            preflight: false,
+            allow_origin: None,
+            credentials: false,
+            vary_origin: true,
+            status: 200,
+        },
+        Case {
+            name: "preflight answers 204 without credentials being needed",
+            setting: "https://app.example.com",
+            method: Method::OPTIONS,
+            origin: Some("https://app.example.com"),
+            preflight: true,
+            allow_origin: Some("https://app.example.com"),
+            credentials: true,
+            vary_origin: true,
+            status: 204,
+        },
+        Case {
+            name: "false disables CORS",
+            setting: "false",
+            method: Method::GET,
+            origin: Some("https://app.example.com"),
+            preflight: false,
+            allow_origin: None,
+            credentials: false,
+            vary_origin: false,
+            status: 200,
+        },
+        Case {
+            name: "null is never reflected",
+            setting: "*",
+            method: Method::GET,
+            origin: Some("null"),
+            preflight: false,
+            allow_origin: Some("*"),
+            credentials: false,
+            // Harmless for `*`; tower-http always names what it reads.
+            vary_origin: true,
+            status: 200,
+        },
+    ];
+    for case in &cases {
+        let response = run(case).await;
+        let h = response.headers();
+        assert_eq!(response.status().as_u16(), case.status, "{}", case.name);
+        assert_eq!(
+            h.get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap()),
+            case.allow_origin,
+            "{}",
+            case.name
+        );
+        assert_eq!(
+            h.get("access-control-allow-credentials").is_some(),
+            case.credentials,
+            "{}",
+            case.name
+        );
+        let vary = h
+            .get_all("vary")
+            .iter()
+            .any(|v| v.to_str().unwrap().to_ascii_lowercase().contains("origin"));
+        assert_eq!(vary, case.vary_origin, "{}", case.name);
+    }
+}
+
+#[tokio::test]
+async fn preflight_lists_the_contract() {
+    let case = Case {
+        name: "preflight",
+        setting: "https://app.example.com",
+        method: Method::OPTIONS,
+        origin: Some("https://app.example.com"),
+        preflight: true,
+        allow_origin: None,
+        credentials: true,
+        vary_origin: true,
+        status: 204,
+    };
+    let response = run(&case).await;
+    let h = response.headers();
+    let methods = h["access-control-allow-methods"].to_str().unwrap();
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        assert!(methods.contains(method), "{methods}");
+    }
+    let headers = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for header in [
+        "accept",
+        "content-type",
+        "authorization",
+        "x-api-key",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "mcp-method",
+        "mcp-name",
+        "last-event-id",
+    ] {
+        assert!(headers.contains(header), "{headers}");
+    }
+    assert_eq!(h["access-control-max-age"], "86400");
+    assert_eq!(response.status(), 204);
+}
+
+#[tokio::test]
+async fn cors_headers_reach_error_responses() {
+    let policy: CorsPolicy = "https://app.example.com".parse().unwrap();
+    let request = Request::get("/api/keys")
+        .header("origin", "https://app.example.com")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = policy
+        .layer()
+        .unwrap()
+        .layer(service_fn(handler))
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let exposed = response.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for header in [
+        "www-authenticate",
+        "retry-after",
+        "ratelimit-remaining",
+        "mcp-session-id",
+    ] {
+        assert!(exposed.contains(header), "{exposed}");
+    }
+}
+
+async fn guarded(
+    guard: &OriginGuard,
+    host: Option<&str>,
+    origin: Option<&[u8]>,
+    method: Method,
+) -> (u16, String) {
+    let mut request = Request::builder().method(method).uri("/mcp");
+    if let Some(host) = host {
+        request = request.header("host", host);
+    }
+    if let Some(origin) = origin {
+        request = request.header("origin", http::HeaderValue::from_bytes(origin).unwrap());
+    }
+    let request = request.body(Full::new(Bytes::new())).unwrap();
+    let response = guard
+        .clone()
+        .layer()
+        .layer(service_fn(|_r: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }))
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let code = response
+        .extensions()
+        .get::<mcp_core::ProblemCode>()
+        .map(|c| c.as_str().to_owned())
+        .unwrap_or_default();
+    (status, code)
+}
+
+#[tokio::test]
+async fn guard_table() {
+    let guard = OriginGuard::new()
+        .allow_host("mcp.example.com")
+        .unwrap()
+        .allow_host("127.0.0.1:8080")
+        .unwrap()
+        .own_origin("https://mcp.example.com")
+        .unwrap()
+        .cors_policy("https://app.example.com".parse().unwrap());
+    let long = "a".repeat(5000);
+    /// Name, Host, Origin, method, expected status and code.
+    type GuardCase<'a> = (&'a str, Option<&'a str>, Option<&'a [u8]>, Method, u16, &'a str);
+    let cases: Vec<GuardCase<'_>> = vec![
+        (
+            "loopback, no origin",
+            Some("localhost:3000"),
+            None,
+            Method::POST,
+            200,
+            "",
+        ),
+        (
+            "allowed host with any port",
+            Some("mcp.example.com:8443"),
+            None,
+            Method::GET,
+            200,
+            "",
+        ),
+        (
+            "allowed host without port",
+            Some("MCP.example.com"),
+            None,
+            Method::GET,
+            200,
+            "",
+        ),
+        (
+            "host with a fixed port",
+            Some("127.0.0.1:8080"),
+            None,
+            Method::GET,
+            200,
+            "",
+        ),
+        (
+            "IPv6 loopback",
+            Some("[::1]:8080"),
+            None,
+            Method::GET,
+            200,
+            "",
+        ),
+        (
+            "foreign host (DNS rebinding)",
+            Some("attacker.example"),
+            None,
+            Method::POST,
+            403,
+            "host_not_allowed",
+        ),
+        (
+            "foreign host, allowed origin",
+            Some("attacker.example:80"),
+            Some(b"https://app.example.com"),
+            Method::POST,
+            403,
+            "host_not_allowed",
+        ),
+        (
+            "no host at all",
+            None,
+            None,
+            Method::GET,
+            403,
+            "host_not_allowed",
+        ),
+        (
+            "garbage host",
+            Some("exa mple"),
+            None,
+            Method::GET,
+            403,
+            "host_not_allowed",
+        ),
+        (
+            "huge host",
+            Some(long.as_str()),
+            None,
+            Method::GET,
+            403,
+            "host_not_allowed",
+        ),
+        (
+            "own origin",
+            Some("mcp.example.com"),
+            Some(b"https://mcp.example.com"),
+            Method::POST,
+            200,
+            "",
+        ),
+        (
+            "CORS-allowed origin",
+            Some("mcp.example.com"),
+            Some(b"https://app.example.com"),
+            Method::POST,
+            200,
+            "",
+        ),
+        (
+            "foreign origin",
+            Some("mcp.example.com"),
+            Some(b"https://evil.example"),
+            Method::POST,
+            403,
+            "origin_not_allowed",
+        ),
+        (
+            "foreign origin, preflight",
+            Some("mcp.example.com"),
+            Some(b"https://evil.example"),
+            Method::OPTIONS,
+            403,
+            "origin_not_allowed",
+        ),
+        (
+            "null origin",
+            Some("mcp.example.com"),
+            Some(b"null"),
+            Method::POST,
+            403,
+            "origin_not_allowed",
+        ),
+        (
+            "binary origin",
+            Some("mcp.example.com"),
+            Some(b"\xff\xfe"),
+            Method::POST,
+            403,
+            "origin_not_allowed",
+        ),
+        (
+            "origin with a path",
+            Some("mcp.example.com"),
+            Some(b"https://app.example.com/x"),
+            Method::POST,
+            403,
+            "origin_not_allowed",
+        ),
+        (
+            "same host, other scheme",
+            Some("mcp.example.com"),
+            Some(b"http://mcp.example.com"),
+            Method::POST,
+            403,
+            "origin_not_allowed",
+        ),
+    ];
+    for (name, host, origin, method, status, code) in cases {
+        let (got, got_code) = guarded(&guard, host, origin, method).await;
+        assert_eq!((got, got_code.as_str()), (status, code), "{name}");
+    }
+    // null only when allowed explicitly; `*` lets every well-formed origin in.
+    let open = guard.clone().allow_null_origin(true);
+    assert_eq!(
+        guarded(&open, Some("mcp.example.com"), Some(b"null"), Method::GET)
+            .await
+            .0,
+        200
+    );
+    let any = guard.clone().cors_policy("*".parse().unwrap());
+    assert_eq!(
+        guarded(
+            &any,
+            Some("mcp.example.com"),
+            Some(b"https://x.example"),
+            Method::GET
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        guarded(&any, Some("mcp.example.com"), Some(b"null"), Method::GET)
+            .await
+            .0,
+        403
+    );
+
+    // Two Host or Origin headers are refused.
+    let request = Request::get("/")
+        .header("host", "localhost")
+        .header("host", "attacker.example")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert!(guard.check(&request).is_err());
+    let request = Request::get("/")
+        .header("host", "localhost")
+        .header("origin", "https://app.example.com")
+        .header("origin", "https://evil.example")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert!(guard.check(&request).is_err());
+}
