@@ -213,8 +213,7 @@ impl OriginGuard {
         if self.cors.allows_any() && Origin::parse(origin.as_bytes()).is_some() {
             return Ok(());
         }
-        let own = Origin::parse(origin.as_bytes())
-            .is_some_and(|parsed| self.own.contains(&parsed));
+        let own = Origin::parse(origin.as_bytes()).is_some_and(|parsed| self.own.contains(&parsed));
         if own || self.cors.allows(origin.as_bytes()) {
             Ok(())
         } else {

@@ -306,7 +306,14 @@ async fn guard_table() {
         .cors_policy("https://app.example.com".parse().unwrap());
     let long = "a".repeat(5000);
     /// Name, Host, Origin, method, expected status and code.
-    type GuardCase<'a> = (&'a str, Option<&'a str>, Option<&'a [u8]>, Method, u16, &'a str);
+    type GuardCase<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a [u8]>,
+        Method,
+        u16,
+        &'a str,
+    );
     let cases: Vec<GuardCase<'_>> = vec![
         (
             "loopback, no origin",

@@ -135,6 +135,15 @@ pub mod settings {
         Setting::new("MCP_RATE_LIMIT_HEADERS", "rate_limit_headers");
     /// Proxies whose `X-Forwarded-For` / `Forwarded` are believed.
     pub const TRUSTED_PROXIES: Setting = Setting::new("MCP_TRUSTED_PROXIES", "trusted_proxies");
+    /// CORS: unset/`false`, `*`, or a comma list of origins.
+    pub const CORS_ORIGIN: Setting = Setting::new("MCP_CORS_ORIGIN", "cors_origin");
+    /// Host names the server answers to.
+    pub const ALLOWED_HOSTS: Setting = Setting::new("MCP_ALLOWED_HOSTS", "allowed_hosts");
+    /// `on` (default) or `off`: the Host/Origin guard.
+    pub const ORIGIN_GUARD: Setting = Setting::new("MCP_ORIGIN_GUARD", "origin_guard");
+    /// Whether `Origin: null` passes the guard.
+    pub const ALLOW_NULL_ORIGIN: Setting =
+        Setting::new("MCP_ALLOW_NULL_ORIGIN", "allow_null_origin");
 
     /// Every setting.
     pub const ALL: &[Setting] = &[
@@ -171,6 +180,10 @@ pub mod settings {
         RATE_LIMIT_FAIL,
         RATE_LIMIT_HEADERS,
         TRUSTED_PROXIES,
+        CORS_ORIGIN,
+        ALLOWED_HOSTS,
+        ORIGIN_GUARD,
+        ALLOW_NULL_ORIGIN,
     ];
 }
 
@@ -394,6 +407,10 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// CORS.
+    pub cors: mcp_cors::CorsPolicy,
+    /// The Host/Origin guard, `None` when turned off.
+    pub guard: Option<mcp_cors::OriginGuard>,
 }
 
 /// The rate-limit policies and their backend.
@@ -582,6 +599,10 @@ impl Config {
             },
         )?;
         let rate_limits = parse_rate_limits(s)?;
+        let cors = s.parse(CORS_ORIGIN, mcp_cors::CorsPolicy::disabled, |v| {
+            v.parse::<mcp_cors::CorsPolicy>().map_err(|e| e.to_string())
+        })?;
+        let guard = parse_guard(s, bind, &public_url, &cors)?;
         let trusted_proxies = s.parse(TRUSTED_PROXIES, Vec::new, |v| {
             v.split(',')
                 .map(str::trim)
@@ -594,6 +615,8 @@ impl Config {
                 .collect()
         })?;
         Ok(Config {
+            cors,
+            guard,
             rate_limits,
             trusted_proxies,
             jwt,
@@ -615,6 +638,87 @@ impl Config {
             log_format,
         })
     }
+}
+
+fn parse_guard(
+    s: &Sources,
+    bind: SocketAddr,
+    public_url: &str,
+    cors: &mcp_cors::CorsPolicy,
+) -> Result<Option<mcp_cors::OriginGuard>, ConfigError> {
+    use settings::*;
+    let enabled = s.parse(
+        ORIGIN_GUARD,
+        || true,
+        |v| match v.to_ascii_lowercase().as_str() {
+            "on" | "true" => Ok(true),
+            "off" | "false" => Ok(false),
+            _ => Err("expected on or off".to_owned()),
+        },
+    )?;
+    if !enabled {
+        return Ok(None);
+    }
+    let allow_null = s.parse(ALLOW_NULL_ORIGIN, || false, parse_bool)?;
+    // The public URL's host and origin are always ours.
+    let public = url::Url::parse(public_url).ok();
+    let public_host = public.as_ref().and_then(|u| {
+        let host = u.host_str()?;
+        Some(match u.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        })
+    });
+    let hosts = s.parse(
+        ALLOWED_HOSTS,
+        || {
+            let mut hosts = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "[::1]".to_owned(),
+            ];
+            if !bind.ip().is_unspecified() {
+                hosts.push(bind.to_string());
+            }
+            hosts
+        },
+        |v| {
+            let hosts: Vec<String> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if hosts.is_empty() {
+                return Err("expected a comma list of host names".to_owned());
+            }
+            for host in &hosts {
+                mcp_cors::OriginGuard::new()
+                    .allow_host(host)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(hosts)
+        },
+    )?;
+    let mut guard = mcp_cors::OriginGuard::new()
+        .only_hosts(
+            hosts
+                .iter()
+                .map(String::as_str)
+                .chain(public_host.as_deref()),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            setting: ALLOWED_HOSTS,
+            origin: Origin::Default,
+            value: None,
+            reason: e.to_string(),
+        })?
+        .cors_policy(cors.clone())
+        .allow_null_origin(allow_null);
+    if let Ok(with_origin) = guard.clone().own_origin(public_url) {
+        guard = with_origin;
+    }
+    Ok(Some(guard))
 }
 
 fn parse_rate_limits(s: &Sources) -> Result<RateLimitConfig, ConfigError> {
@@ -1169,6 +1273,29 @@ mod tests {
             ("MCP_RATE_LIMIT_HEADERS", "fancy"),
             ("MCP_TRUSTED_PROXIES", "10.0.0.0/33"),
             ("REDIS_URL", "http://x"),
+        ] {
+            let err = load(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn browser_settings() {
+        let config = load(&[]).unwrap();
+        assert!(config.cors.is_disabled());
+        assert!(config.guard.is_some());
+        let config = load(&[
+            ("MCP_ORIGIN_GUARD", "off"),
+            ("MCP_CORS_ORIGIN", "https://*.example.com"),
+        ])
+        .unwrap();
+        assert!(config.guard.is_none());
+        assert!(config.cors.allows(b"https://a.example.com"));
+        for (name, value) in [
+            ("MCP_CORS_ORIGIN", "https://*.com"),
+            ("MCP_CORS_ORIGIN", "null"),
+            ("MCP_ALLOWED_HOSTS", "exa mple.com"),
+            ("MCP_ORIGIN_GUARD", "maybe"),
         ] {
             let err = load(&[(name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");

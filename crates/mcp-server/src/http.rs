@@ -27,23 +27,42 @@ use tower_http::trace::TraceLayer;
 use tracing::{Span, field};
 
 /// What the spine needs to know.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SpineSettings {
     /// Largest request body in bytes; a body of exactly this size passes.
     pub body_limit: usize,
     /// Longest a request may take to produce its response head.
     pub request_timeout: Duration,
+    /// The Host/Origin guard, `None` when turned off.
+    pub guard: Option<mcp_cors::OriginGuardLayer>,
+    /// CORS, `None` when disabled.
+    pub cors: Option<mcp_cors::CorsLayer>,
+}
+
+impl SpineSettings {
+    /// Settings without guard or CORS (for tests and embedders).
+    pub fn new(body_limit: usize, request_timeout: Duration) -> Self {
+        SpineSettings {
+            body_limit,
+            request_timeout,
+            guard: None,
+            cors: None,
+        }
+    }
 }
 
 /// Wraps `router` in the spine. Layers run outside-in in this order:
 /// request id, trace, security headers, catch-panic, problem+json for bare
-/// errors, timeout, body limit, then the router.
+/// errors, timeout, the Host/Origin guard, CORS, body limit, then the
+/// router.
 pub fn spine(router: Router, settings: SpineSettings) -> Router {
     let timeout = settings.request_timeout;
     router
         .fallback(|| async { Problem::not_found() })
         .layer(middleware::from_fn(record_route))
         .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        .layer(tower::util::option_layer(settings.cors))
+        .layer(tower::util::option_layer(settings.guard))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(
@@ -272,13 +291,7 @@ mod tests {
                 }),
             )
             .route("/stuck", get(std::future::pending::<&'static str>));
-        spine(
-            routes,
-            SpineSettings {
-                body_limit: 16,
-                request_timeout: Duration::from_millis(50),
-            },
-        )
+        spine(routes, SpineSettings::new(16, Duration::from_millis(50)))
     }
 
     async fn send(request: Request) -> (http::StatusCode, http::HeaderMap, serde_json::Value) {
@@ -430,13 +443,7 @@ mod tests {
                 }
             }),
         );
-        let app = spine(
-            routes,
-            SpineSettings {
-                body_limit: 1024,
-                request_timeout: Duration::from_secs(10),
-            },
-        );
+        let app = spine(routes, SpineSettings::new(1024, Duration::from_secs(10)));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -472,13 +479,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_gives_up_after_the_grace_period() {
         let routes = Router::new().route("/forever", get(std::future::pending::<&'static str>));
-        let app = spine(
-            routes,
-            SpineSettings {
-                body_limit: 1024,
-                request_timeout: Duration::from_secs(60),
-            },
-        );
+        let app = spine(routes, SpineSettings::new(1024, Duration::from_secs(60)));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

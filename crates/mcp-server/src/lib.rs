@@ -53,6 +53,8 @@ pub struct AppState {
     pub keys: Arc<mcp_apikeys::ApiKeyService>,
     /// Rate limits.
     pub limits: limits::Limits,
+    /// Limits of JSON bodies.
+    pub validation: mcp_validate::Limits,
     /// The time source.
     pub clock: SharedClock,
 }
@@ -81,6 +83,7 @@ impl AppState {
         clock: SharedClock,
     ) -> Result<AppState, StartError> {
         let limits = limits::Limits::new(&config)?;
+        let config_body_limit = config.body_limit;
         let db = open_database(&config).await?;
         let keys = keys::service(&config, &db, clock.clone()).await?;
         let auth = auth::Auth::setup(&config, &db, keys.clone(), clock.clone()).await?;
@@ -95,6 +98,7 @@ impl AppState {
             passwords,
             keys,
             limits,
+            validation: extract::limits(config_body_limit),
             clock,
         })
     }
@@ -159,10 +163,13 @@ pub fn routes(state: AppState) -> Router {
     // Brute force is stopped before any credential is checked; health
     // checks stay outside every limit.
     let limited = limited.layer(state.limits.failures_layer());
+    let validation = state.validation;
     Router::new()
         .route("/health", get(health::health))
         .route("/health/ready", get(health::ready))
         .merge(limited)
+        // `Valid<T>` reads the body limits from here.
+        .layer(axum::Extension(validation))
         .with_state(state)
 }
 
@@ -171,6 +178,8 @@ pub fn app(state: AppState) -> Router {
     let settings = http::SpineSettings {
         body_limit: state.config.body_limit,
         request_timeout: state.config.request_timeout,
+        guard: state.config.guard.clone().map(mcp_cors::OriginGuard::layer),
+        cors: state.config.cors.layer(),
     };
     http::spine(routes(state), settings)
 }

@@ -185,7 +185,7 @@ pub async fn update(
     body: Bytes,
 ) -> Result<Json<ApiKeyRecord>, Problem> {
     let record = visible(&state, &principal, &id).await?;
-    let body: KeyUpdate = validated(&headers, &body)?;
+    let body: KeyUpdate = validated(&state.validation, &headers, &body)?;
     if let Some(scopes) = &body.scopes {
         check_grant(&state, &principal, scopes.as_deref())?;
     }
@@ -221,7 +221,7 @@ pub async fn regenerate(
     let body: Regenerate = if body.iter().all(u8::is_ascii_whitespace) {
         Regenerate::default()
     } else {
-        validated(&headers, &body)?
+        validated(&state.validation, &headers, &body)?
     };
     let grace = body.grace_period_seconds.map(Duration::from_secs);
     let (record, secret) = state

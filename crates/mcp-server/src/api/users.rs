@@ -232,7 +232,7 @@ pub async fn update(
         }
         self_service(&state, &principal)?;
     }
-    let body: UserUpdate = crate::extract::validated(&headers, &body)?;
+    let body: UserUpdate = crate::extract::validated(&state.validation, &headers, &body)?;
     if !admin && body.email.is_some() {
         return Err(Problem::forbidden(
             code::FORBIDDEN,
