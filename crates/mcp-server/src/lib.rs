@@ -13,6 +13,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -261,3 +261,82 @@ mod key_tests {
         assert!(parse::<KeyUpdate>(br#"{"name":null}"#).is_err());
     }
 }
+
+/// Most capabilities an agent lists.
+const CAPABILITIES_MAX: usize = 50;
+/// Largest metadata object, as JSON.
+const METADATA_MAX_BYTES: usize = 16 * 1024;
+
+// garde hands custom rules the field's own type.
+#[allow(clippy::ptr_arg)]
+fn metadata_size(metadata: &serde_json::Map<String, serde_json::Value>, _: &()) -> garde::Result {
+    let size = serde_json::to_vec(metadata).map_or(usize::MAX, |v| v.len());
+    if size > METADATA_MAX_BYTES {
+        return Err(garde::Error::new(format!(
+            "metadata is larger than {METADATA_MAX_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn trimmed_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Vec::<String>::deserialize(d)?
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .collect())
+}
+
+fn some_trimmed_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    match Option::<Vec<String>>::deserialize(d)? {
+        Some(list) => Ok(Some(
+            list.into_iter().map(|s| s.trim().to_owned()).collect(),
+        )),
+        None => Err(serde::de::Error::custom("must not be null")),
+    }
+}
+
+/// `POST /api/agents`.
+#[derive(Debug, Deserialize, Validate)]
+pub struct AgentCreate {
+    /// Display name.
+    #[serde(deserialize_with = "trimmed")]
+    #[garde(length(chars, min = 1, max = NAME_MAX))]
+    pub name: String,
+    /// What kind of agent.
+    #[serde(deserialize_with = "trimmed")]
+    #[garde(length(chars, min = 1, max = 100))]
+    pub r#type: String,
+    /// What it can do.
+    #[serde(default, deserialize_with = "trimmed_list")]
+    #[garde(length(max = CAPABILITIES_MAX), inner(length(chars, min = 1, max = 100)))]
+    pub capabilities: Vec<String>,
+    /// Free-form data (an object).
+    #[serde(default)]
+    #[garde(custom(metadata_size))]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `PATCH /api/agents/{id}`: nothing here can be `null`.
+#[derive(Debug, Deserialize, Validate)]
+pub struct AgentUpdate {
+    /// New name.
+    #[serde(default, deserialize_with = "some_trimmed")]
+    #[garde(inner(length(chars, min = 1, max = NAME_MAX)))]
+    pub name: Option<String>,
+    /// New kind.
+    #[serde(default, deserialize_with = "some_trimmed")]
+    #[garde(inner(length(chars, min = 1, max = 100)))]
+    pub r#type: Option<String>,
+    /// New capabilities.
+    #[serde(default, deserialize_with = "some_trimmed_list")]
+    #[garde(inner(length(max = CAPABILITIES_MAX), inner(length(chars, min = 1, max = 100))))]
+    pub capabilities: Option<Vec<String>>,
+    /// New status.
+    #[serde(default, deserialize_with = "some_plain")]
+    #[garde(skip)]
+    pub status: Option<crate::agents::AgentStatus>,
+    /// New metadata (replaces the old).
+    #[serde(default, deserialize_with = "some_plain")]
+    #[garde(inner(custom(metadata_size)))]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}

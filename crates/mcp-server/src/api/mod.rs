@@ -1,5 +1,6 @@
 //! The JSON API under `/api`.
 
+pub mod agents;
 pub mod keys;
 pub mod users;
 
@@ -59,6 +60,17 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/api/keys/{id}/regenerate",
             post(keys::regenerate.layer(scope("keys:write"))),
+        )
+        .route(
+            "/api/agents",
+            get(agents::list.layer(scope("agents:read")))
+                .post(agents::create.layer(scope("agents:write"))),
+        )
+        .route(
+            "/api/agents/{id}",
+            get(agents::get.layer(scope("agents:read")))
+                .patch(agents::update.layer(scope("agents:write")))
+                .delete(agents::delete.layer(scope("agents:write"))),
         )
         // Authentication, then the api limit keyed by who was authenticated,
         // then (per handler) authorization.
