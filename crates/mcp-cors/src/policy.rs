@@ -179,6 +179,15 @@ impl Origin {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// `scheme://host:port`, the port always written.
+    pub fn with_port(&self) -> String {
+        let port = self
+            .port
+            .or_else(|| default_port(&self.scheme))
+            .unwrap_or(0);
+        format!("{}://{}:{port}", self.scheme, self.host)
+    }
 }
 
 impl fmt::Display for Origin {
@@ -326,6 +335,24 @@ impl CorsPolicy {
     /// Whether any origin may call (`*`).
     pub fn allows_any(&self) -> bool {
         self.kind == Kind::Any
+    }
+
+    /// The allowed origins written out with explicit ports
+    /// (`https://app.example.com:443`), for components that take a plain
+    /// list (rmcp's own origin check): `None` for `*` or when the list has
+    /// wildcards, which a plain list cannot express; empty when disabled.
+    pub fn exact_origins(&self) -> Option<Vec<String>> {
+        match &self.kind {
+            Kind::Disabled => Some(Vec::new()),
+            Kind::Any => None,
+            Kind::List(patterns) => patterns
+                .iter()
+                .map(|pattern| match pattern {
+                    Pattern::Exact(text) => Origin::parse(text.as_bytes()).map(|o| o.with_port()),
+                    Pattern::Subdomains { .. } => None,
+                })
+                .collect(),
+        }
     }
 
     /// Whether an `Origin` header value is allowed.
@@ -510,6 +537,26 @@ mod tests {
         ] {
             assert!(!policy.allows(bad.as_bytes()), "{bad}");
         }
+    }
+
+    #[test]
+    fn exact_origins_for_plain_lists() {
+        let policy: CorsPolicy = "https://a.example.com, http://localhost:3000"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            policy.exact_origins().unwrap(),
+            ["https://a.example.com:443", "http://localhost:3000"]
+        );
+        assert_eq!("*".parse::<CorsPolicy>().unwrap().exact_origins(), None);
+        assert_eq!(
+            "https://*.x.com"
+                .parse::<CorsPolicy>()
+                .unwrap()
+                .exact_origins(),
+            None
+        );
+        assert_eq!(CorsPolicy::disabled().exact_origins(), Some(vec![]));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -794,14 +795,13 @@ where
 /// ```
 #[derive(Clone)]
 pub struct RateLimiter {
-    backend: Arc<dyn RateLimitBackend>,
-    policy: Policy,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimiter")
-            .field("policy", &self.policy)
+            .field("policy", &self.shared.policy)
             .finish_non_exhaustive()
     }
 }
@@ -809,16 +809,71 @@ impl std::fmt::Debug for RateLimiter {
 impl RateLimiter {
     /// Limits `policy` on `backend`.
     pub fn new(backend: Arc<dyn RateLimitBackend>, policy: Policy) -> Self {
-        RateLimiter { backend, policy }
+        RateLimiter {
+            shared: Arc::new(Shared::new(backend, policy)),
+        }
     }
 
-    /// Counts one event for `key`.
+    /// What to do when the backend fails (default: let events through).
+    #[must_use]
+    pub fn on_failure(mut self, failure: FailurePolicy) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.failure = failure;
+        }
+        self
+    }
+
+    /// Counts one event for `key`, following the failure policy: when the
+    /// backend fails, failing open admits the event (with the whole quota
+    /// shown as remaining), a fallback decides in process, and failing
+    /// closed returns the error, meaning "refuse". Decisions and failures
+    /// are counted in the same metrics as the layers'.
     pub async fn check(&self, key: &RateKey) -> Result<Decision, BackendError> {
-        self.backend.check(&self.policy, key, 1).decision().await
+        let shared = &self.shared;
+        let result = shared
+            .backend
+            .check(&shared.policy, key, 1)
+            .decision()
+            .await;
+        let result = match (result, &shared.failure) {
+            (Err(error), failure) => {
+                shared.log_error(&error);
+                match failure {
+                    FailurePolicy::Closed => return Err(error),
+                    FailurePolicy::Open => return Ok(self.unlimited()),
+                    FailurePolicy::Fallback(fallback) => {
+                        match fallback.check(&shared.policy, key, 1).decision().await {
+                            Ok(decision) => decision,
+                            // The fallback has hit its cap too.
+                            Err(_) => return Ok(self.unlimited()),
+                        }
+                    }
+                }
+            }
+            (Ok(decision), _) => decision,
+        };
+        if result.allowed {
+            shared.allowed.increment(1);
+        } else {
+            shared.limited.increment(1);
+        }
+        Ok(result)
+    }
+
+    /// An admission when the backend could not decide.
+    fn unlimited(&self) -> Decision {
+        let limit = self.shared.policy.quota().burst();
+        Decision {
+            allowed: true,
+            limit,
+            remaining: limit,
+            reset: Duration::ZERO,
+            retry_after: None,
+        }
     }
 
     /// The policy.
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        &self.shared.policy
     }
 }

@@ -12,7 +12,7 @@ use mcp_core::{AuthMethod, ManualClock, Principal, Problem, ProblemCode};
 use mcp_ratelimit::{
     BackendError, BodyRateLimitLayer, Check, FailureLimitLayer, FailurePolicy, HeaderStyle,
     InMemoryBackend, JsonBodyField, PeerIp, Policy, PrincipalOrIp, Quota, RateKey,
-    RateLimitBackend, RateLimitLayer, RequestInfo,
+    RateLimitBackend, RateLimitLayer, RateLimiter, RequestInfo,
 };
 use serde_json::Value;
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -511,5 +511,43 @@ async fn failure_policies() {
             .unwrap()
             .status(),
         429
+    );
+}
+
+#[tokio::test]
+async fn plain_limiter_follows_the_failure_policy() {
+    let clock = ManualClock::at_unix(T0);
+    let key = RateKey::text("conn-1");
+    let open = RateLimiter::new(Arc::new(Down), policy("ws", 2, 60));
+    for _ in 0..5 {
+        let decision = open.check(&key).await.expect("fail open admits");
+        assert!(decision.allowed);
+        assert_eq!((decision.limit, decision.remaining), (2, 2));
+        assert_eq!(decision.retry_after, None);
+    }
+    let closed =
+        RateLimiter::new(Arc::new(Down), policy("ws", 2, 60)).on_failure(FailurePolicy::Closed);
+    assert!(closed.check(&key).await.is_err(), "fail closed refuses");
+    let fallback = RateLimiter::new(Arc::new(Down), policy("ws", 2, 60))
+        .on_failure(FailurePolicy::Fallback(backend(&clock)));
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        outcomes.push(
+            fallback
+                .check(&key)
+                .await
+                .expect("fallback decides")
+                .allowed,
+        );
+    }
+    assert_eq!(
+        outcomes,
+        [true, true, false],
+        "the fallback limits in process"
+    );
+    clock.advance(Duration::from_secs(30));
+    assert!(
+        fallback.check(&key).await.unwrap().allowed,
+        "one back after 30 s"
     );
 }

@@ -66,6 +66,10 @@ pub mod settings {
     pub const REQUEST_TIMEOUT: Setting = Setting::new("MCP_REQUEST_TIMEOUT", "request_timeout");
     /// How long in-flight requests may run after a shutdown signal.
     pub const SHUTDOWN_TIMEOUT: Setting = Setting::new("MCP_SHUTDOWN_TIMEOUT", "shutdown_timeout");
+    /// How often a WebSocket connection is pinged.
+    pub const WS_PING_INTERVAL: Setting = Setting::new("MCP_WS_PING_INTERVAL", "ws_ping_interval");
+    /// How long a WebSocket connection may stay silent (no message, no pong).
+    pub const WS_IDLE_TIMEOUT: Setting = Setting::new("MCP_WS_IDLE_TIMEOUT", "ws_idle_timeout");
     /// Log filter (`tracing` directives).
     pub const LOG: Setting = Setting::new("MCP_LOG", "log");
     /// `text` or `json`.
@@ -155,6 +159,8 @@ pub mod settings {
         BODY_LIMIT,
         REQUEST_TIMEOUT,
         SHUTDOWN_TIMEOUT,
+        WS_PING_INTERVAL,
+        WS_IDLE_TIMEOUT,
         LOG,
         LOG_FORMAT,
         JWT_SECRET,
@@ -388,6 +394,11 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long in-flight requests may finish after SIGINT/SIGTERM (30 s).
     pub shutdown_timeout: Duration,
+    /// How often a WebSocket connection is pinged (30 s).
+    pub ws_ping_interval: Duration,
+    /// How long a WebSocket connection may be silent before it is closed
+    /// (120 s).
+    pub ws_idle_timeout: Duration,
     /// `tracing` filter directives (`info`).
     pub log_filter: String,
     /// Log format (`text`).
@@ -411,6 +422,14 @@ pub struct Config {
     pub cors: mcp_cors::CorsPolicy,
     /// The Host/Origin guard, `None` when turned off.
     pub guard: Option<mcp_cors::OriginGuard>,
+    /// The hosts the guard allows, as written (for rmcp's own check).
+    pub allowed_hosts: Vec<String>,
+}
+
+/// `scheme://host:port` of `url`, the port always written (rmcp's origin
+/// format).
+pub fn origin_with_port(url: &str) -> Option<String> {
+    mcp_cors::Origin::parse(url.trim_end_matches('/').as_bytes()).map(|o| o.with_port())
 }
 
 /// The rate-limit policies and their backend.
@@ -550,6 +569,16 @@ impl Config {
             || Duration::from_secs(30),
             |v| parse_duration(v, Duration::ZERO),
         )?;
+        let ws_ping_interval = s.parse(
+            WS_PING_INTERVAL,
+            || Duration::from_secs(30),
+            |v| parse_duration(v, Duration::from_millis(10)),
+        )?;
+        let ws_idle_timeout = s.parse(
+            WS_IDLE_TIMEOUT,
+            || Duration::from_secs(120),
+            |v| parse_duration(v, Duration::from_millis(10)),
+        )?;
         let log_filter = s.parse(
             LOG,
             || "info".to_owned(),
@@ -602,7 +631,7 @@ impl Config {
         let cors = s.parse(CORS_ORIGIN, mcp_cors::CorsPolicy::disabled, |v| {
             v.parse::<mcp_cors::CorsPolicy>().map_err(|e| e.to_string())
         })?;
-        let guard = parse_guard(s, bind, &public_url, &cors)?;
+        let (guard, allowed_hosts) = parse_guard(s, bind, &public_url, &cors)?;
         let trusted_proxies = s.parse(TRUSTED_PROXIES, Vec::new, |v| {
             v.split(',')
                 .map(str::trim)
@@ -617,6 +646,7 @@ impl Config {
         Ok(Config {
             cors,
             guard,
+            allowed_hosts,
             rate_limits,
             trusted_proxies,
             jwt,
@@ -634,6 +664,8 @@ impl Config {
             body_limit,
             request_timeout,
             shutdown_timeout,
+            ws_ping_interval,
+            ws_idle_timeout,
             log_filter,
             log_format,
         })
@@ -645,7 +677,7 @@ fn parse_guard(
     bind: SocketAddr,
     public_url: &str,
     cors: &mcp_cors::CorsPolicy,
-) -> Result<Option<mcp_cors::OriginGuard>, ConfigError> {
+) -> Result<(Option<mcp_cors::OriginGuard>, Vec<String>), ConfigError> {
     use settings::*;
     let enabled = s.parse(
         ORIGIN_GUARD,
@@ -657,7 +689,7 @@ fn parse_guard(
         },
     )?;
     if !enabled {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     }
     let allow_null = s.parse(ALLOW_NULL_ORIGIN, || false, parse_bool)?;
     // The public URL's host and origin are always ours.
@@ -700,13 +732,9 @@ fn parse_guard(
             Ok(hosts)
         },
     )?;
+    let all_hosts: Vec<String> = hosts.iter().cloned().chain(public_host).collect();
     let mut guard = mcp_cors::OriginGuard::new()
-        .only_hosts(
-            hosts
-                .iter()
-                .map(String::as_str)
-                .chain(public_host.as_deref()),
-        )
+        .only_hosts(all_hosts.iter().map(String::as_str))
         .map_err(|e| ConfigError::Invalid {
             setting: ALLOWED_HOSTS,
             origin: Origin::Default,
@@ -718,7 +746,18 @@ fn parse_guard(
     if let Ok(with_origin) = guard.clone().own_origin(public_url) {
         guard = with_origin;
     }
-    Ok(Some(guard))
+    // rmcp writes IPv6 hosts without brackets.
+    let rmcp_hosts = all_hosts
+        .iter()
+        .map(|h| {
+            if h == "[::1]" {
+                "::1".to_owned()
+            } else {
+                h.clone()
+            }
+        })
+        .collect();
+    Ok((Some(guard), rmcp_hosts))
 }
 
 fn parse_rate_limits(s: &Sources) -> Result<RateLimitConfig, ConfigError> {

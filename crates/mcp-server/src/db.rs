@@ -189,3 +189,25 @@ impl Db {
         with_pool!(self, |pool| pool.close().await);
     }
 }
+
+/// Connections of a pool, for metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolUsage {
+    /// Open connections.
+    pub open: u32,
+    /// Open and idle.
+    pub idle: usize,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
+impl Db {
+    /// How many connections are open, idle and allowed.
+    pub fn pool_usage(&self) -> PoolUsage {
+        with_pool!(self, |pool| PoolUsage {
+            open: pool.size(),
+            idle: pool.num_idle(),
+            max: pool.options().get_max_connections(),
+        })
+    }
+}

@@ -82,6 +82,7 @@ pub fn spine(router: Router, settings: SpineSettings) -> Router {
         ))
         .layer(CatchPanicLayer::custom(panic_to_problem))
         .layer(SecurityHeadersLayer::new())
+        .layer(middleware::from_fn(count_request))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
@@ -143,10 +144,60 @@ fn request_span(request: &Request) -> Span {
 /// Names the matched route template (`/api/keys/{id}`) in the request span;
 /// only known once the router has matched.
 async fn record_route(request: Request, next: Next) -> Response {
-    if let Some(route) = request.extensions().get::<MatchedPath>() {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    if let Some(route) = &route {
         Span::current().record("route", route.as_str());
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
+    }
+    response
+}
+
+/// Counts every response by route template (never the raw path, which
+/// would let clients mint label values), method and status, with its
+/// latency; and every refused credential or permission by its problem code.
+async fn count_request(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = method_label(request.method());
+    let response = next.run(request).await;
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
+    let status = response.status();
+    let labels = [
+        ("route", route),
+        ("method", method.to_owned()),
+        ("status", status.as_str().to_owned()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    if matches!(status.as_u16(), 401 | 403) {
+        let code = response
+            .extensions()
+            .get::<mcp_core::ProblemCode>()
+            .map_or_else(|| status.as_str().to_owned(), |c| c.as_str().to_owned());
+        metrics::counter!("auth_failures_total", "code" => code).increment(1);
+    }
+    response
+}
+
+/// Standard methods by name; anything else as `other`, so the label set
+/// stays bounded.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 fn log_response(response: &Response, latency: Duration, _span: &Span) {

@@ -24,6 +24,8 @@ pub mod health;
 pub mod http;
 pub mod keys;
 pub mod limits;
+pub mod mcp;
+pub mod observe;
 pub mod schemas;
 pub mod telemetry;
 pub mod users;
@@ -56,6 +58,12 @@ pub struct AppState {
     pub limits: limits::Limits,
     /// Limits of JSON bodies.
     pub validation: mcp_validate::Limits,
+    /// Cancelled when the server shuts down (ends MCP event streams and
+    /// WebSocket connections).
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// The Prometheus exporter behind `/metrics` (`None` when the embedding
+    /// program installed its own recorder).
+    pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The time source.
     pub clock: SharedClock,
 }
@@ -83,6 +91,9 @@ impl AppState {
         config: Config,
         clock: SharedClock,
     ) -> Result<AppState, StartError> {
+        // Before anything registers a counter: handles taken earlier would
+        // record nowhere.
+        let prometheus = telemetry::prometheus();
         let limits = limits::Limits::new(&config)?;
         let config_body_limit = config.body_limit;
         let db = open_database(&config).await?;
@@ -100,6 +111,8 @@ impl AppState {
             keys,
             limits,
             validation: extract::limits(config_body_limit),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            prometheus,
             clock,
         })
     }
@@ -154,7 +167,21 @@ impl StartError {
 
 /// The routes, without the spine.
 pub fn routes(state: AppState) -> Router {
-    let mut limited = api::router(&state);
+    let metrics = Router::new().route(
+        "/metrics",
+        get(observe::scrape).route_layer(
+            tower::ServiceBuilder::new()
+                .layer(state.auth.layer.clone())
+                .layer(
+                    mcp_auth::RequireLayer::role("admin")
+                        .and_scope("metrics")
+                        .with_challenge(state.auth.challenge.clone()),
+                ),
+        ),
+    );
+    let mut limited = api::router(&state)
+        .merge(mcp::router(&state))
+        .merge(metrics);
     if let Some(metadata) = &state.auth.metadata {
         let service = metadata.clone().into_service();
         limited = limited
@@ -213,7 +240,13 @@ async fn serve(config: Config) -> Result<(), StartError> {
         .await
         .map_err(|source| StartError::Bind { addr: bind, source })?;
     let address = listener.local_addr().map_err(StartError::Serve)?;
-    let shutdown = http::shutdown_signal();
+    let signal = http::shutdown_signal();
+    let token = state.shutdown.clone();
+    let shutdown = async move {
+        signal.await;
+        // Long-lived MCP streams and WebSockets end, so connections close.
+        token.cancel();
+    };
     tracing::info!(
         %address,
         database = state.db.kind(),

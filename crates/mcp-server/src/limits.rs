@@ -130,9 +130,10 @@ impl Limits {
         .headers(self.headers)
     }
 
-    /// The ws policy, for each WebSocket message.
+    /// The ws policy, for each WebSocket message, with the server's
+    /// failure policy.
     pub fn ws_limiter(&self) -> RateLimiter {
-        RateLimiter::new(self.backend.clone(), self.ws.clone())
+        RateLimiter::new(self.backend.clone(), self.ws.clone()).on_failure(self.failure.clone())
     }
 
     /// `ok`, `down` or `disabled` (no `REDIS_URL`), and whether a down Redis

@@ -1,0 +1,312 @@
+//! `/mcp`: rmcp's Streamable HTTP service behind the stack, with per-tool
+//! authorization and sessions bound to the principal that opened them.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::header::HeaderName;
+use http::{Method, Request};
+use mcp_auth::Challenge;
+use mcp_core::{Principal, Problem, code};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+use tower::Service;
+use tower::ServiceExt;
+
+use super::policy::{Decision, McpPolicy, messages};
+use super::tools::McpServer;
+use crate::AppState;
+
+const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+
+/// Protocol versions from which `Mcp-Method`/`Mcp-Name` carry the routing
+/// information (and rmcp checks them against the body).
+const STANDARD_HEADER_VERSIONS: &[&str] = &["2026-07-28"];
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// The rmcp service for `/mcp`, its Host and Origin checks fed from the same
+/// settings as the server's guard.
+pub fn service(
+    state: &AppState,
+    cancel: CancellationToken,
+) -> impl Service<Request<Body>, Response = Response, Error = std::convert::Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    let config = &state.config;
+    let mut rmcp_config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(cancel)
+        .with_max_request_body_bytes(config.body_limit)
+        .with_sse_keep_alive(Some(Duration::from_secs(15)));
+    match &config.guard {
+        Some(_) => {
+            rmcp_config = rmcp_config.with_allowed_hosts(config.allowed_hosts.clone());
+            match config.cors.exact_origins() {
+                // Origins the guard allows: ours and the CORS list, with
+                // explicit ports as rmcp wants them.
+                Some(mut origins) => {
+                    origins.extend(crate::config::origin_with_port(&config.public_url));
+                    rmcp_config = rmcp_config
+                        .with_allowed_origins(origins)
+                        .enforce_origin_validation();
+                }
+                // `*` or wildcard subdomains: rmcp cannot express them; the
+                // guard in front of it checks every Origin already.
+                None => rmcp_config = rmcp_config.disable_allowed_origins(),
+            }
+        }
+        None => {
+            rmcp_config = rmcp_config
+                .disable_allowed_hosts()
+                .disable_allowed_origins();
+        }
+    }
+    let state = state.clone();
+    let mcp = StreamableHttpService::new(
+        move || Ok(McpServer::new(state.clone())),
+        Arc::new(LocalSessionManager::default()),
+        rmcp_config,
+    );
+    ServiceExt::<Request<Body>>::map_response(mcp, |response| response.map(Body::new))
+}
+
+/// Refuses MCP messages the [`McpPolicy`] does not allow for the caller:
+/// `403 insufficient_scope` naming the scope (so a client can step up) or
+/// `403 forbidden` for what the policy does not name. With `Mcp-Method` /
+/// `Mcp-Name` headers (protocol 2026-07-28) it decides without reading the
+/// body; otherwise it reads the JSON-RPC body (within the body limit, which
+/// the spine enforces) and hands it on intact.
+#[derive(Clone)]
+pub struct PolicyLayer {
+    policy: Arc<McpPolicy>,
+    challenge: Challenge,
+}
+
+impl PolicyLayer {
+    /// Enforces `policy`.
+    pub fn new(policy: McpPolicy, challenge: Challenge) -> Self {
+        PolicyLayer {
+            policy: Arc::new(policy),
+            challenge,
+        }
+    }
+}
+
+impl<S> Layer<S> for PolicyLayer {
+    type Service = PolicyService<S>;
+
+    fn layer(&self, inner: S) -> PolicyService<S> {
+        PolicyService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`PolicyLayer`].
+#[derive(Clone)]
+pub struct PolicyService<S> {
+    inner: S,
+    layer: PolicyLayer,
+}
+
+fn refuse(decision: Decision, challenge: &Challenge) -> Response {
+    match decision {
+        Decision::Allow => Problem::internal().into_response(),
+        Decision::NeedsScope(scope) => challenge.insufficient_scope(&scope).into_response(),
+        Decision::NeedsRole(role) => {
+            Problem::forbidden(code::FORBIDDEN, "your role does not allow this")
+                .with_extension("role", role)
+                .into_response()
+        }
+        Decision::NotAllowed => Problem::forbidden(
+            code::FORBIDDEN,
+            "the MCP policy does not allow this method or tool",
+        )
+        .into_response(),
+    }
+}
+
+impl<S> Service<Request<Body>> for PolicyService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Response, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+                return Ok(mcp_auth::AuthError::MissingCredentials
+                    .to_problem(&layer.challenge)
+                    .into_response());
+            };
+            if request.method() != Method::POST {
+                // Opening the event stream or closing a session.
+                return match layer.policy.check(&principal, "stream", None) {
+                    Decision::Allow => inner.call(request).await,
+                    refused => Ok(refuse(refused, &layer.challenge)),
+                };
+            }
+            let version = request
+                .headers()
+                .get(&PROTOCOL_VERSION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if STANDARD_HEADER_VERSIONS.contains(&version)
+                && let Some(method) = request
+                    .headers()
+                    .get(&MCP_METHOD)
+                    .and_then(|v| v.to_str().ok())
+            {
+                // rmcp rejects a request whose headers disagree with its body.
+                let name = request
+                    .headers()
+                    .get(&MCP_NAME)
+                    .and_then(|v| v.to_str().ok());
+                return match layer.policy.check(&principal, method, name) {
+                    Decision::Allow => inner.call(request).await,
+                    refused => Ok(refuse(refused, &layer.challenge)),
+                };
+            }
+            let (parts, body) = request.into_parts();
+            let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(bytes) => bytes,
+                Err(_) => return Ok(Problem::payload_too_large(None).into_response()),
+            };
+            // A body that does not parse is left to rmcp, which answers it.
+            let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
+            for (method, name) in messages(&parsed) {
+                let decision = layer.policy.check(&principal, &method, name.as_deref());
+                if decision != Decision::Allow {
+                    tracing::info!(%method, tool = name.as_deref().unwrap_or(""), "MCP message refused by policy");
+                    return Ok(refuse(decision, &layer.challenge));
+                }
+            }
+            inner
+                .call(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        })
+    }
+}
+
+/// Binds each MCP session to the principal that opened it: a session id
+/// presented by anyone else is `404 not_found`, as an unknown one would be,
+/// so session ids cannot be probed or hijacked.
+#[derive(Clone)]
+pub struct SessionBindingLayer {
+    sessions: moka::sync::Cache<String, String>,
+}
+
+impl Default for SessionBindingLayer {
+    fn default() -> Self {
+        SessionBindingLayer {
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                // Longer than rmcp keeps an idle session.
+                .time_to_idle(Duration::from_secs(2 * 3600))
+                .build(),
+        }
+    }
+}
+
+impl<S> Layer<S> for SessionBindingLayer {
+    type Service = SessionBinding<S>;
+
+    fn layer(&self, inner: S) -> SessionBinding<S> {
+        SessionBinding {
+            inner,
+            sessions: self.sessions.clone(),
+        }
+    }
+}
+
+/// The service made by [`SessionBindingLayer`].
+#[derive(Clone)]
+pub struct SessionBinding<S> {
+    inner: S,
+    sessions: moka::sync::Cache<String, String>,
+}
+
+/// Who a principal is, for session ownership: its API key, else its issuer
+/// and subject.
+fn identity(principal: &Principal) -> String {
+    mcp_ratelimit::principal_key(principal).to_string()
+}
+
+impl<S> Service<Request<Body>> for SessionBinding<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Response, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let sessions = self.sessions.clone();
+        Box::pin(async move {
+            let who = request.extensions().get::<Principal>().map(identity);
+            let presented = request
+                .headers()
+                .get(&SESSION_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if let Some(session) = &presented
+                && let Some(owner) = sessions.get(session)
+                && Some(&owner) != who.as_ref()
+            {
+                tracing::warn!("MCP session presented by a principal that did not open it");
+                return Ok(Problem::not_found()
+                    .with_detail("no such session")
+                    .into_response());
+            }
+            let closing = request.method() == Method::DELETE;
+            let response = inner.call(request).await?;
+            match (&presented, response.headers().get(&SESSION_ID)) {
+                // A new session: remember who opened it.
+                (None, Some(created)) => {
+                    if let (Ok(created), Some(who)) = (created.to_str(), who) {
+                        sessions.insert(created.to_owned(), who);
+                    }
+                }
+                (Some(session), _) if closing && response.status().is_success() => {
+                    sessions.invalidate(session);
+                }
+                _ => {}
+            }
+            Ok(response)
+        })
+    }
+}

@@ -1,0 +1,40 @@
+//! The MCP endpoint: tools over Streamable HTTP (`/mcp`) and WebSocket
+//! (`/ws`), behind the whole stack.
+
+pub mod http;
+pub mod policy;
+pub mod tools;
+pub mod ws;
+
+pub use tools::McpServer;
+
+use ::http::HeaderValue;
+use ::http::header::CACHE_CONTROL;
+use axum::Router;
+use mcp_auth::RequireLayer;
+use tower::ServiceBuilder;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::AppState;
+
+/// `/mcp`: authentication, the api rate limit, scope `mcp`, the per-tool
+/// policy, session binding, then rmcp.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let stack = ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(state.auth.layer.clone())
+        .layer(state.limits.api_layer())
+        .layer(RequireLayer::scope("mcp").with_challenge(state.auth.challenge.clone()))
+        .layer(http::PolicyLayer::new(
+            policy::McpPolicy::default(),
+            state.auth.challenge.clone(),
+        ))
+        .layer(http::SessionBindingLayer::default())
+        .service(http::service(state, state.shutdown.child_token()));
+    Router::new()
+        .route_service("/mcp", stack)
+        .merge(ws::router(state))
+}

@@ -1,0 +1,230 @@
+//! Which MCP methods and tools a principal may use.
+
+use mcp_core::Principal;
+
+/// What a rule needs of the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// These scopes (each), for restricted principals.
+    Scopes(Vec<String>),
+    /// This role.
+    Role(String),
+}
+
+/// The outcome of a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Go ahead.
+    Allow,
+    /// A scope is missing: ask for it.
+    NeedsScope(String),
+    /// A role is missing.
+    NeedsRole(String),
+    /// No rule names this method or tool.
+    NotAllowed,
+}
+
+#[derive(Clone, Debug)]
+struct Rule {
+    /// An exact method, `prefix/*`, or `*`.
+    method: String,
+    /// An exact tool (or resource) name, or `*`.
+    name: String,
+    need: Vec<Need>,
+}
+
+/// A policy from MCP method and tool name to what the caller needs, checked
+/// on every request; the first rule that matches decides, and what no rule
+/// names is refused.
+///
+/// ```
+/// use mcp_core::{AuthMethod, Principal};
+/// use mcp_server::mcp::policy::{Decision, McpPolicy};
+///
+/// let policy = McpPolicy::default();
+/// let key = Principal::builder("u1", AuthMethod::ApiKey).role("user").scopes(["mcp"]).build();
+/// assert_eq!(policy.check(&key, "tools/call", Some("whoami")), Decision::Allow);
+/// assert_eq!(
+///     policy.check(&key, "tools/call", Some("create_agent")),
+///     Decision::NeedsScope("agents:write".into())
+/// );
+/// assert_eq!(policy.check(&key, "tools/call", Some("rm_rf")), Decision::NotAllowed);
+/// ```
+#[derive(Clone, Debug)]
+pub struct McpPolicy {
+    rules: Vec<Rule>,
+}
+
+impl McpPolicy {
+    /// A policy without rules: refuses everything.
+    pub fn empty() -> Self {
+        McpPolicy { rules: Vec::new() }
+    }
+
+    /// Adds a rule: `method` (exact, `prefix/*` or `*`) with `name` (exact
+    /// or `*`) needs `scopes`.
+    #[must_use]
+    pub fn allow(mut self, method: &str, name: &str, scopes: &[&str]) -> Self {
+        self.rules.push(Rule {
+            method: method.to_owned(),
+            name: name.to_owned(),
+            need: vec![Need::Scopes(
+                scopes.iter().map(|s| (*s).to_owned()).collect(),
+            )],
+        });
+        self
+    }
+
+    /// Adds a rule that also needs `role`.
+    #[must_use]
+    pub fn allow_role(mut self, method: &str, name: &str, role: &str, scopes: &[&str]) -> Self {
+        self.rules.push(Rule {
+            method: method.to_owned(),
+            name: name.to_owned(),
+            need: vec![
+                Need::Role(role.to_owned()),
+                Need::Scopes(scopes.iter().map(|s| (*s).to_owned()).collect()),
+            ],
+        });
+        self
+    }
+
+    /// Decides for `principal` calling `method` (with `name` for
+    /// `tools/call` and other named methods).
+    pub fn check(&self, principal: &Principal, method: &str, name: Option<&str>) -> Decision {
+        let Some(rule) = self.rules.iter().find(|rule| {
+            let method_matches = rule.method == "*"
+                || rule.method == method
+                || rule.method.strip_suffix("/*").is_some_and(|prefix| {
+                    method
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('/'))
+                });
+            let name_matches = rule.name == "*" || Some(rule.name.as_str()) == name;
+            method_matches && name_matches
+        }) else {
+            return Decision::NotAllowed;
+        };
+        for need in &rule.need {
+            match need {
+                Need::Role(role) if !principal.has_role(role) => {
+                    return Decision::NeedsRole(role.clone());
+                }
+                Need::Scopes(scopes) => {
+                    if let Some(missing) = scopes.iter().find(|s| !principal.has_scope(s)) {
+                        return Decision::NeedsScope(missing.clone());
+                    }
+                }
+                Need::Role(_) => {}
+            }
+        }
+        Decision::Allow
+    }
+}
+
+impl Default for McpPolicy {
+    /// The server's tools: every message needs `mcp`; reading agents
+    /// `agents:read`, changing them `agents:write`. Nothing else.
+    fn default() -> Self {
+        McpPolicy::empty()
+            .allow("initialize", "*", &["mcp"])
+            .allow("ping", "*", &["mcp"])
+            .allow("notifications/*", "*", &["mcp"])
+            .allow("response", "*", &["mcp"])
+            .allow("stream", "*", &["mcp"])
+            .allow("tools/list", "*", &["mcp"])
+            .allow("server/discover", "*", &["mcp"])
+            .allow("tools/call", "whoami", &["mcp"])
+            .allow("tools/call", "list_agents", &["mcp", "agents:read"])
+            .allow("tools/call", "get_agent", &["mcp", "agents:read"])
+            .allow("tools/call", "create_agent", &["mcp", "agents:write"])
+            .allow(
+                "tools/call",
+                "update_agent_status",
+                &["mcp", "agents:write"],
+            )
+    }
+}
+
+/// The method and tool name of each JSON-RPC message (one message or a
+/// batch). Responses (no method) are the pseudo-method `response`; what is
+/// not a message at all yields nothing and is left to rmcp to answer.
+pub fn messages(message: &serde_json::Value) -> Vec<(String, Option<String>)> {
+    let items = match message {
+        serde_json::Value::Array(items) => items.as_slice(),
+        serde_json::Value::Object(_) => std::slice::from_ref(message),
+        _ => &[],
+    };
+    items
+        .iter()
+        .map(|message| {
+            let method = message
+                .get("method")
+                .and_then(|m| m.as_str())
+                .unwrap_or("response")
+                .to_owned();
+            let name = message
+                .get("params")
+                .and_then(|p| p.get("name"))
+                .and_then(|n| n.as_str())
+                .map(str::to_owned);
+            (method, name)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_core::AuthMethod;
+
+    #[test]
+    fn wildcards_and_roles() {
+        let policy = McpPolicy::empty()
+            .allow("notifications/*", "*", &["mcp"])
+            .allow_role("tools/call", "admin_tool", "admin", &["mcp"])
+            .allow("tools/*", "*", &["mcp"]);
+        let user = Principal::builder("u", AuthMethod::Jwt)
+            .role("user")
+            .build();
+        assert_eq!(
+            policy.check(&user, "notifications/initialized", None),
+            Decision::Allow
+        );
+        assert_eq!(
+            policy.check(&user, "notificationsX", None),
+            Decision::NotAllowed
+        );
+        assert_eq!(
+            policy.check(&user, "tools/call", Some("admin_tool")),
+            Decision::NeedsRole("admin".into())
+        );
+        assert_eq!(
+            policy.check(&user, "tools/call", Some("other")),
+            Decision::Allow
+        );
+        assert_eq!(
+            policy.check(&user, "resources/read", Some("x")),
+            Decision::NotAllowed
+        );
+    }
+
+    #[test]
+    fn unrestricted_principals_have_every_scope_of_their_role() {
+        let session = Principal::builder("u", AuthMethod::Jwt)
+            .role("user")
+            .build();
+        let policy = McpPolicy::default();
+        assert_eq!(
+            policy.check(&session, "tools/call", Some("create_agent")),
+            Decision::Allow
+        );
+        let empty = Principal::builder("u", AuthMethod::ApiKey)
+            .scopes(Vec::<String>::new())
+            .build();
+        assert_eq!(
+            policy.check(&empty, "initialize", None),
+            Decision::NeedsScope("mcp".into())
+        );
+    }
+}

@@ -1,0 +1,564 @@
+//! End-to-end: the MCP endpoint over Streamable HTTP with `rmcp`'s own
+//! client, and raw HTTP where the status line matters.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{Api, TestDb, TestServer, create_user};
+use rmcp::ServiceExt;
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
+};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+
+const SECRET: (&str, &str) = ("MCP_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+const TOOLS: [&str; 5] = [
+    "create_agent",
+    "get_agent",
+    "list_agents",
+    "update_agent_status",
+    "whoami",
+];
+
+/// How a client proves who it is.
+enum Credential<'a> {
+    None,
+    Bearer(&'a str),
+    ApiKey(&'a str),
+}
+
+type Client = RunningService<RoleClient, ClientConfig>;
+
+/// `rmcp`'s client over Streamable HTTP, speaking `version`.
+async fn connect(
+    server: &TestServer,
+    credential: Credential<'_>,
+    version: ProtocolVersion,
+) -> Result<Client, rmcp::service::ClientInitializeError> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(server.url("/mcp"));
+    match credential {
+        Credential::None => {}
+        Credential::Bearer(token) => config = config.auth_header(token),
+        Credential::ApiKey(key) => {
+            config = config.custom_headers(HashMap::from([(
+                http::HeaderName::from_static("x-api-key"),
+                http::HeaderValue::from_str(key).unwrap(),
+            )]));
+        }
+    }
+    let transport = StreamableHttpClientTransport::from_config(config);
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("mcp-e2e", "1.0"),
+    )
+    .with_protocol_version(version)
+    .serve(transport)
+    .await
+}
+
+async fn call(client: &Client, tool: &str, arguments: Value) -> Result<Value, rmcp::ServiceError> {
+    let mut request = CallToolRequestParams::new(tool.to_owned());
+    if let Value::Object(map) = arguments {
+        request = request.with_arguments(map);
+    }
+    let result = client.call_tool(request).await?;
+    assert_ne!(result.is_error, Some(true), "{tool}: {result:?}");
+    Ok(result.structured_content.unwrap_or(Value::Null))
+}
+
+async fn tool_names(client: &Client) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|tool| tool.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn create_key(api: &Api, token: &str, name: &str, scopes: Value) -> (String, String) {
+    let (status, _, created) = api
+        .call(
+            "POST",
+            "/api/keys",
+            Some(token),
+            Some(json!({"name": name, "scopes": scopes})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    (
+        created["key"].as_str().unwrap().to_owned(),
+        created["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A JSON-RPC message POSTed by hand; returns status, headers and the
+/// JSON-RPC answer (from a JSON body or the first SSE event).
+async fn post(
+    api: &Api,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = api
+        .client
+        .post(format!("{}/mcp", api.base))
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let sse = headers
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"));
+    if !sse {
+        let bytes = response.bytes().await.unwrap();
+        return (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        );
+    }
+    // The stream stays open after the answer; read until the first event.
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, response.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some(json) = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .find_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        {
+            return (status, headers, json);
+        }
+    }
+    panic!("no JSON-RPC answer in the event stream: {text}");
+}
+
+fn initialize(id: u64) -> Value {
+    json!({
+        "jsonrpc": "2.0", "id": id, "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}
+        }
+    })
+}
+
+fn tool_call(id: u64, name: &str, arguments: Value) -> Value {
+    json!({
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": name, "arguments": arguments}
+    })
+}
+
+/// Opens a session by hand (initialize, then initialized) with `credential`
+/// as a header; returns the session id.
+async fn open_session(api: &Api, credential: (&str, &str)) -> String {
+    let (status, headers, answer) = post(api, &[credential], initialize(1)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["serverInfo"]["name"], "mcp-server");
+    let session = headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let (status, _, _) = post(
+        api,
+        &[
+            credential,
+            ("mcp-session-id", &session),
+            ("mcp-protocol-version", "2025-11-25"),
+        ],
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    session
+}
+
+async fn tools_and_agents_through_rmcp(db: TestDb) {
+    create_user(&db, "owner@example.com", "owner-password", "user");
+    create_user(&db, "other@example.com", "other-password", "user");
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let jwt = api.login("owner@example.com", "owner-password").await;
+    let (key, key_id) = create_key(
+        &api,
+        &jwt,
+        "agent",
+        json!(["mcp", "agents:read", "agents:write"]),
+    )
+    .await;
+
+    // An API key, on a protocol version with initialize and sessions.
+    let client = connect(
+        &server,
+        Credential::ApiKey(&key),
+        ProtocolVersion::LATEST_WITH_INITIALIZE,
+    )
+    .await
+    .expect("initialize with an API key");
+    let info = client.peer_info().expect("server info from initialize");
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("mcp-server")
+    );
+    assert!(info.capabilities.tools.is_some());
+    assert_eq!(tool_names(&client).await, TOOLS);
+    let me = call(&client, "whoami", json!({})).await.unwrap();
+    assert_eq!(me["authMethod"], "api_key");
+    assert_eq!(me["keyId"], key_id.as_str());
+    assert_eq!(me["scopes"], json!(["agents:read", "agents:write", "mcp"]));
+
+    let agent = call(
+        &client,
+        "create_agent",
+        json!({"name": "scout", "type": "crawler", "capabilities": ["read"]}),
+    )
+    .await
+    .unwrap();
+    let id = agent["id"].as_str().expect("agent id").to_owned();
+    assert_eq!(agent["status"], "active");
+    assert_eq!(agent["ownerId"], me["subject"]);
+    let fetched = call(&client, "get_agent", json!({"id": id})).await.unwrap();
+    assert_eq!(fetched["name"], "scout");
+    let updated = call(
+        &client,
+        "update_agent_status",
+        json!({"id": id, "status": "inactive"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(updated["status"], "inactive");
+    // The REST API's schema: an empty name is refused, nothing is created.
+    let refused = client
+        .call_tool(
+            CallToolRequestParams::new("create_agent").with_arguments(
+                json!({"name": "", "type": "crawler"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    let bad_status = client
+        .call_tool(
+            CallToolRequestParams::new("update_agent_status").with_arguments(
+                json!({"id": id, "status": "exploded"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await;
+    assert!(bad_status.is_err(), "{bad_status:?}");
+    client.cancel().await.unwrap();
+
+    // A JWT, on the newest protocol (no initialize; method headers).
+    let client = connect(&server, Credential::Bearer(&jwt), ProtocolVersion::LATEST)
+        .await
+        .expect("connect with a JWT");
+    assert_eq!(tool_names(&client).await, TOOLS);
+    let me = call(&client, "whoami", json!({})).await.unwrap();
+    assert_eq!(me["authMethod"], "jwt");
+    assert_eq!(me["scopes"], Value::Null, "a login token is unrestricted");
+    let listed = call(&client, "list_agents", json!({})).await.unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["items"][0]["status"], "inactive");
+    client.cancel().await.unwrap();
+
+    // The REST API sees the same agent.
+    let (status, _, agents) = api.call("GET", "/api/agents", Some(&jwt), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(agents["items"][0]["id"], id.as_str());
+
+    // Another user sees none of it.
+    let other = api.login("other@example.com", "other-password").await;
+    let client = connect(
+        &server,
+        Credential::Bearer(&other),
+        ProtocolVersion::LATEST_WITH_INITIALIZE,
+    )
+    .await
+    .unwrap();
+    let listed = call(&client, "list_agents", json!({})).await.unwrap();
+    assert_eq!(listed["items"], json!([]));
+    let hidden = client
+        .call_tool(
+            CallToolRequestParams::new("get_agent")
+                .with_arguments(json!({"id": id}).as_object().unwrap().clone()),
+        )
+        .await;
+    assert!(
+        hidden.is_err(),
+        "another user's agent is not found: {hidden:?}"
+    );
+    let hidden = client
+        .call_tool(
+            CallToolRequestParams::new("update_agent_status").with_arguments(
+                json!({"id": id, "status": "active"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await;
+    assert!(hidden.is_err());
+    client.cancel().await.unwrap();
+    let (_, _, agents) = api.call("GET", "/api/agents", Some(&jwt), None).await;
+    assert_eq!(agents["items"][0]["status"], "inactive", "untouched");
+}
+
+both_databases!(tools_and_agents_through_rmcp, tools_and_agents_through_rmcp);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals() {
+    let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::refusals").await else {
+        return;
+    };
+    create_user(&db, "owner@example.com", "owner-password", "user");
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let jwt = api.login("owner@example.com", "owner-password").await;
+
+    // No credentials: 401 with a challenge, and rmcp's client cannot start.
+    let (status, headers, body) = post(&api, &[], initialize(1)).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "missing_credentials");
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"mcp\"");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(
+        connect(
+            &server,
+            Credential::None,
+            ProtocolVersion::LATEST_WITH_INITIALIZE
+        )
+        .await
+        .is_err()
+    );
+    assert!(
+        connect(
+            &server,
+            Credential::Bearer("not-a-token"),
+            ProtocolVersion::LATEST
+        )
+        .await
+        .is_err()
+    );
+
+    // A key without scope `mcp`: 403 naming the scope.
+    let (no_mcp, _) = create_key(&api, &jwt, "no-mcp", json!(["agents:read"])).await;
+    let (status, headers, body) = post(&api, &[("x-api-key", &no_mcp)], initialize(1)).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "insufficient_scope");
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("scope=\"mcp\""), "{challenge}");
+    assert!(
+        connect(
+            &server,
+            Credential::ApiKey(&no_mcp),
+            ProtocolVersion::LATEST_WITH_INITIALIZE
+        )
+        .await
+        .is_err()
+    );
+
+    // A key with `mcp` only: whoami, but not the agent tools.
+    let (mcp_only, _) = create_key(&api, &jwt, "mcp-only", json!(["mcp"])).await;
+    let client = connect(
+        &server,
+        Credential::ApiKey(&mcp_only),
+        ProtocolVersion::LATEST_WITH_INITIALIZE,
+    )
+    .await
+    .expect("scope mcp is enough to connect");
+    assert_eq!(
+        call(&client, "whoami", json!({})).await.unwrap()["scopes"],
+        json!(["mcp"])
+    );
+    assert!(call(&client, "list_agents", json!({})).await.is_err());
+    client.cancel().await.unwrap();
+
+    // The same refusals by hand, to see the status: the body is read...
+    let key = ("x-api-key", mcp_only.as_str());
+    let session = open_session(&api, key).await;
+    let in_session = [
+        key,
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let (status, headers, body) = post(
+        &api,
+        &in_session,
+        tool_call(2, "create_agent", json!({"name": "x", "type": "y"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "insufficient_scope");
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("scope=\"agents:write\"")
+    );
+    let (status, _, body) = post(&api, &in_session, tool_call(3, "rm_rf", json!({}))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, _, body) = post(
+        &api,
+        &in_session,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "resources/list"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, _, body) = post(&api, &in_session, tool_call(5, "whoami", json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"]["structuredContent"]["scopes"],
+        json!(["mcp"])
+    );
+    // ...or, on 2026-07-28, the Mcp-Method / Mcp-Name headers decide.
+    let (status, headers, body) = post(
+        &api,
+        &[
+            key,
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "update_agent_status"),
+        ],
+        tool_call(
+            6,
+            "update_agent_status",
+            json!({"id": "x", "status": "active"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("scope=\"agents:write\"")
+    );
+    // Hostile bodies are rmcp's to answer, never a 500.
+    for hostile in [
+        json!("just a string"),
+        json!([]),
+        json!({"jsonrpc": "2.0"}),
+        json!({"method": 7}),
+    ] {
+        let (status, _, body) = post(&api, &in_session, hostile.clone()).await;
+        assert!((400..500).contains(&status), "{hostile} -> {status} {body}");
+    }
+
+    // A foreign Host and a foreign Origin are refused before anything else.
+    let response = api
+        .client
+        .post(format!("{}/mcp", api.base))
+        .header("host", "evil.example")
+        .header("x-api-key", &mcp_only)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "host_not_allowed");
+    let (status, _, body) = post(
+        &api,
+        &[key, ("origin", "https://evil.example")],
+        initialize(1),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("origin_not_allowed"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_belong_to_their_principal() {
+    let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::sessions").await else {
+        return;
+    };
+    create_user(&db, "alice@example.com", "alice-password", "user");
+    create_user(&db, "mallory@example.com", "mallory-password", "user");
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let alice = api.login("alice@example.com", "alice-password").await;
+    let mallory = api.login("mallory@example.com", "mallory-password").await;
+    let (alice_key, _) = create_key(&api, &alice, "alice", json!(["mcp"])).await;
+    let (mallory_key, _) = create_key(&api, &mallory, "mallory", json!(["mcp"])).await;
+
+    let session = open_session(&api, ("x-api-key", &alice_key)).await;
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    for thief in [
+        ("x-api-key", mallory_key.as_str()),
+        ("authorization", &format!("Bearer {mallory}")),
+    ] {
+        let (status, _, body) = post(
+            &api,
+            &[
+                thief,
+                ("mcp-session-id", &session),
+                ("mcp-protocol-version", "2025-11-25"),
+            ],
+            list.clone(),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("not_found")),
+            "{body}"
+        );
+        let response = api
+            .client
+            .delete(format!("{}/mcp", api.base))
+            .header(thief.0, thief.1)
+            .header("mcp-session-id", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            404,
+            "another principal cannot end the session"
+        );
+    }
+    let (status, _, body) = post(
+        &api,
+        &[
+            ("x-api-key", &alice_key),
+            ("mcp-session-id", &session),
+            ("mcp-protocol-version", "2025-11-25"),
+        ],
+        list,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"]["tools"].as_array().unwrap().len(),
+        TOOLS.len()
+    );
+    assert!(server.logs().contains("did not open it"));
+    assert!(!server.logs().contains(&alice_key));
+}
