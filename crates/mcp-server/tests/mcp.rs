@@ -562,3 +562,425 @@ async fn sessions_belong_to_their_principal() {
     assert!(server.logs().contains("did not open it"));
     assert!(!server.logs().contains(&alice_key));
 }
+
+// ---- WebSocket (`/ws`) with a real client ---------------------------------
+
+mod ws {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::{Error, Message};
+
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    /// Opens `/ws` with `headers`; the HTTP refusal (status, body) when the
+    /// upgrade is refused.
+    pub async fn open(
+        server: &TestServer,
+        headers: &[(&str, &str)],
+    ) -> Result<(Socket, http::Response<Option<Vec<u8>>>), (u16, Value)> {
+        let mut request = format!("ws://{}/ws", server.addr)
+            .into_client_request()
+            .unwrap();
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok(pair) => Ok(pair),
+            Err(Error::Http(response)) => {
+                let status = response.status().as_u16();
+                let body = response
+                    .body()
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or(Value::Null);
+                Err((status, body))
+            }
+            Err(other) => panic!("WebSocket connect failed: {other}"),
+        }
+    }
+
+    /// Sends one JSON-RPC message.
+    pub async fn send(socket: &mut Socket, message: &Value) {
+        socket
+            .send(Message::text(message.to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// The next JSON-RPC message, or the close frame's code.
+    pub async fn next(socket: &mut Socket) -> Result<Value, Option<CloseCode>> {
+        loop {
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+                .await
+                .expect("an answer within 10 s");
+            match frame {
+                Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).unwrap()),
+                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| f.code)),
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => return Err(None),
+            }
+        }
+    }
+
+    /// initialize, initialized: the handshake of 2025-11-25.
+    pub async fn handshake(socket: &mut Socket) -> Value {
+        send(socket, &initialize(1)).await;
+        let answer = next(socket).await.expect("initialize answered");
+        send(
+            socket,
+            &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        )
+        .await;
+        answer
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn websocket_transport() {
+        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws").await else {
+            return;
+        };
+        create_user(&db, "owner@example.com", "owner-password", "user");
+        let server = TestServer::start(
+            &db,
+            &[
+                SECRET,
+                ("MCP_RATE_LIMIT_WS", "5/60s"),
+                ("MCP_CORS_ORIGIN", "https://app.example"),
+            ],
+        );
+        let api = Api::new(&server);
+        let jwt = api.login("owner@example.com", "owner-password").await;
+        let (key, key_id) = create_key(&api, &jwt, "ws", json!(["mcp", "agents:read"])).await;
+        let (no_mcp, _) = create_key(&api, &jwt, "no-mcp", json!(["agents:read"])).await;
+
+        // Refused at the upgrade: no credentials, a bad token, no scope
+        // `mcp`, a foreign Origin.
+        let (status, body) = open(&server, &[]).await.err().expect("refused");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("missing_credentials"))
+        );
+        let (status, body) = open(&server, &[("authorization", "Bearer nope")])
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("invalid_token"))
+        );
+        let (status, body) = open(&server, &[("x-api-key", &no_mcp)])
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("insufficient_scope"))
+        );
+        let (status, body) = open(
+            &server,
+            &[("x-api-key", &key), ("origin", "https://evil.example")],
+        )
+        .await
+        .err()
+        .expect("refused");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("origin_not_allowed"))
+        );
+        // A token in the query string is not a credential.
+        let url = format!("ws://{}/ws?access_token={jwt}", server.addr);
+        match tokio_tungstenite::connect_async(url).await {
+            Err(Error::Http(response)) => assert_eq!(response.status(), 401),
+            other => panic!("query-string token accepted: {:?}", other.map(|_| ())),
+        }
+
+        // A header credential: initialize and tool calls are answered.
+        let (mut socket, response) = open(&server, &[("x-api-key", &key)])
+            .await
+            .expect("upgrade");
+        assert_eq!(response.status(), 101);
+        let init = handshake(&mut socket).await;
+        assert_eq!(init["id"], 1);
+        assert_eq!(init["result"]["serverInfo"]["name"], "mcp-server");
+        send(&mut socket, &tool_call(2, "whoami", json!({}))).await;
+        let me = next(&mut socket).await.unwrap();
+        assert_eq!(me["id"], 2);
+        assert_eq!(me["result"]["structuredContent"]["keyId"], key_id.as_str());
+        // The per-tool policy holds here too.
+        send(
+            &mut socket,
+            &tool_call(3, "create_agent", json!({"name": "a", "type": "b"})),
+        )
+        .await;
+        let refused = next(&mut socket).await.unwrap();
+        assert_eq!(refused["id"], 3);
+        assert_eq!(refused["error"]["code"], -32003);
+        assert_eq!(refused["error"]["data"]["scope"], "agents:write");
+        // Five messages so far (initialize, initialized, three calls).
+        send(&mut socket, &tool_call(4, "list_agents", json!({}))).await;
+        assert_eq!(
+            next(&mut socket).await.unwrap()["result"]["structuredContent"]["items"],
+            json!([])
+        );
+
+        // The flood: each message past the quota gets -32029 with a
+        // retry hint; a client that keeps going is closed with 1008.
+        let mut limited = 0;
+        let close = loop {
+            send(&mut socket, &tool_call(100 + limited, "whoami", json!({}))).await;
+            match next(&mut socket).await {
+                Ok(answer) => {
+                    assert_eq!(answer["id"], 100 + limited);
+                    assert_eq!(answer["error"]["code"], -32029, "{answer}");
+                    assert_eq!(answer["error"]["message"], "rate limited");
+                    assert!(answer["error"]["data"]["retryAfter"].as_u64().unwrap() >= 1);
+                    limited += 1;
+                    assert!(limited <= 5, "never closed");
+                }
+                Err(code) => break code,
+            }
+        };
+        assert_eq!(
+            limited, 5,
+            "refused messages up to one quota's worth, then closed"
+        );
+        assert_eq!(close, Some(CloseCode::Policy));
+
+        // The server is unharmed: health, HTTP, and another principal's
+        // connection (its own quota) all work; a browser passes its token
+        // as a subprotocol beside `mcp`.
+        let (status, _, _) = api.call("GET", "/health", None, None).await;
+        assert_eq!(status, 200);
+        let (status, _, _) = api.call("GET", "/api/auth/me", Some(&jwt), None).await;
+        assert_eq!(status, 200);
+        let protocols = format!("mcp, bearer.{jwt}");
+        let (mut browser, response) = open(
+            &server,
+            &[
+                ("sec-websocket-protocol", &protocols),
+                ("origin", "https://app.example"),
+            ],
+        )
+        .await
+        .expect("a browser's upgrade");
+        assert_eq!(response.headers()["sec-websocket-protocol"], "mcp");
+        handshake(&mut browser).await;
+        send(&mut browser, &tool_call(2, "whoami", json!({}))).await;
+        let me = next(&mut browser).await.unwrap();
+        assert_eq!(me["result"]["structuredContent"]["authMethod"], "jwt");
+        // Hostile frames: not JSON, not JSON-RPC, binary.
+        send(&mut browser, &json!("just a string")).await;
+        browser.send(Message::text("{not json")).await.unwrap();
+        let parse_error = loop {
+            let answer = next(&mut browser).await.unwrap();
+            if answer["error"]["code"] == -32700 {
+                break answer;
+            }
+        };
+        assert_eq!(parse_error["id"], Value::Null);
+        browser
+            .send(Message::binary(vec![0u8, 1, 2]))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut browser).await.err(),
+            Some(Some(CloseCode::Unsupported))
+        );
+        assert!(!server.logs().contains(&key), "no key in the logs");
+        assert!(!server.logs().contains(&jwt), "no token in the logs");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn oversized_and_idle_connections_are_closed() {
+        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_idle").await else {
+            return;
+        };
+        create_user(&db, "owner@example.com", "owner-password", "user");
+        let server = TestServer::start(
+            &db,
+            &[
+                SECRET,
+                ("MCP_BODY_LIMIT", "4KiB"),
+                ("MCP_WS_PING_INTERVAL", "100ms"),
+                ("MCP_WS_IDLE_TIMEOUT", "300ms"),
+            ],
+        );
+        let api = Api::new(&server);
+        let jwt = api.login("owner@example.com", "owner-password").await;
+        let bearer = format!("Bearer {jwt}");
+
+        // A message over the size limit closes the connection (1009).
+        let (mut socket, _) = open(&server, &[("authorization", &bearer)]).await.unwrap();
+        let huge = json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": "x".repeat(8 * 1024)}});
+        let _ = socket.send(Message::text(huge.to_string())).await;
+        assert_eq!(next(&mut socket).await.err(), Some(Some(CloseCode::Size)));
+
+        // A client that reads nothing (so answers no ping) and says nothing
+        // is closed once the idle timeout has passed.
+        let (mut silent, _) = open(&server, &[("authorization", &bearer)]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        assert_eq!(next(&mut silent).await.err(), Some(Some(CloseCode::Away)));
+
+        // A client that answers pings stays connected past the timeout.
+        let (mut alive, _) = open(&server, &[("authorization", &bearer)]).await.unwrap();
+        handshake(&mut alive).await;
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(700);
+        while tokio::time::Instant::now() < until {
+            // Reading lets the client answer the server's pings.
+            let _ = tokio::time::timeout_at(until, alive.next()).await;
+        }
+        send(
+            &mut alive,
+            &json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}),
+        )
+        .await;
+        assert_eq!(next(&mut alive).await.unwrap()["id"], 9);
+    }
+}
+
+// ---- /metrics ---------------------------------------------------------------
+
+/// The sum of the samples of `name` whose labels include all of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            if metric != name {
+                return None;
+            }
+            let matches = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+async fn scrape(api: &Api, credential: (&str, &str)) -> (u16, String) {
+    let response = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .header(credential.0, credential.1)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_with_traffic() {
+    let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::metrics").await else {
+        return;
+    };
+    create_user(&db, "admin@example.com", "admin-password", "admin");
+    create_user(&db, "user@example.com", "user-password", "user");
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let admin = api.login("admin@example.com", "admin-password").await;
+    let user = api.login("user@example.com", "user-password").await;
+    let admin_bearer = format!("Bearer {admin}");
+    let admin_auth = ("authorization", admin_bearer.as_str());
+
+    // Who may read them: admin, or an admin's key with scope `metrics`.
+    let (status, body) = scrape(&api, ("authorization", &format!("Bearer {user}"))).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = scrape(&api, ("x-api-key", "mcp_nothing")).await;
+    assert_eq!(status, 401);
+    let (metrics_key, _) = create_key(&api, &admin, "scraper", json!(["metrics"])).await;
+    let (mcp_key, _) = create_key(&api, &admin, "other", json!(["mcp"])).await;
+    let (status, _) = scrape(&api, ("x-api-key", &mcp_key)).await;
+    assert_eq!(status, 403, "an admin's key without scope metrics");
+    let (status, before) = scrape(&api, ("x-api-key", &metrics_key)).await;
+    assert_eq!(status, 200, "{before}");
+
+    let me = [
+        ("route", "/api/auth/me"),
+        ("method", "GET"),
+        ("status", "200"),
+    ];
+    let requests = sample(&before, "http_requests_total", &me);
+    let latency = sample(&before, "http_request_duration_seconds_count", &me);
+    let invalid = sample(&before, "auth_failures_total", &[("code", "invalid_token")]);
+    let allowed = sample(
+        &before,
+        "ratelimit_decisions_total",
+        &[("policy", "api"), ("outcome", "allowed")],
+    );
+    let (hits, misses) = (
+        sample(&before, "apikey_cache_hits_total", &[]),
+        sample(&before, "apikey_cache_misses_total", &[]),
+    );
+
+    for _ in 0..3 {
+        let (status, _, _) = api.call("GET", "/api/auth/me", Some(&user), None).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _, _) = api
+        .call("GET", "/api/auth/me", Some("not-a-token"), None)
+        .await;
+    assert_eq!(status, 401);
+    let (ws, _) = ws::open(&server, &[("x-api-key", &mcp_key)]).await.unwrap();
+    let (status, after) = scrape(&api, ("x-api-key", &metrics_key)).await;
+    assert_eq!(status, 200);
+
+    assert_eq!(sample(&after, "http_requests_total", &me), requests + 3.0);
+    assert_eq!(
+        sample(&after, "http_request_duration_seconds_count", &me),
+        latency + 3.0
+    );
+    assert_eq!(
+        sample(&after, "auth_failures_total", &[("code", "invalid_token")]),
+        invalid + 1.0
+    );
+    assert!(
+        sample(
+            &after,
+            "ratelimit_decisions_total",
+            &[("policy", "api"), ("outcome", "allowed")]
+        ) >= allowed + 3.0
+    );
+    // The scrape's own key was looked up: once from the store, then cached.
+    assert!(sample(&after, "apikey_cache_hits_total", &[]) > hits);
+    assert!(sample(&after, "apikey_cache_misses_total", &[]) >= misses);
+    assert_eq!(sample(&after, "mcp_ws_connections", &[]), 1.0);
+    assert!(sample(&after, "db_pool_max_connections", &[("database", "sqlite")]) >= 1.0);
+    assert!(after.contains("db_pool_connections{"));
+    assert!(after.contains("http_request_duration_seconds_bucket{"));
+    // Route templates, never raw paths: an unknown path is "unmatched".
+    let (status, _, _) = api.call("GET", "/no/such/path/12345", None, None).await;
+    assert_eq!(status, 404);
+    drop(ws);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let last = loop {
+        let (_, text) = scrape(&api, admin_auth).await;
+        if sample(&text, "mcp_ws_connections", &[]) == 0.0 || tokio::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        sample(&last, "mcp_ws_connections", &[]),
+        0.0,
+        "the closed connection is gone"
+    );
+    assert!(!last.contains("12345"));
+    assert!(
+        sample(
+            &last,
+            "http_requests_total",
+            &[("route", "unmatched"), ("status", "404")]
+        ) >= 1.0
+    );
+    assert!(!last.contains(&admin) && !last.contains(&metrics_key));
+}

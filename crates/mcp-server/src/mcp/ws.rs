@@ -34,6 +34,8 @@ use crate::observe::WS_CONNECTIONS;
 pub const RATE_LIMITED: i64 = -32029;
 /// JSON-RPC error code of a message the MCP policy refuses.
 pub const FORBIDDEN: i64 = -32003;
+/// How long a closing connection waits for the client's Close.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// The subprotocol the server speaks.
 pub const SUBPROTOCOL: &str = "mcp";
 /// Prefix of the subprotocol that carries a browser's token.
@@ -148,7 +150,8 @@ impl Connection {
                 }
                 incoming = socket_rx.next() => {
                     let message = match incoming {
-                        None | Some(Err(_)) => break Close { code: close_code::NORMAL, reason: "" },
+                        None => break Close { code: close_code::NORMAL, reason: "" },
+                        Some(Err(error)) => break read_error(error),
                         Some(Ok(message)) => message,
                     };
                     last_heard = Instant::now();
@@ -211,6 +214,17 @@ impl Connection {
                 reason: Utf8Bytes::from_static(close.reason),
             })))
             .await;
+        // The closing handshake: wait (briefly) for the client's Close, so
+        // frames still in flight are not answered with a reset that would
+        // discard our close frame before the client reads it.
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(message)) = socket_rx.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
         cancel.cancel();
         drop(to_server);
         let _ = server_task.await;
@@ -297,6 +311,25 @@ impl Connection {
             }
         }
         self.refused > quota.burst()
+    }
+}
+
+/// A message over the size limit is 1009; anything else that breaks the
+/// stream is a protocol error.
+fn read_error(error: axum::Error) -> Close {
+    let error = error.into_inner();
+    match error.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Close {
+            code: close_code::SIZE,
+            reason: "message too big",
+        },
+        _ => {
+            tracing::debug!(%error, "WebSocket read failed");
+            Close {
+                code: close_code::PROTOCOL,
+                reason: "",
+            }
+        }
     }
 }
 
