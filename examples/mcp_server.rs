@@ -1,0 +1,266 @@
+//! An `rmcp` server of your own whose tools are secured by API keys kept in
+//! PostgreSQL: the key store's migrations, authentication, scope `mcp`, and
+//! a tool that sees who called it.
+//!
+//! ```sh
+//! # DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/test
+//! cargo run -p mcp-examples --example mcp_server
+//! # it prints an API key; any MCP client can now connect with it:
+//! curl -i -H "X-API-Key: $KEY" -H 'accept: application/json, text/event-stream' \
+//!      -H 'content-type: application/json' http://127.0.0.1:3001/mcp \
+//!      -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
+//! ```
+
+use std::sync::Arc;
+
+use axum::Router;
+use mcp_apikeys::{ApiKeyAuthenticator, ApiKeyService, SqlStore};
+use mcp_auth::{AuthLayer, RequireLayer};
+use mcp_core::Principal;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{ErrorData, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
+use serde::Deserialize;
+use tower::ServiceBuilder;
+
+/// The tools.
+#[derive(Clone)]
+struct Greeter {
+    tool_router: ToolRouter<Self>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct GreetArgs {
+    /// Whom to greet.
+    name: String,
+}
+
+/// The caller, put into the request by the authentication layer; rmcp
+/// hands the HTTP request parts to every tool.
+fn caller(context: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Principal>().cloned())
+        .ok_or_else(|| ErrorData::invalid_request("not authenticated", None))
+}
+
+#[tool_router]
+impl Greeter {
+    fn new() -> Self {
+        Greeter {
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(description = "Greets someone, signed by the caller's key.")]
+    async fn greet(
+        &self,
+        Parameters(GreetArgs { name }): Parameters<GreetArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<String, ErrorData> {
+        let principal = caller(&context)?;
+        Ok(format!(
+            "hello {name}, from {} (key {})",
+            principal.subject(),
+            principal.key_id().unwrap_or("-")
+        ))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Greeter {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("greeter", "1.0"))
+    }
+}
+
+/// `/mcp`: API keys from `keys`, scope `mcp`, then rmcp.
+fn app(keys: Arc<ApiKeyService>) -> Router {
+    let mcp = StreamableHttpService::new(
+        || Ok(Greeter::new()),
+        Arc::new(LocalSessionManager::default()),
+        // rmcp's DNS-rebinding defence: loopback hosts only (its default).
+        StreamableHttpServerConfig::default(),
+    );
+    let stack = ServiceBuilder::new()
+        .layer(AuthLayer::required(vec![Arc::new(
+            ApiKeyAuthenticator::new(keys),
+        )]))
+        .layer(RequireLayer::scope("mcp"))
+        // The layers answer with axum bodies; so must rmcp.
+        .map_response(|response: http::Response<_>| response.map(axum::body::Body::new))
+        .service(mcp);
+    Router::new().route_service("/mcp", stack)
+}
+
+/// The key store on `pool`, its table created or updated.
+async fn key_service(pool: sqlx::PgPool) -> Arc<ApiKeyService> {
+    let store = SqlStore::postgres(pool);
+    store.migrate().await.expect("api_keys migrations");
+    Arc::new(ApiKeyService::builder(Arc::new(store)).build())
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let pool = sqlx::PgPool::connect(&url)
+        .await
+        .map_err(std::io::Error::other)?;
+    let keys = key_service(pool).await;
+    let (_, key) = keys
+        .create(
+            "example-user",
+            "mcp example",
+            Some(vec!["mcp".into()]),
+            Some(1),
+        )
+        .await
+        .map_err(std::io::Error::other)?;
+    eprintln!("API key (scope mcp, expires in a day): {}", key.expose());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
+    eprintln!("MCP endpoint: http://{}/mcp", listener.local_addr()?);
+    axum::serve(listener, app(keys))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::ServiceExt;
+    use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, ProtocolVersion};
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use sqlx::postgres::PgPoolOptions;
+
+    /// A pool on a schema of its own, or `None` (skipped, loudly) when
+    /// PostgreSQL is unreachable outside CI.
+    async fn test_pool() -> Option<(sqlx::PgPool, sqlx::PgPool, String)> {
+        let url = std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let admin = match sqlx::PgPool::connect(&url).await {
+            Ok(pool) => pool,
+            Err(error) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "PostgreSQL is required under CI: {error}"
+                );
+                eprintln!("SKIPPED: PostgreSQL unreachable at {url}: {error}");
+                return None;
+            }
+        };
+        let schema = format!("example_mcp_{}", std::process::id());
+        // The name is ours (a process id), not input.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+        let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.options([("search_path", schema.as_str())]))
+            .await
+            .unwrap();
+        Some((pool, admin, schema))
+    }
+
+    #[tokio::test]
+    async fn a_real_client_calls_a_tool_with_a_key_from_postgres() {
+        let Some((pool, admin, schema)) = test_pool().await else {
+            return;
+        };
+        let keys = key_service(pool.clone()).await;
+        let (record, key) = keys
+            .create("user-1", "client", Some(vec!["mcp".into()]), None)
+            .await
+            .unwrap();
+        let (_, no_mcp) = keys
+            .create("user-1", "other", Some(vec![]), None)
+            .await
+            .unwrap();
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, 2, "the keys live in PostgreSQL");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/mcp",
+            listener.local_addr().unwrap().port()
+        );
+        let served = app(keys.clone());
+        tokio::spawn(async move { axum::serve(listener, served).await });
+
+        let connect = |key: Option<String>| {
+            let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());
+            if let Some(key) = key {
+                config = config.custom_headers(
+                    [(
+                        http::HeaderName::from_static("x-api-key"),
+                        http::HeaderValue::from_str(&key).unwrap(),
+                    )]
+                    .into(),
+                );
+            }
+            ClientConfig::new(
+                ClientCapabilities::default(),
+                Implementation::new("test", "1"),
+            )
+            .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+            .serve(StreamableHttpClientTransport::from_config(config))
+        };
+        let client = connect(Some(key.expose().to_owned()))
+            .await
+            .expect("initialize");
+        let tools = client.list_all_tools().await.unwrap();
+        assert_eq!(tools.len(), 1);
+        assert_eq!(tools[0].name, "greet");
+        let result = client
+            .call_tool(
+                CallToolRequestParams::new("greet").with_arguments(
+                    serde_json::json!({"name": "ada"})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                ),
+            )
+            .await
+            .unwrap();
+        let text = serde_json::to_value(&result.content).unwrap()[0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(text, format!("hello ada, from user-1 (key {})", record.id));
+        client.cancel().await.unwrap();
+
+        assert!(connect(None).await.is_err(), "no key: 401");
+        assert!(
+            connect(Some(no_mcp.expose().to_owned())).await.is_err(),
+            "a key without scope mcp: 403"
+        );
+        let revoked = keys.delete(record.id).await;
+        assert!(revoked.is_ok());
+        assert!(
+            connect(Some(key.expose().to_owned())).await.is_err(),
+            "a deleted key stops working at once"
+        );
+        pool.close().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+}
