@@ -606,6 +606,14 @@ mod ws {
         }
     }
 
+    /// The HTTP refusal of an upgrade that must be refused.
+    pub async fn refused(server: &TestServer, headers: &[(&str, &str)]) -> (u16, Value) {
+        match open(server, headers).await {
+            Ok(_) => panic!("the upgrade was accepted"),
+            Err(refusal) => refusal,
+        }
+    }
+
     /// Sends one JSON-RPC message.
     pub async fn send(socket: &mut Socket, message: &Value) {
         socket
@@ -662,34 +670,26 @@ mod ws {
 
         // Refused at the upgrade: no credentials, a bad token, no scope
         // `mcp`, a foreign Origin.
-        let (status, body) = open(&server, &[]).await.err().expect("refused");
+        let (status, body) = refused(&server, &[]).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (401, Some("missing_credentials"))
         );
-        let (status, body) = open(&server, &[("authorization", "Bearer nope")])
-            .await
-            .err()
-            .expect("refused");
+        let (status, body) = refused(&server, &[("authorization", "Bearer nope")]).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (401, Some("invalid_token"))
         );
-        let (status, body) = open(&server, &[("x-api-key", &no_mcp)])
-            .await
-            .err()
-            .expect("refused");
+        let (status, body) = refused(&server, &[("x-api-key", &no_mcp)]).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (403, Some("insufficient_scope"))
         );
-        let (status, body) = open(
+        let (status, body) = refused(
             &server,
             &[("x-api-key", &key), ("origin", "https://evil.example")],
         )
-        .await
-        .err()
-        .expect("refused");
+        .await;
         assert_eq!(
             (status, body["code"].as_str()),
             (403, Some("origin_not_allowed"))
