@@ -877,6 +877,19 @@ async fn scrape(api: &Api, credential: (&str, &str)) -> (u16, String) {
     (status, response.text().await.unwrap())
 }
 
+/// Scrapes until `done` holds of the text (at most 5 s); returns the last.
+async fn scrape_until(api: &Api, credential: (&str, &str), done: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (status, text) = scrape(api, credential).await;
+        assert_eq!(status, 200, "{text}");
+        if done(&text) || tokio::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_traffic() {
     let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::metrics").await else {
@@ -930,8 +943,12 @@ async fn metrics_move_with_traffic() {
         .await;
     assert_eq!(status, 401);
     let (ws, _) = ws::open(&server, &[("x-api-key", &mcp_key)]).await.unwrap();
-    let (status, after) = scrape(&api, ("x-api-key", &metrics_key)).await;
-    assert_eq!(status, 200);
+    // The connection is counted once the server has taken it over, just
+    // after the 101 reached the client.
+    let after = scrape_until(&api, ("x-api-key", &metrics_key), |text| {
+        sample(text, "mcp_ws_connections", &[]) == 1.0
+    })
+    .await;
 
     assert_eq!(sample(&after, "http_requests_total", &me), requests + 3.0);
     assert_eq!(
@@ -960,15 +977,10 @@ async fn metrics_move_with_traffic() {
     let (status, _, _) = api.call("GET", "/no/such/path/12345", None, None).await;
     assert_eq!(status, 404);
     drop(ws);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    let last = loop {
-        let (_, text) = scrape(&api, admin_auth).await;
-        if sample(&text, "mcp_ws_connections", &[]) == 0.0 || tokio::time::Instant::now() > deadline
-        {
-            break text;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let last = scrape_until(&api, admin_auth, |text| {
+        sample(text, "mcp_ws_connections", &[]) == 0.0
+    })
+    .await;
     assert_eq!(
         sample(&last, "mcp_ws_connections", &[]),
         0.0,

@@ -2,21 +2,20 @@
 //! authorization and sessions bound to the principal that opened them.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
 use axum::response::Response;
+use http::Method;
 use http::header::HeaderName;
-use http::{Method, Request};
 use mcp_auth::Challenge;
 use mcp_core::{Principal, Problem, code};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
-use tower::Layer;
-use tower::Service;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 use super::policy::{Decision, McpPolicy, messages};
 use super::tools::McpServer;
@@ -30,8 +29,6 @@ const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 /// Protocol versions from which `Mcp-Method`/`Mcp-Name` carry the routing
 /// information (and rmcp checks them against the body).
 const STANDARD_HEADER_VERSIONS: &[&str] = &["2026-07-28"];
-
-type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 /// The rmcp service for `/mcp`, its Host and Origin checks fed from the same
 /// settings as the server's guard.
@@ -87,143 +84,105 @@ pub fn service(
 /// body; otherwise it reads the JSON-RPC body (within the body limit, which
 /// the spine enforces) and hands it on intact.
 #[derive(Clone)]
-pub struct PolicyLayer {
+pub struct Authorize {
     policy: Arc<McpPolicy>,
     challenge: Challenge,
 }
 
-impl PolicyLayer {
+impl Authorize {
     /// Enforces `policy`.
     pub fn new(policy: McpPolicy, challenge: Challenge) -> Self {
-        PolicyLayer {
+        Authorize {
             policy: Arc::new(policy),
             challenge,
         }
     }
-}
 
-impl<S> Layer<S> for PolicyLayer {
-    type Service = PolicyService<S>;
-
-    fn layer(&self, inner: S) -> PolicyService<S> {
-        PolicyService {
-            inner,
-            layer: self.clone(),
+    fn refuse(&self, decision: Decision) -> Response {
+        match decision {
+            Decision::Allow => Problem::internal().into_response(),
+            Decision::NeedsScope(scope) => {
+                self.challenge.insufficient_scope(&scope).into_response()
+            }
+            Decision::NeedsRole(role) => {
+                Problem::forbidden(code::FORBIDDEN, "your role does not allow this")
+                    .with_extension("role", role)
+                    .into_response()
+            }
+            Decision::NotAllowed => Problem::forbidden(
+                code::FORBIDDEN,
+                "the MCP policy does not allow this method or tool",
+            )
+            .into_response(),
         }
     }
 }
 
-/// The service made by [`PolicyLayer`].
-#[derive(Clone)]
-pub struct PolicyService<S> {
-    inner: S,
-    layer: PolicyLayer,
-}
-
-fn refuse(decision: Decision, challenge: &Challenge) -> Response {
-    match decision {
-        Decision::Allow => Problem::internal().into_response(),
-        Decision::NeedsScope(scope) => challenge.insufficient_scope(&scope).into_response(),
-        Decision::NeedsRole(role) => {
-            Problem::forbidden(code::FORBIDDEN, "your role does not allow this")
-                .with_extension("role", role)
-                .into_response()
+/// The middleware of [`Authorize`].
+pub async fn authorize(State(layer): State<Authorize>, request: Request, next: Next) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return mcp_auth::AuthError::MissingCredentials
+            .to_problem(&layer.challenge)
+            .into_response();
+    };
+    if request.method() != Method::POST {
+        // Opening the event stream or closing a session.
+        return match layer.policy.check(&principal, "stream", None) {
+            Decision::Allow => next.run(request).await,
+            refused => layer.refuse(refused),
+        };
+    }
+    let version = request
+        .headers()
+        .get(&PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if STANDARD_HEADER_VERSIONS.contains(&version)
+        && let Some(method) = request
+            .headers()
+            .get(&MCP_METHOD)
+            .and_then(|v| v.to_str().ok())
+    {
+        // rmcp rejects a request whose headers disagree with its body.
+        let name = request
+            .headers()
+            .get(&MCP_NAME)
+            .and_then(|v| v.to_str().ok());
+        return match layer.policy.check(&principal, method, name) {
+            Decision::Allow => next.run(request).await,
+            refused => layer.refuse(refused),
+        };
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(_) => return Problem::payload_too_large(None).into_response(),
+    };
+    // A body that does not parse is left to rmcp, which answers it.
+    let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
+    for (method, name) in messages(&parsed) {
+        let decision = layer.policy.check(&principal, &method, name.as_deref());
+        if decision != Decision::Allow {
+            tracing::info!(%method, tool = name.as_deref().unwrap_or(""), "MCP message refused by policy");
+            return layer.refuse(decision);
         }
-        Decision::NotAllowed => Problem::forbidden(
-            code::FORBIDDEN,
-            "the MCP policy does not allow this method or tool",
-        )
-        .into_response(),
     }
-}
-
-impl<S> Service<Request<Body>> for PolicyService<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<Result<Response, std::convert::Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        Box::pin(async move {
-            let Some(principal) = request.extensions().get::<Principal>().cloned() else {
-                return Ok(mcp_auth::AuthError::MissingCredentials
-                    .to_problem(&layer.challenge)
-                    .into_response());
-            };
-            if request.method() != Method::POST {
-                // Opening the event stream or closing a session.
-                return match layer.policy.check(&principal, "stream", None) {
-                    Decision::Allow => inner.call(request).await,
-                    refused => Ok(refuse(refused, &layer.challenge)),
-                };
-            }
-            let version = request
-                .headers()
-                .get(&PROTOCOL_VERSION)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            if STANDARD_HEADER_VERSIONS.contains(&version)
-                && let Some(method) = request
-                    .headers()
-                    .get(&MCP_METHOD)
-                    .and_then(|v| v.to_str().ok())
-            {
-                // rmcp rejects a request whose headers disagree with its body.
-                let name = request
-                    .headers()
-                    .get(&MCP_NAME)
-                    .and_then(|v| v.to_str().ok());
-                return match layer.policy.check(&principal, method, name) {
-                    Decision::Allow => inner.call(request).await,
-                    refused => Ok(refuse(refused, &layer.challenge)),
-                };
-            }
-            let (parts, body) = request.into_parts();
-            let bytes = match axum::body::to_bytes(body, usize::MAX).await {
-                Ok(bytes) => bytes,
-                Err(_) => return Ok(Problem::payload_too_large(None).into_response()),
-            };
-            // A body that does not parse is left to rmcp, which answers it.
-            let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
-            for (method, name) in messages(&parsed) {
-                let decision = layer.policy.check(&principal, &method, name.as_deref());
-                if decision != Decision::Allow {
-                    tracing::info!(%method, tool = name.as_deref().unwrap_or(""), "MCP message refused by policy");
-                    return Ok(refuse(decision, &layer.challenge));
-                }
-            }
-            inner
-                .call(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        })
-    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Binds each MCP session to the principal that opened it: a session id
 /// presented by anyone else is `404 not_found`, as an unknown one would be,
 /// so session ids cannot be probed or hijacked.
 #[derive(Clone)]
-pub struct SessionBindingLayer {
-    sessions: moka::sync::Cache<String, String>,
+pub struct Sessions {
+    owners: moka::sync::Cache<String, String>,
 }
 
-impl Default for SessionBindingLayer {
+impl Default for Sessions {
     fn default() -> Self {
-        SessionBindingLayer {
-            sessions: moka::sync::Cache::builder()
+        Sessions {
+            owners: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 // Longer than rmcp keeps an idle session.
                 .time_to_idle(Duration::from_secs(2 * 3600))
@@ -232,81 +191,46 @@ impl Default for SessionBindingLayer {
     }
 }
 
-impl<S> Layer<S> for SessionBindingLayer {
-    type Service = SessionBinding<S>;
-
-    fn layer(&self, inner: S) -> SessionBinding<S> {
-        SessionBinding {
-            inner,
-            sessions: self.sessions.clone(),
-        }
-    }
-}
-
-/// The service made by [`SessionBindingLayer`].
-#[derive(Clone)]
-pub struct SessionBinding<S> {
-    inner: S,
-    sessions: moka::sync::Cache<String, String>,
-}
-
 /// Who a principal is, for session ownership: its API key, else its issuer
 /// and subject.
 fn identity(principal: &Principal) -> String {
     mcp_ratelimit::principal_key(principal).to_string()
 }
 
-impl<S> Service<Request<Body>> for SessionBinding<S>
-where
-    S: Service<Request<Body>, Response = Response, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture<Result<Response, std::convert::Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+/// The middleware of [`Sessions`].
+pub async fn bind_sessions(
+    State(sessions): State<Sessions>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let who = request.extensions().get::<Principal>().map(identity);
+    let presented = request
+        .headers()
+        .get(&SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(session) = &presented
+        && let Some(owner) = sessions.owners.get(session)
+        && Some(&owner) != who.as_ref()
+    {
+        tracing::warn!("MCP session presented by a principal that did not open it");
+        return Problem::not_found()
+            .with_detail("no such session")
+            .into_response();
     }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let sessions = self.sessions.clone();
-        Box::pin(async move {
-            let who = request.extensions().get::<Principal>().map(identity);
-            let presented = request
-                .headers()
-                .get(&SESSION_ID)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            if let Some(session) = &presented
-                && let Some(owner) = sessions.get(session)
-                && Some(&owner) != who.as_ref()
-            {
-                tracing::warn!("MCP session presented by a principal that did not open it");
-                return Ok(Problem::not_found()
-                    .with_detail("no such session")
-                    .into_response());
+    let closing = request.method() == Method::DELETE;
+    let response = next.run(request).await;
+    match (&presented, response.headers().get(&SESSION_ID)) {
+        // A new session: remember who opened it.
+        (None, Some(created)) => {
+            if let (Ok(created), Some(who)) = (created.to_str(), who) {
+                sessions.owners.insert(created.to_owned(), who);
             }
-            let closing = request.method() == Method::DELETE;
-            let response = inner.call(request).await?;
-            match (&presented, response.headers().get(&SESSION_ID)) {
-                // A new session: remember who opened it.
-                (None, Some(created)) => {
-                    if let (Ok(created), Some(who)) = (created.to_str(), who) {
-                        sessions.insert(created.to_owned(), who);
-                    }
-                }
-                (Some(session), _) if closing && response.status().is_success() => {
-                    sessions.invalidate(session);
-                }
-                _ => {}
-            }
-            Ok(response)
-        })
+        }
+        (Some(session), _) if closing && response.status().is_success() => {
+            sessions.owners.invalidate(session);
+        }
+        _ => {}
     }
+    response
 }

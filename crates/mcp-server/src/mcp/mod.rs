@@ -11,6 +11,7 @@ pub use tools::McpServer;
 use ::http::HeaderValue;
 use ::http::header::CACHE_CONTROL;
 use axum::Router;
+use axum::middleware;
 use mcp_auth::RequireLayer;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -28,11 +29,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(state.auth.layer.clone())
         .layer(state.limits.api_layer())
         .layer(RequireLayer::scope("mcp").with_challenge(state.auth.challenge.clone()))
-        .layer(http::PolicyLayer::new(
-            policy::McpPolicy::default(),
-            state.auth.challenge.clone(),
+        .layer(middleware::from_fn_with_state(
+            http::Authorize::new(policy::McpPolicy::default(), state.auth.challenge.clone()),
+            http::authorize,
         ))
-        .layer(http::SessionBindingLayer::default())
+        .layer(middleware::from_fn_with_state(
+            http::Sessions::default(),
+            http::bind_sessions,
+        ))
         .service(http::service(state, state.shutdown.child_token()));
     Router::new()
         .route_service("/mcp", stack)
