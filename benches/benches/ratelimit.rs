@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
-use mcp_ratelimit::{HeaderStyle, InMemoryBackend, Policy, Quota, RateLimitLayer};
+use mcp_ratelimit::{
+    Check, HeaderStyle, InMemoryBackend, Policy, Quota, RateKey, RateLimitBackend, RateLimitLayer,
+};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 async fn handler(_req: Request<()>) -> Result<Response<bytes::Bytes>, Infallible> {
@@ -73,6 +75,36 @@ fn bench(c: &mut Criterion) {
                 black_box(svc.call(request()).await.expect("call"))
             })
         })
+    });
+    // The parts on their own, no runtime: one in-process decision (governor's
+    // keyed GCRA, the clock, the key's hash), and three header insertions
+    // into a fresh response, which is what every limited response pays.
+    let backend = InMemoryBackend::new();
+    let policy = Policy::new("api", quota);
+    let key = RateKey::ip(std::net::IpAddr::from([192, 0, 2, 1]));
+    group.bench_function("decision_only", |b| {
+        b.iter(|| match backend.check(&policy, black_box(&key), 1) {
+            Check::Ready(decision) => black_box(decision.expect("decision")),
+            Check::Pending(_) => unreachable!("the in-process backend decides at once"),
+        })
+    });
+    let names = [
+        http::HeaderName::from_static("ratelimit-limit"),
+        http::HeaderName::from_static("ratelimit-remaining"),
+        http::HeaderName::from_static("ratelimit-reset"),
+    ];
+    let value = http::HeaderValue::from_static("42");
+    group.bench_function("three_headers_only", |b| {
+        b.iter(|| {
+            let mut response = Response::new(bytes::Bytes::new());
+            for name in &names {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+            black_box(response)
+        })
+    });
+    group.bench_function("empty_response_only", |b| {
+        b.iter(|| black_box(Response::new(bytes::Bytes::new())))
     });
     group.finish();
 }
