@@ -495,6 +495,60 @@ async fn refusals() {
     );
 }
 
+/// rmcp's own Host and Origin checks sit behind the server's guard; both
+/// are fed from the same settings, so whatever the guard lets through rmcp
+/// accepts too (rmcp alone would allow only loopback hosts and refuse these
+/// with a plain-text 403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmcp_host_and_origin_checks_agree_with_the_guard() {
+    let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::rmcp_guard").await else {
+        return;
+    };
+    create_user(&db, "owner@example.com", "owner-password", "user");
+    let server = TestServer::start(
+        &db,
+        &[
+            SECRET,
+            ("MCP_PUBLIC_URL", "http://mcp.test:8080"),
+            ("MCP_ALLOWED_HOSTS", "api.internal,localhost,127.0.0.1"),
+            ("MCP_CORS_ORIGIN", "https://app.example"),
+        ],
+    );
+    let api = Api::new(&server);
+    let jwt = api.login("owner@example.com", "owner-password").await;
+    let (key, _) = create_key(&api, &jwt, "k", json!(["mcp"])).await;
+    let key = ("x-api-key", key.as_str());
+    for headers in [
+        vec![key, ("host", "mcp.test:8080")],
+        vec![key, ("host", "api.internal")],
+        vec![key, ("origin", "https://app.example")],
+        vec![
+            key,
+            ("host", "mcp.test:8080"),
+            ("origin", "http://mcp.test:8080"),
+        ],
+    ] {
+        let (status, _, body) = post(&api, &headers, initialize(1)).await;
+        assert_eq!(status, 200, "{headers:?}: {body}");
+        assert_eq!(body["result"]["serverInfo"]["name"], "mcp-server");
+    }
+    for (headers, code) in [
+        (vec![key, ("host", "mcp.test:9999")], "host_not_allowed"),
+        (vec![key, ("host", "evil.example")], "host_not_allowed"),
+        (
+            vec![key, ("origin", "https://app.example:8443")],
+            "origin_not_allowed",
+        ),
+    ] {
+        let (status, _, body) = post(&api, &headers, initialize(1)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some(code)),
+            "{headers:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_belong_to_their_principal() {
     let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::sessions").await else {
