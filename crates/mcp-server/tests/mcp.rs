@@ -429,8 +429,13 @@ async fn refusals() {
         (403, Some("forbidden")),
         "{body}"
     );
-    let (status, _, body) = post(&api, &in_session, tool_call(5, "whoami", json!({}))).await;
+    let (status, headers, body) = post(&api, &in_session, tool_call(5, "whoami", json!({}))).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(
+        headers["cache-control"], "no-store",
+        "never rmcp's no-cache"
+    );
     assert_eq!(
         body["result"]["structuredContent"]["scopes"],
         json!(["mcp"])

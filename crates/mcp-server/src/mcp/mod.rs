@@ -22,7 +22,9 @@ use crate::AppState;
 /// policy, session binding, then rmcp.
 pub fn router(state: &AppState) -> Router<AppState> {
     let stack = ServiceBuilder::new()
-        .layer(SetResponseHeaderLayer::if_not_present(
+        // Over rmcp's `no-cache` on event streams: nothing from `/mcp` may
+        // be stored.
+        .layer(SetResponseHeaderLayer::overriding(
             CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
