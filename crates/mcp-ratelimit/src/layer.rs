@@ -220,23 +220,26 @@ enum Verdict<B> {
     Stop(Response<B>),
 }
 
-/// Applies the failure policy to a decision result; `None` means "ask the
-/// fallback backend".
-fn conclude<B: From<Bytes>>(
-    shared: &Shared,
-    result: Result<Decision, BackendError>,
-) -> Option<Verdict<B>> {
+/// What a backend's answer comes to under the failure policy.
+enum Outcome {
+    /// Decided, allowed or not.
+    Decided(Decision),
+    /// The backend failed; let the event through unlimited.
+    Unlimited,
+    /// The backend failed; refuse.
+    Unavailable(BackendError),
+}
+
+/// Applies the failure policy to a backend's answer (logging and counting a
+/// failure); `None` means "ask the fallback backend".
+fn settle(shared: &Shared, result: Result<Decision, BackendError>) -> Option<Outcome> {
     match result {
-        Ok(decision) if decision.allowed => {
-            shared.allowed.increment(1);
-            Some(Verdict::Pass(Some(decision)))
-        }
-        Ok(decision) => Some(Verdict::Stop(shared.limited_response(&decision))),
+        Ok(decision) => Some(Outcome::Decided(decision)),
         Err(error) => {
             shared.log_error(&error);
             match &shared.failure {
-                FailurePolicy::Open => Some(Verdict::Pass(None)),
-                FailurePolicy::Closed => Some(Verdict::Stop(shared.unavailable())),
+                FailurePolicy::Open => Some(Outcome::Unlimited),
+                FailurePolicy::Closed => Some(Outcome::Unavailable(error)),
                 FailurePolicy::Fallback(_) => None,
             }
         }
@@ -244,24 +247,41 @@ fn conclude<B: From<Bytes>>(
 }
 
 /// Decides for `key`, following the failure policy (fallback included).
-async fn decide<B: From<Bytes>>(shared: &Shared, key: &RateKey) -> Verdict<B> {
+async fn outcome(shared: &Shared, key: &RateKey) -> Outcome {
     let result = shared
         .backend
         .check(&shared.policy, key, 1)
         .decision()
         .await;
-    if let Some(verdict) = conclude(shared, result) {
-        return verdict;
+    if let Some(outcome) = settle(shared, result) {
+        return outcome;
     }
     let FailurePolicy::Fallback(fallback) = &shared.failure else {
-        return Verdict::Pass(None);
+        return Outcome::Unlimited;
     };
     match fallback.check(&shared.policy, key, 1).decision().await {
-        Ok(decision) if decision.allowed => Verdict::Pass(Some(decision)),
-        Ok(decision) => Verdict::Stop(shared.limited_response(&decision)),
+        Ok(decision) => Outcome::Decided(decision),
         // The fallback has hit its cap too: let it through.
-        Err(_) => Verdict::Pass(None),
+        Err(_) => Outcome::Unlimited,
     }
+}
+
+/// The HTTP form of an outcome, counted.
+fn verdict<B: From<Bytes>>(shared: &Shared, outcome: Outcome) -> Verdict<B> {
+    match outcome {
+        Outcome::Decided(decision) if decision.allowed => {
+            shared.allowed.increment(1);
+            Verdict::Pass(Some(decision))
+        }
+        Outcome::Decided(decision) => Verdict::Stop(shared.limited_response(&decision)),
+        Outcome::Unlimited => Verdict::Pass(None),
+        Outcome::Unavailable(_) => Verdict::Stop(shared.unavailable()),
+    }
+}
+
+/// Decides for `key` and says what to do with the request.
+async fn decide<B: From<Bytes>>(shared: &Shared, key: &RateKey) -> Verdict<B> {
+    verdict(shared, outcome(shared, key).await)
 }
 
 /// Limits requests under one [`Policy`], keyed by a [`KeyExtractor`], on a
@@ -391,9 +411,9 @@ where
         // network the (lazy, unpolled) check is dropped and made again
         // inside a boxed future that owns what it needs.
         if let Check::Ready(result) = self.shared.backend.check(&self.shared.policy, &key, 1)
-            && let Some(verdict) = conclude(&self.shared, result)
+            && let Some(outcome) = settle(&self.shared, result)
         {
-            return match verdict {
+            return match verdict(&self.shared, outcome) {
                 Verdict::Pass(decision) => {
                     ResponseFuture::inner(self.inner.call(request), decision, self.shared.clone())
                 }
@@ -830,45 +850,26 @@ impl RateLimiter {
     /// are counted in the same metrics as the layers'.
     pub async fn check(&self, key: &RateKey) -> Result<Decision, BackendError> {
         let shared = &self.shared;
-        let result = shared
-            .backend
-            .check(&shared.policy, key, 1)
-            .decision()
-            .await;
-        let result = match (result, &shared.failure) {
-            (Err(error), failure) => {
-                shared.log_error(&error);
-                match failure {
-                    FailurePolicy::Closed => return Err(error),
-                    FailurePolicy::Open => return Ok(self.unlimited()),
-                    FailurePolicy::Fallback(fallback) => {
-                        match fallback.check(&shared.policy, key, 1).decision().await {
-                            Ok(decision) => decision,
-                            // The fallback has hit its cap too.
-                            Err(_) => return Ok(self.unlimited()),
-                        }
-                    }
+        match outcome(shared, key).await {
+            Outcome::Decided(decision) => {
+                if decision.allowed {
+                    shared.allowed.increment(1);
+                } else {
+                    shared.limited.increment(1);
                 }
+                Ok(decision)
             }
-            (Ok(decision), _) => decision,
-        };
-        if result.allowed {
-            shared.allowed.increment(1);
-        } else {
-            shared.limited.increment(1);
-        }
-        Ok(result)
-    }
-
-    /// An admission when the backend could not decide.
-    fn unlimited(&self) -> Decision {
-        let limit = self.shared.policy.quota().burst();
-        Decision {
-            allowed: true,
-            limit,
-            remaining: limit,
-            reset: Duration::ZERO,
-            retry_after: None,
+            Outcome::Unlimited => {
+                let quota = shared.policy.quota();
+                Ok(Decision {
+                    allowed: true,
+                    limit: quota.limit(),
+                    remaining: quota.burst(),
+                    reset: Duration::ZERO,
+                    retry_after: None,
+                })
+            }
+            Outcome::Unavailable(error) => Err(error),
         }
     }
 
