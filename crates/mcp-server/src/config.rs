@@ -746,18 +746,8 @@ fn parse_guard(
     if let Ok(with_origin) = guard.clone().own_origin(public_url) {
         guard = with_origin;
     }
-    // rmcp writes IPv6 hosts without brackets.
-    let rmcp_hosts = all_hosts
-        .iter()
-        .map(|h| {
-            if h == "[::1]" {
-                "::1".to_owned()
-            } else {
-                h.clone()
-            }
-        })
-        .collect();
-    Ok((Some(guard), rmcp_hosts))
+    // rmcp parses the same list (`[::1]` and `name:port` included).
+    Ok((Some(guard), all_hosts))
 }
 
 fn parse_rate_limits(s: &Sources) -> Result<RateLimitConfig, ConfigError> {

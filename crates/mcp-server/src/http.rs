@@ -168,12 +168,12 @@ async fn count_request(request: Request, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
     let status = response.status();
     let labels = [
-        ("route", route),
-        ("method", method.to_owned()),
-        ("status", status.as_str().to_owned()),
+        metrics::Label::new("route", route),
+        metrics::Label::from_static_parts("method", method),
+        metrics::Label::new("status", status.as_str().to_owned()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
+    metrics::counter!("http_requests_total", labels.iter()).increment(1);
+    metrics::histogram!("http_request_duration_seconds", labels.iter())
         .record(started.elapsed().as_secs_f64());
     if matches!(status.as_u16(), 401 | 403) {
         let code = response
@@ -209,8 +209,9 @@ fn log_response(response: &Response, latency: Duration, _span: &Span) {
 }
 
 /// Replaces the body of any error response that is not already a problem
-/// (from axum's rejections, tower-http's limit, a 405) with the problem for
-/// its status, keeping its headers (`Allow`, `Retry-After`, ...).
+/// or JSON (from axum's rejections, tower-http's limit, a 405, rmcp's plain
+/// texts) with the problem for its status, keeping its headers (`Allow`,
+/// `Retry-After`, ...).
 async fn problem_for_bare_errors(
     axum::extract::State(body_limit): axum::extract::State<usize>,
     response: Response,
@@ -219,11 +220,16 @@ async fn problem_for_bare_errors(
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_problem = response
+    // Problems are already ours; JSON bodies are JSON-RPC errors of the MCP
+    // transport, which MCP clients read and a problem would hide.
+    let structured = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_CONTENT_TYPE.as_bytes()));
-    if is_problem {
+        .is_some_and(|ct| {
+            let ct = ct.as_bytes();
+            ct.starts_with(PROBLEM_CONTENT_TYPE.as_bytes()) || ct.starts_with(b"application/json")
+        });
+    if structured {
         return response;
     }
     let (mut parts, _) = response.into_parts();

@@ -21,7 +21,8 @@ pub struct Limits {
     memory: Option<Arc<InMemoryBackend>>,
     api: Policy,
     auth: Policy,
-    ws: Policy,
+    /// One limiter for every WebSocket message of every connection.
+    ws: RateLimiter,
     auth_failures: Policy,
     failure: FailurePolicy,
     fail_closed: bool,
@@ -61,19 +62,21 @@ impl Limits {
                 (memory.clone(), None, Some(memory))
             }
         };
+        let failure = if rl.fail_closed {
+            FailurePolicy::Closed
+        } else {
+            FailurePolicy::Open
+        };
         Ok(Limits {
+            ws: RateLimiter::new(backend.clone(), Policy::new("ws", rl.ws))
+                .on_failure(failure.clone()),
             backend,
             redis,
             memory,
             api: Policy::new("api", rl.api),
             auth: Policy::new("auth", rl.auth),
-            ws: Policy::new("ws", rl.ws),
             auth_failures: Policy::new("auth-failures", rl.auth_failures),
-            failure: if rl.fail_closed {
-                FailurePolicy::Closed
-            } else {
-                FailurePolicy::Open
-            },
+            failure,
             fail_closed: rl.fail_closed,
             headers: rl.headers,
             client_ip: TrustedProxyIp::new(config.trusted_proxies.iter().copied()),
@@ -132,8 +135,8 @@ impl Limits {
 
     /// The ws policy, for each WebSocket message, with the server's
     /// failure policy.
-    pub fn ws_limiter(&self) -> RateLimiter {
-        RateLimiter::new(self.backend.clone(), self.ws.clone()).on_failure(self.failure.clone())
+    pub fn ws_limiter(&self) -> &RateLimiter {
+        &self.ws
     }
 
     /// `ok`, `down` or `disabled` (no `REDIS_URL`), and whether a down Redis

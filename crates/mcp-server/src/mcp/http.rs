@@ -17,7 +17,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
-use super::policy::{Decision, McpPolicy, messages};
+use super::policy::{McpPolicy, Refusal, messages};
 use super::tools::McpServer;
 use crate::AppState;
 
@@ -98,18 +98,15 @@ impl Authorize {
         }
     }
 
-    fn refuse(&self, decision: Decision) -> Response {
-        match decision {
-            Decision::Allow => Problem::internal().into_response(),
-            Decision::NeedsScope(scope) => {
-                self.challenge.insufficient_scope(&scope).into_response()
-            }
-            Decision::NeedsRole(role) => {
+    fn refuse(&self, refusal: Refusal) -> Response {
+        match refusal {
+            Refusal::NeedsScope(scope) => self.challenge.insufficient_scope(&scope).into_response(),
+            Refusal::NeedsRole(role) => {
                 Problem::forbidden(code::FORBIDDEN, "your role does not allow this")
                     .with_extension("role", role)
                     .into_response()
             }
-            Decision::NotAllowed => Problem::forbidden(
+            Refusal::NotAllowed => Problem::forbidden(
                 code::FORBIDDEN,
                 "the MCP policy does not allow this method or tool",
             )
@@ -128,8 +125,8 @@ pub async fn authorize(State(layer): State<Authorize>, request: Request, next: N
     if request.method() != Method::POST {
         // Opening the event stream or closing a session.
         return match layer.policy.check(&principal, "stream", None) {
-            Decision::Allow => next.run(request).await,
-            refused => layer.refuse(refused),
+            Ok(()) => next.run(request).await,
+            Err(refusal) => layer.refuse(refusal),
         };
     }
     let version = request
@@ -149,8 +146,8 @@ pub async fn authorize(State(layer): State<Authorize>, request: Request, next: N
             .get(&MCP_NAME)
             .and_then(|v| v.to_str().ok());
         return match layer.policy.check(&principal, method, name) {
-            Decision::Allow => next.run(request).await,
-            refused => layer.refuse(refused),
+            Ok(()) => next.run(request).await,
+            Err(refusal) => layer.refuse(refusal),
         };
     }
     let (parts, body) = request.into_parts();
@@ -161,10 +158,13 @@ pub async fn authorize(State(layer): State<Authorize>, request: Request, next: N
     // A body that does not parse is left to rmcp, which answers it.
     let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
     for (method, name) in messages(&parsed) {
-        let decision = layer.policy.check(&principal, &method, name.as_deref());
-        if decision != Decision::Allow {
-            tracing::info!(%method, tool = name.as_deref().unwrap_or(""), "MCP message refused by policy");
-            return layer.refuse(decision);
+        if let Err(refusal) = layer.policy.check(&principal, method, name) {
+            tracing::info!(
+                method,
+                tool = name.unwrap_or(""),
+                "MCP message refused by policy"
+            );
+            return layer.refuse(refusal);
         }
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
@@ -203,7 +203,7 @@ pub async fn bind_sessions(
     request: Request,
     next: Next,
 ) -> Response {
-    let who = request.extensions().get::<Principal>().map(identity);
+    let principal = request.extensions().get::<Principal>().cloned();
     let presented = request
         .headers()
         .get(&SESSION_ID)
@@ -211,7 +211,7 @@ pub async fn bind_sessions(
         .map(str::to_owned);
     if let Some(session) = &presented
         && let Some(owner) = sessions.owners.get(session)
-        && Some(&owner) != who.as_ref()
+        && principal.as_ref().map(identity) != Some(owner)
     {
         tracing::warn!("MCP session presented by a principal that did not open it");
         return Problem::not_found()
@@ -223,8 +223,12 @@ pub async fn bind_sessions(
     match (&presented, response.headers().get(&SESSION_ID)) {
         // A new session: remember who opened it.
         (None, Some(created)) => {
-            if let (Ok(created), Some(who)) = (created.to_str(), who) {
-                sessions.owners.insert(created.to_owned(), who);
+            // Identity is worked out only here and for presented ids,
+            // not on every request.
+            if let (Ok(created), Some(principal)) = (created.to_str(), &principal) {
+                sessions
+                    .owners
+                    .insert(created.to_owned(), identity(principal));
             }
         }
         (Some(session), _) if closing && response.status().is_success() => {

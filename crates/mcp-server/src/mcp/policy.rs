@@ -11,11 +11,9 @@ pub enum Need {
     Role(String),
 }
 
-/// The outcome of a check.
+/// Why a check refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Go ahead.
-    Allow,
+pub enum Refusal {
     /// A scope is missing: ask for it.
     NeedsScope(String),
     /// A role is missing.
@@ -39,16 +37,16 @@ struct Rule {
 ///
 /// ```
 /// use mcp_core::{AuthMethod, Principal};
-/// use mcp_server::mcp::policy::{Decision, McpPolicy};
+/// use mcp_server::mcp::policy::{McpPolicy, Refusal};
 ///
 /// let policy = McpPolicy::default();
 /// let key = Principal::builder("u1", AuthMethod::ApiKey).role("user").scopes(["mcp"]).build();
-/// assert_eq!(policy.check(&key, "tools/call", Some("whoami")), Decision::Allow);
+/// assert_eq!(policy.check(&key, "tools/call", Some("whoami")), Ok(()));
 /// assert_eq!(
 ///     policy.check(&key, "tools/call", Some("create_agent")),
-///     Decision::NeedsScope("agents:write".into())
+///     Err(Refusal::NeedsScope("agents:write".into()))
 /// );
-/// assert_eq!(policy.check(&key, "tools/call", Some("rm_rf")), Decision::NotAllowed);
+/// assert_eq!(policy.check(&key, "tools/call", Some("rm_rf")), Err(Refusal::NotAllowed));
 /// ```
 #[derive(Clone, Debug)]
 pub struct McpPolicy {
@@ -91,7 +89,12 @@ impl McpPolicy {
 
     /// Decides for `principal` calling `method` (with `name` for
     /// `tools/call` and other named methods).
-    pub fn check(&self, principal: &Principal, method: &str, name: Option<&str>) -> Decision {
+    pub fn check(
+        &self,
+        principal: &Principal,
+        method: &str,
+        name: Option<&str>,
+    ) -> Result<(), Refusal> {
         let Some(rule) = self.rules.iter().find(|rule| {
             let method_matches = rule.method == "*"
                 || rule.method == method
@@ -103,22 +106,22 @@ impl McpPolicy {
             let name_matches = rule.name == "*" || Some(rule.name.as_str()) == name;
             method_matches && name_matches
         }) else {
-            return Decision::NotAllowed;
+            return Err(Refusal::NotAllowed);
         };
         for need in &rule.need {
             match need {
                 Need::Role(role) if !principal.has_role(role) => {
-                    return Decision::NeedsRole(role.clone());
+                    return Err(Refusal::NeedsRole(role.clone()));
                 }
                 Need::Scopes(scopes) => {
                     if let Some(missing) = scopes.iter().find(|s| !principal.has_scope(s)) {
-                        return Decision::NeedsScope(missing.clone());
+                        return Err(Refusal::NeedsScope(missing.clone()));
                     }
                 }
                 Need::Role(_) => {}
             }
         }
-        Decision::Allow
+        Ok(())
     }
 }
 
@@ -149,7 +152,7 @@ impl Default for McpPolicy {
 /// The method and tool name of each JSON-RPC message (one message or a
 /// batch). Responses (no method) are the pseudo-method `response`; what is
 /// not a message at all yields nothing and is left to rmcp to answer.
-pub fn messages(message: &serde_json::Value) -> Vec<(String, Option<String>)> {
+pub fn messages(message: &serde_json::Value) -> Vec<(&str, Option<&str>)> {
     let items = match message {
         serde_json::Value::Array(items) => items.as_slice(),
         serde_json::Value::Object(_) => std::slice::from_ref(message),
@@ -161,13 +164,11 @@ pub fn messages(message: &serde_json::Value) -> Vec<(String, Option<String>)> {
             let method = message
                 .get("method")
                 .and_then(|m| m.as_str())
-                .unwrap_or("response")
-                .to_owned();
+                .unwrap_or("response");
             let name = message
                 .get("params")
                 .and_then(|p| p.get("name"))
-                .and_then(|n| n.as_str())
-                .map(str::to_owned);
+                .and_then(|n| n.as_str());
             (method, name)
         })
         .collect()
@@ -189,23 +190,20 @@ mod tests {
             .build();
         assert_eq!(
             policy.check(&user, "notifications/initialized", None),
-            Decision::Allow
+            Ok(())
         );
         assert_eq!(
             policy.check(&user, "notificationsX", None),
-            Decision::NotAllowed
+            Err(Refusal::NotAllowed)
         );
         assert_eq!(
             policy.check(&user, "tools/call", Some("admin_tool")),
-            Decision::NeedsRole("admin".into())
+            Err(Refusal::NeedsRole("admin".into()))
         );
-        assert_eq!(
-            policy.check(&user, "tools/call", Some("other")),
-            Decision::Allow
-        );
+        assert_eq!(policy.check(&user, "tools/call", Some("other")), Ok(()));
         assert_eq!(
             policy.check(&user, "resources/read", Some("x")),
-            Decision::NotAllowed
+            Err(Refusal::NotAllowed)
         );
     }
 
@@ -217,14 +215,14 @@ mod tests {
         let policy = McpPolicy::default();
         assert_eq!(
             policy.check(&session, "tools/call", Some("create_agent")),
-            Decision::Allow
+            Ok(())
         );
         let empty = Principal::builder("u", AuthMethod::ApiKey)
             .scopes(Vec::<String>::new())
             .build();
         assert_eq!(
             policy.check(&empty, "initialize", None),
-            Decision::NeedsScope("mcp".into())
+            Err(Refusal::NeedsScope("mcp".into()))
         );
     }
 }

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tower::ServiceBuilder;
 
 use super::McpServer;
-use super::policy::{Decision, McpPolicy, messages};
+use super::policy::{McpPolicy, Refusal, messages};
 use crate::AppState;
 use crate::observe::WS_CONNECTIONS;
 
@@ -137,7 +137,7 @@ impl Connection {
             }
         });
         let mut to_server = to_server;
-        let limiter = self.state.limits.ws_limiter();
+        let limiter = self.state.limits.ws_limiter().clone();
         let key = mcp_ratelimit::principal_key(&self.principal);
         let idle_timeout = self.state.config.ws_idle_timeout;
         let mut ping = tokio::time::interval(self.state.config.ws_ping_interval);
@@ -269,16 +269,20 @@ impl Connection {
             }
         }
         for (method, name) in messages(&value) {
-            match self.policy.check(&self.principal, &method, name.as_deref()) {
-                Decision::Allow => {}
-                refused => {
-                    tracing::info!(%method, tool = name.as_deref().unwrap_or(""), "MCP message refused by policy");
-                    let data = match refused {
-                        Decision::NeedsScope(scope) => {
+            match self.policy.check(&self.principal, method, name) {
+                Ok(()) => {}
+                Err(refusal) => {
+                    tracing::info!(
+                        method,
+                        tool = name.unwrap_or(""),
+                        "MCP message refused by policy"
+                    );
+                    let data = match refusal {
+                        Refusal::NeedsScope(scope) => {
                             json!({"code": "insufficient_scope", "scope": scope})
                         }
-                        Decision::NeedsRole(role) => json!({"code": "forbidden", "role": role}),
-                        _ => json!({"code": "forbidden"}),
+                        Refusal::NeedsRole(role) => json!({"code": "forbidden", "role": role}),
+                        Refusal::NotAllowed => json!({"code": "forbidden"}),
                     };
                     return answer_requests(&id, || {
                         error(
