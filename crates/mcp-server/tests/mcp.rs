@@ -143,6 +143,17 @@ async fn post(
     panic!("no JSON-RPC answer in the event stream: {text}");
 }
 
+/// A `tools/call` of protocol 2026-07-28, which carries its lifecycle in
+/// `_meta` instead of a session.
+fn stateless_tool_call(id: u64, name: &str, arguments: Value) -> Value {
+    let mut call = tool_call(id, name, arguments);
+    call["params"]["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    call
+}
+
 fn initialize(id: u64) -> Value {
     json!({
         "jsonrpc": "2.0", "id": id, "method": "initialize",
@@ -463,6 +474,42 @@ async fn refusals() {
             .unwrap()
             .contains("scope=\"agents:write\"")
     );
+    // Headers that name an allowed tool over a body that calls another are
+    // refused by rmcp, so the headers cannot be used to slip past the policy.
+    let (status, _, body) = post(
+        &api,
+        &[
+            key,
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "whoami"),
+        ],
+        stateless_tool_call(7, "list_agents", json!({})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["code"], -32020,
+        "rmcp's own JSON-RPC error reaches the client"
+    );
+    assert!(body["result"].is_null());
+    // The same request with agreeing headers is answered.
+    let (status, _, body) = post(
+        &api,
+        &[
+            key,
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "whoami"),
+        ],
+        stateless_tool_call(8, "whoami", json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"]["structuredContent"]["scopes"],
+        json!(["mcp"])
+    );
     // Hostile bodies are rmcp's to answer, never a 500.
     for hostile in [
         json!("just a string"),
@@ -515,7 +562,10 @@ async fn rmcp_host_and_origin_checks_agree_with_the_guard() {
         &[
             SECRET,
             ("MCP_PUBLIC_URL", "http://mcp.test:8080"),
-            ("MCP_ALLOWED_HOSTS", "api.internal,localhost,127.0.0.1"),
+            (
+                "MCP_ALLOWED_HOSTS",
+                "api.internal,localhost,127.0.0.1,[::1]",
+            ),
             ("MCP_CORS_ORIGIN", "https://app.example"),
         ],
     );
@@ -526,6 +576,7 @@ async fn rmcp_host_and_origin_checks_agree_with_the_guard() {
     for headers in [
         vec![key, ("host", "mcp.test:8080")],
         vec![key, ("host", "api.internal")],
+        vec![key, ("host", "[::1]:8080")],
         vec![key, ("origin", "https://app.example")],
         vec![
             key,
@@ -993,6 +1044,17 @@ async fn metrics_move_with_traffic() {
         sample(&before, "apikey_cache_misses_total", &[]),
     );
 
+    let (fresh, _) = create_key(&api, &admin, "fresh", json!(["keys:read"])).await;
+    for _ in 0..2 {
+        let response = api
+            .client
+            .get(format!("{}/api/keys", api.base))
+            .header("x-api-key", &fresh)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
     for _ in 0..3 {
         let (status, _, _) = api.call("GET", "/api/auth/me", Some(&user), None).await;
         assert_eq!(status, 200);
@@ -1027,7 +1089,8 @@ async fn metrics_move_with_traffic() {
     );
     // The scrape's own key was looked up: once from the store, then cached.
     assert!(sample(&after, "apikey_cache_hits_total", &[]) > hits);
-    assert!(sample(&after, "apikey_cache_misses_total", &[]) >= misses);
+    // The fresh key: its first use went to the store.
+    assert!(sample(&after, "apikey_cache_misses_total", &[]) >= misses + 1.0);
     assert_eq!(sample(&after, "mcp_ws_connections", &[]), 1.0);
     assert!(sample(&after, "db_pool_max_connections", &[("database", "sqlite")]) >= 1.0);
     assert!(after.contains("db_pool_connections{"));
