@@ -118,7 +118,7 @@ impl Connection {
     async fn run(mut self, socket: WebSocket) {
         let (mut socket_tx, mut socket_rx) = socket.split();
         // rmcp runs on a pair of channels; this loop is the transport.
-        let (to_server, server_rx) =
+        let (mut to_server, server_rx) =
             futures::channel::mpsc::channel::<RxJsonRpcMessage<RoleServer>>(16);
         let (server_tx, mut from_server) =
             futures::channel::mpsc::channel::<TxJsonRpcMessage<RoleServer>>(16);
@@ -136,7 +136,6 @@ impl Connection {
                 Err(error) => tracing::debug!(%error, "MCP session over WebSocket did not start"),
             }
         });
-        let mut to_server = to_server;
         let limiter = self.state.limits.ws_limiter().clone();
         let key = mcp_ratelimit::principal_key(&self.principal);
         let idle_timeout = self.state.config.ws_idle_timeout;
