@@ -59,8 +59,9 @@ pub fn key_principal(key: &ApiKeyRecord, role: Option<&str>) -> Principal {
 ///
 /// The principal of each key is remembered for a short time (10 s) so a hit
 /// costs no owner lookup; a change to the key itself (scopes, activity,
-/// expiry, secret) takes effect at once, an owner's role change within that
-/// time.
+/// expiry, secret) takes effect at once, an owner's role change at once in
+/// the process that calls [`ApiKeyService::invalidate_owner`] for it and
+/// within that time elsewhere.
 pub struct ApiKeyAuthenticator {
     service: Arc<ApiKeyService>,
     owners: Arc<dyn OwnerLookup>,

@@ -89,11 +89,16 @@ impl CachedKey {
 /// drop the affected entries at once in this process, and through the store's
 /// notifications in others (PostgreSQL `LISTEN/NOTIFY`); the cache TTL bounds
 /// how long another replica can act on a stale entry if a notification is
-/// lost.
+/// lost. Invalidation wins over lookups in flight: a lookup that read the
+/// store before a change does not put what it read into the cache after it.
+/// [`ApiKeyService::invalidate_owner`] drops every cached key of one owner,
+/// with the principal made of it (for an owner's role change or deletion).
 ///
 /// **`lastUsed`** is recorded in memory on each accepted use and written in
 /// one batch by [`ApiKeyService::flush_last_used`] (every 10 s by the task of
-/// [`ApiKeyService::start`], and on shutdown): the request path never writes.
+/// [`ApiKeyService::start`]): the request path never writes. On shutdown,
+/// [`ApiKeyService::shutdown`] lets a write in progress finish, writes the
+/// last batch and stops the task.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -118,6 +123,17 @@ pub struct ApiKeyService {
     used: Mutex<Vec<Arc<CachedKey>>>,
     /// Uses that could not be written, kept for the next flush.
     unwritten: Mutex<HashMap<Uuid, OffsetDateTime>>,
+    /// One flush at a time, so batches reach the store in order and
+    /// `shutdown` waits for the one in progress.
+    flushing: tokio::sync::Mutex<()>,
+    /// Bumped by every invalidation. A lookup caches what it read only if
+    /// no invalidation happened since it started: otherwise it could put
+    /// back an entry that was just dropped.
+    generation: AtomicU64,
+    /// Set by [`ApiKeyService::shutdown`]: background tasks end.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// How many background tasks are running.
+    running: tokio::sync::watch::Sender<usize>,
     stats: CacheStats,
 }
 
@@ -221,6 +237,10 @@ impl ApiKeyServiceBuilder {
                 .build(),
             used: Mutex::new(Vec::new()),
             unwritten: Mutex::new(HashMap::new()),
+            flushing: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+            stop: tokio::sync::watch::Sender::new(false),
+            running: tokio::sync::watch::Sender::new(0),
             stats: CacheStats::default(),
         }
     }
@@ -282,7 +302,7 @@ impl ApiKeyService {
         self.store.insert(stored).await?;
         // A negative entry for this hash cannot exist unless someone guessed
         // a key before it was made; drop it anyway.
-        self.cache.invalidate(&self.hasher.hash(secret.expose()));
+        self.drop_cached(&[self.hasher.hash(secret.expose())]);
         Ok((record, secret))
     }
 
@@ -363,9 +383,7 @@ impl ApiKeyService {
     async fn forget(&self, stored: &StoredKey) {
         let mut hashes = vec![stored.hash];
         hashes.extend(stored.previous_hash);
-        for hash in &hashes {
-            self.cache.invalidate(hash);
-        }
+        self.drop_cached(&hashes);
         if let Err(error) = self.store.notify(&hashes).await {
             tracing::warn!(%error, "cannot notify other replicas of a key change; they follow within the cache TTL");
         }
@@ -375,12 +393,38 @@ impl ApiKeyService {
     /// notification), or everything.
     pub fn invalidate(&self, hashes: Option<&[KeyHash]>) {
         match hashes {
-            Some(hashes) => {
-                for hash in hashes {
-                    self.cache.invalidate(hash);
-                }
+            Some(hashes) => self.drop_cached(hashes),
+            None => {
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                self.cache.invalidate_all();
             }
-            None => self.cache.invalidate_all(),
+        }
+    }
+
+    /// Drops every cached key of `owner`, and so the principals made of
+    /// them: call it when the owner's role changes or the owner is deleted,
+    /// so that its keys act with the new role (or not at all) at once in
+    /// this process. Other processes follow within their caches' TTLs.
+    ///
+    /// Walks the whole cache: meant for rare events such as role changes.
+    pub fn invalidate_owner(&self, owner: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        for (hash, cached) in &self.cache {
+            if cached
+                .as_ref()
+                .is_some_and(|key| key.stored.record.owner == owner)
+            {
+                self.cache.invalidate(&*hash);
+            }
+        }
+    }
+
+    /// Drops the entries of `hashes`, after moving the generation on so that
+    /// no lookup already in flight puts them back.
+    fn drop_cached(&self, hashes: &[KeyHash]) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        for hash in hashes {
+            self.cache.invalidate(hash);
         }
     }
 
@@ -416,12 +460,22 @@ impl ApiKeyService {
                 self.stats
                     .misses
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let generation = self.generation.load(Ordering::SeqCst);
                 let found = self
                     .store
                     .find_by_hash(hash)
                     .await?
                     .map(|stored| Arc::new(CachedKey::new(stored)));
-                self.cache.insert(hash, found.clone());
+                if self.generation.load(Ordering::SeqCst) == generation {
+                    self.cache.insert(hash, found.clone());
+                    // An invalidation between the check and the insert
+                    // would be undone by the insert: look again, and drop
+                    // the entry if one came. (One after this second look
+                    // drops the entry itself.)
+                    if self.generation.load(Ordering::SeqCst) != generation {
+                        self.cache.invalidate(&hash);
+                    }
+                }
                 found
             }
         };
@@ -460,7 +514,11 @@ impl ApiKeyService {
     }
 
     /// Writes the recorded uses in one batch; returns how many.
+    ///
+    /// Cancel-safe: a flush dropped before its write completed (its task
+    /// aborted) keeps the batch for the next one.
     pub async fn flush_last_used(&self) -> Result<usize, ApiKeyError> {
+        let _one_at_a_time = self.flushing.lock().await;
         let used = std::mem::take(&mut *self.used.lock().unwrap_or_else(|p| p.into_inner()));
         let mut batch: HashMap<Uuid, OffsetDateTime> =
             std::mem::take(&mut *self.unwritten.lock().unwrap_or_else(|p| p.into_inner()));
@@ -479,29 +537,51 @@ impl ApiKeyService {
         }
         let count = batch.len();
         let rows: Vec<(Uuid, OffsetDateTime)> = batch.into_iter().collect();
-        if let Err(error) = self.store.record_last_used(rows.clone()).await {
-            let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
-            for (id, at) in rows {
-                let slot = unwritten.entry(id).or_insert(at);
-                *slot = (*slot).max(at);
-            }
-            return Err(error.into());
-        }
+        // Until the write has succeeded, the batch goes back to `unwritten`
+        // when this future ends: by an error, or by being dropped mid-write.
+        let mut requeue = Requeue {
+            into: &self.unwritten,
+            rows: rows.clone(),
+        };
+        self.store.record_last_used(rows).await?;
+        requeue.rows.clear();
         Ok(count)
     }
 
+    /// Flush, then stop: waits for a write in progress, stops the tasks of
+    /// [`start`](Self::start), and writes the uses recorded since (the last
+    /// batch). Returns how many keys the last batch held. Tasks started
+    /// after this end at once.
+    pub async fn shutdown(&self) -> Result<usize, ApiKeyError> {
+        self.stop.send_replace(true);
+        let mut running = self.running.subscribe();
+        // The sender lives in `self`, so this only returns at zero.
+        let _ = running.wait_for(|tasks| *tasks == 0).await;
+        self.flush_last_used().await
+    }
+
     /// Starts the background work: flush `lastUsed` every `interval`, and
-    /// follow the store's change notifications. Stop it by dropping or
-    /// aborting the handle, then call [`flush_last_used`](Self::flush_last_used)
-    /// once more.
+    /// follow the store's change notifications. Stop it with
+    /// [`shutdown`](Self::shutdown), which also writes the last batch.
+    /// (Aborting the handle loses nothing either, but then call
+    /// [`flush_last_used`](Self::flush_last_used) once more.)
     pub fn start(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let service = self.clone();
         let mut changes = self.store.subscribe();
+        let mut stop = self.stop.subscribe();
+        // Counted before the task runs, so a `shutdown` right after this
+        // waits for it; uncounted when the task ends or is dropped.
+        self.running.send_modify(|tasks| *tasks += 1);
+        let running = Running(self.clone());
         tokio::spawn(async move {
+            let service = &running.0;
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    biased;
+                    // Map the answer away: it holds a lock guard that must
+                    // not live on across the other branches' awaits.
+                    () = async { let _ = stop.wait_for(|stopped| *stopped).await; } => break,
                     _ = tick.tick() => {
                         if let Err(error) = service.flush_last_used().await {
                             tracing::warn!(%error, "cannot record lastUsed; will retry");
@@ -520,6 +600,37 @@ impl ApiKeyService {
                 }
             }
         })
+    }
+}
+
+/// A background task of the service, counted while it exists.
+struct Running(Arc<ApiKeyService>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .send_modify(|tasks| *tasks = tasks.saturating_sub(1));
+    }
+}
+
+/// A batch of uses not yet written: merged back into `into` when dropped,
+/// unless emptied after the write succeeded.
+struct Requeue<'a> {
+    into: &'a Mutex<HashMap<Uuid, OffsetDateTime>>,
+    rows: Vec<(Uuid, OffsetDateTime)>,
+}
+
+impl Drop for Requeue<'_> {
+    fn drop(&mut self) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let mut unwritten = self.into.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, at) in self.rows.drain(..) {
+            let slot = unwritten.entry(id).or_insert(at);
+            *slot = (*slot).max(at);
+        }
     }
 }
 

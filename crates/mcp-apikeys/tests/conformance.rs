@@ -7,13 +7,18 @@
 //! loudly, elsewhere.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::Duration;
 
+use mcp_apikeys::store::{KeyPage, NewSecret, StoreFuture, StoredKey};
 use mcp_apikeys::{
-    ApiKeyError, ApiKeyService, ApiKeyStore, KeyChanges, KeyHasher, MemoryStore, SqlStore,
+    ApiKeyError, ApiKeyService, ApiKeyStore, KeyChanges, KeyHash, KeyHasher, MemoryStore, SqlStore,
 };
 use mcp_core::ManualClock;
 use sqlx::Connection;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use uuid::Uuid;
 
 const T0: u64 = 1_800_000_000;
 
@@ -457,6 +462,136 @@ async fn pages_and_owner_deletion(f: Fixture) {
     assert_eq!(keys.list("other", 10, None).await.unwrap().items.len(), 1);
 }
 every_store!(pages_and_owner_deletion);
+
+/// A store whose next `record_last_used` stops, before writing, until the
+/// test releases it: a flush caught in the middle.
+struct HeldWrites {
+    inner: Arc<dyn ApiKeyStore>,
+    armed: AtomicBool,
+    /// Told when a write has started and is held.
+    held: Notify,
+    release: Notify,
+}
+
+impl HeldWrites {
+    fn new(inner: Arc<dyn ApiKeyStore>) -> Arc<Self> {
+        Arc::new(HeldWrites {
+            inner,
+            armed: AtomicBool::new(false),
+            held: Notify::new(),
+            release: Notify::new(),
+        })
+    }
+}
+
+impl ApiKeyStore for HeldWrites {
+    fn insert(&self, key: StoredKey) -> StoreFuture<'_, ()> {
+        self.inner.insert(key)
+    }
+    fn get(&self, id: Uuid) -> StoreFuture<'_, Option<StoredKey>> {
+        self.inner.get(id)
+    }
+    fn find_by_hash(&self, hash: KeyHash) -> StoreFuture<'_, Option<StoredKey>> {
+        self.inner.find_by_hash(hash)
+    }
+    fn list(&self, owner: &str, limit: u32, cursor: Option<Uuid>) -> StoreFuture<'_, KeyPage> {
+        self.inner.list(owner, limit, cursor)
+    }
+    fn update(&self, id: Uuid, c: KeyChanges, at: OffsetDateTime) -> StoreFuture<'_, StoredKey> {
+        self.inner.update(id, c, at)
+    }
+    fn replace_secret(
+        &self,
+        id: Uuid,
+        s: NewSecret,
+        at: OffsetDateTime,
+    ) -> StoreFuture<'_, StoredKey> {
+        self.inner.replace_secret(id, s, at)
+    }
+    fn delete(&self, id: Uuid) -> StoreFuture<'_, StoredKey> {
+        self.inner.delete(id)
+    }
+    fn delete_owner(&self, owner: &str) -> StoreFuture<'_, Vec<StoredKey>> {
+        self.inner.delete_owner(owner)
+    }
+    fn record_last_used(&self, uses: Vec<(Uuid, OffsetDateTime)>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            if self.armed.swap(false, AtomicOrdering::SeqCst) {
+                self.held.notify_one();
+                self.release.notified().await;
+            }
+            self.inner.record_last_used(uses).await
+        })
+    }
+    fn notify(&self, hashes: &[KeyHash]) -> StoreFuture<'_, ()> {
+        self.inner.notify(hashes)
+    }
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<mcp_apikeys::Invalidation>> {
+        self.inner.subscribe()
+    }
+}
+
+/// The background writer aborted in the middle of a write (what stopping
+/// it by its handle does) loses nothing: the final flush writes that batch.
+async fn an_aborted_flush_loses_no_use(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let store = HeldWrites::new(f.store.clone());
+    let keys = service(store.clone(), &clock);
+    let (record, secret) = keys.create("o", "k", None, None).await.unwrap();
+    keys.validate(secret.expose()).await.unwrap();
+
+    store.armed.store(true, AtomicOrdering::SeqCst);
+    // The first tick is immediate: the writer takes the batch and is held.
+    let writer = keys.start(Duration::from_secs(3600));
+    store.held.notified().await;
+    writer.abort();
+    assert!(writer.await.unwrap_err().is_cancelled());
+
+    keys.flush_last_used().await.unwrap();
+    assert!(
+        keys.get(record.id).await.unwrap().last_used.is_some(),
+        "the use in the aborted batch was lost"
+    );
+}
+every_store!(an_aborted_flush_loses_no_use);
+
+/// `shutdown` lets a write in progress finish, writes what was used since,
+/// and stops the background writer.
+async fn shutdown_writes_every_pending_use_and_stops_the_writer(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let store = HeldWrites::new(f.store.clone());
+    let keys = service(store.clone(), &clock);
+    let (first, first_secret) = keys.create("o", "first", None, None).await.unwrap();
+    let (second, second_secret) = keys.create("o", "second", None, None).await.unwrap();
+    let (idle, _) = keys.create("o", "idle", None, None).await.unwrap();
+    keys.validate(first_secret.expose()).await.unwrap();
+
+    store.armed.store(true, AtomicOrdering::SeqCst);
+    let writer = keys.start(Duration::from_secs(3600));
+    // The writer holds `first` in a write that has not reached the store.
+    store.held.notified().await;
+    // A use after the writer took its batch: only the final flush has it.
+    clock.advance(Duration::from_secs(5));
+    keys.validate(second_secret.expose()).await.unwrap();
+
+    let shutdown = tokio::spawn({
+        let keys = keys.clone();
+        async move { keys.shutdown().await }
+    });
+    store.release.notify_one();
+    shutdown.await.unwrap().unwrap();
+
+    let at = |secs: u64| Some(time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap());
+    assert_eq!(keys.get(first.id).await.unwrap().last_used, at(T0));
+    assert_eq!(keys.get(second.id).await.unwrap().last_used, at(T0 + 5));
+    assert_eq!(keys.get(idle.id).await.unwrap().last_used, None);
+    // The writer has stopped: its task ends without being aborted.
+    tokio::time::timeout(Duration::from_secs(1), writer)
+        .await
+        .expect("the background writer is still running after shutdown")
+        .unwrap();
+}
+every_store!(shutdown_writes_every_pending_use_and_stops_the_writer);
 
 /// Two replicas on one PostgreSQL: a key deactivated through one stops
 /// working in the other's cache at once, by NOTIFY.
