@@ -563,3 +563,272 @@ async fn keys_cli_create_list_revoke(db: TestDb) {
     assert_eq!((code, stdout.trim()), (Some(0), ""));
 }
 both_databases!(keys_cli_create_list_revoke, keys_cli_create_list_revoke);
+
+/// Creates a key with `body` through `credential` (a token or a key);
+/// returns `(id, secret)`.
+async fn new_key(api: &Api, credential: &str, body: Value) -> (String, String) {
+    let (status, created) = if credential.starts_with("mcp_") {
+        call_key(api, "POST", "/api/keys", credential, Some(body)).await
+    } else {
+        let (status, _, created) = api
+            .call("POST", "/api/keys", Some(credential), Some(body))
+            .await;
+        (status, created)
+    };
+    assert_eq!(status, 201, "{created}");
+    (
+        created["id"].as_str().unwrap().to_owned(),
+        created["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The escalation a hostile review found: a key scoped to managing keys
+/// regenerated (or re-activated) its owner's unrestricted key and so held
+/// the owner's whole role. Every route that creates, changes, regenerates or
+/// deletes a key must refuse to touch a key more powerful than the caller.
+async fn restricted_key_cannot_reach_a_more_powerful_key(db: TestDb) {
+    create_user(&db, "owner@example.com", "owner-password", "user");
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let token = api.login("owner@example.com", "owner-password").await;
+    let (full, full_secret) = new_key(&api, &token, json!({"name": "full"})).await;
+    let (off, off_secret) = new_key(&api, &token, json!({"name": "off"})).await;
+    let (status, _, _) = api
+        .call(
+            "PATCH",
+            &format!("/api/keys/{off}"),
+            Some(&token),
+            Some(json!({"isActive": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (mcp, _) = new_key(&api, &token, json!({"name": "mcp", "scopes": ["mcp"]})).await;
+    let (manager, manager_secret) = new_key(
+        &api,
+        &token,
+        json!({"name": "manager", "scopes": ["keys:read", "keys:write"]}),
+    )
+    .await;
+
+    // Listing is within keys:read: it shows records, never secrets.
+    let (status, listed) = call_key(&api, "GET", "/api/keys", &manager_secret, None).await;
+    assert_eq!(status, 200, "{listed}");
+
+    let attacks = [
+        ("POST", format!("/api/keys/{full}/regenerate"), None),
+        ("POST", format!("/api/keys/{off}/regenerate"), None),
+        ("POST", format!("/api/keys/{mcp}/regenerate"), None),
+        (
+            "PATCH",
+            format!("/api/keys/{off}"),
+            Some(json!({"isActive": true})),
+        ),
+        (
+            "PATCH",
+            format!("/api/keys/{full}"),
+            Some(json!({"expiresInDays": null})),
+        ),
+        (
+            "PATCH",
+            format!("/api/keys/{full}"),
+            Some(json!({"name": "renamed"})),
+        ),
+        (
+            "PATCH",
+            format!("/api/keys/{mcp}"),
+            Some(json!({"scopes": ["keys:read"]})),
+        ),
+        ("DELETE", format!("/api/keys/{full}"), None),
+        ("DELETE", format!("/api/keys/{mcp}"), None),
+        (
+            "PATCH",
+            format!("/api/keys/{manager}"),
+            Some(json!({"scopes": null})),
+        ),
+        (
+            "PATCH",
+            format!("/api/keys/{manager}"),
+            Some(json!({"scopes": ["keys:read", "keys:write", "mcp"]})),
+        ),
+        (
+            "POST",
+            "/api/keys".to_owned(),
+            Some(json!({"name": "root"})),
+        ),
+        (
+            "POST",
+            "/api/keys".to_owned(),
+            Some(json!({"name": "wider", "scopes": ["agents:read"]})),
+        ),
+    ];
+    for (method, path, body) in attacks {
+        let (status, problem) = call_key(&api, method, &path, &manager_secret, body).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (403, Some("insufficient_scope")),
+            "{method} {path}: {problem}"
+        );
+        assert!(
+            problem.get("key").is_none(),
+            "{method} {path} handed out a secret"
+        );
+    }
+
+    // Nothing changed: the full key still works as before, the deactivated
+    // one is still refused, the mcp key keeps its scopes.
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &full_secret, None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &off_secret, None)
+            .await
+            .0,
+        401
+    );
+    let (_, _, record) = api
+        .call("GET", &format!("/api/keys/{full}"), Some(&token), None)
+        .await;
+    assert_eq!(record["name"], "full");
+    assert_eq!(record["expiresAt"], Value::Null);
+
+    // Within its own scopes it may still do its job.
+    let (narrow, _) = new_key(
+        &api,
+        &manager_secret,
+        json!({"name": "narrow", "scopes": ["keys:read"]}),
+    )
+    .await;
+    for (method, path, body) in [
+        ("POST", format!("/api/keys/{narrow}/regenerate"), None),
+        (
+            "PATCH",
+            format!("/api/keys/{narrow}"),
+            Some(json!({"scopes": ["keys:write"]})),
+        ),
+        ("DELETE", format!("/api/keys/{narrow}"), None),
+        ("POST", format!("/api/keys/{manager}/regenerate"), None),
+    ] {
+        let (status, body) = call_key(&api, method, &path, &manager_secret, body).await;
+        assert!(status < 300, "{method} {path}: {status} {body}");
+    }
+}
+both_databases!(
+    restricted_key_cannot_reach_a_more_powerful_key,
+    restricted_key_cannot_reach_a_more_powerful_key
+);
+
+/// An admin's restricted key acts as the admin only where its scopes say
+/// `admin`: without it, another user's keys (and users) are out of reach;
+/// with it, still only keys within its own scopes.
+async fn restricted_admin_key_needs_admin_scope_for_others(db: TestDb) {
+    create_user(&db, "root@example.com", "root-password", "admin");
+    let bob = create_user(&db, "bob@example.com", "bob-password", "user");
+    let bob_id = bob["id"].as_str().unwrap();
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let root = api.login("root@example.com", "root-password").await;
+    let bob_token = api.login("bob@example.com", "bob-password").await;
+    let (bob_full, bob_full_secret) = new_key(&api, &bob_token, json!({"name": "full"})).await;
+    let (bob_narrow, _) = new_key(
+        &api,
+        &bob_token,
+        json!({"name": "narrow", "scopes": ["keys:read"]}),
+    )
+    .await;
+    let (root_full, _) = new_key(&api, &root, json!({"name": "root-full"})).await;
+    let (_, keys_only) = new_key(
+        &api,
+        &root,
+        json!({"name": "keys-only", "scopes": ["keys:read", "keys:write"]}),
+    )
+    .await;
+    let (_, with_admin) = new_key(
+        &api,
+        &root,
+        json!({"name": "with-admin", "scopes": ["admin", "keys:read", "keys:write"]}),
+    )
+    .await;
+
+    for (method, path, body) in [
+        ("GET", format!("/api/keys?userId={bob_id}"), None),
+        ("GET", format!("/api/keys/{bob_narrow}"), None),
+        ("POST", format!("/api/keys/{bob_narrow}/regenerate"), None),
+        (
+            "PATCH",
+            format!("/api/keys/{bob_narrow}"),
+            Some(json!({"name": "mine now"})),
+        ),
+        ("DELETE", format!("/api/keys/{bob_narrow}"), None),
+        ("GET", "/api/users".to_owned(), None),
+        ("GET", format!("/api/users/{bob_id}"), None),
+        // Its owner's unrestricted key is beyond it too.
+        ("POST", format!("/api/keys/{root_full}/regenerate"), None),
+    ] {
+        let (status, problem) = call_key(&api, method, &path, &keys_only, body).await;
+        assert!(
+            matches!(
+                (status, problem["code"].as_str()),
+                (403, Some("insufficient_scope")) | (404, Some("not_found"))
+            ),
+            "{method} {path}: {status} {problem}"
+        );
+        if method == "GET" && path.starts_with("/api/keys") {
+            assert_eq!(status, 403, "{path}: {problem}");
+        }
+    }
+
+    // With `admin` it reaches Bob's keys, but only those within its scopes.
+    let (status, listed) = call_key(
+        &api,
+        "GET",
+        &format!("/api/keys?userId={bob_id}"),
+        &with_admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    let (status, problem) = call_key(
+        &api,
+        "POST",
+        &format!("/api/keys/{bob_full}/regenerate"),
+        &with_admin,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    let (status, body) = call_key(
+        &api,
+        "POST",
+        &format!("/api/keys/{bob_narrow}/regenerate"),
+        &with_admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        call_key(&api, "GET", "/api/auth/me", &bob_full_secret, None)
+            .await
+            .0,
+        200
+    );
+    // The unrestricted admin (its login) may do all of it.
+    let (status, _, body) = api
+        .call(
+            "POST",
+            &format!("/api/keys/{bob_full}/regenerate"),
+            Some(&root),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+both_databases!(
+    restricted_admin_key_needs_admin_scope_for_others,
+    restricted_admin_key_needs_admin_scope_for_others
+);

@@ -18,10 +18,6 @@ use crate::extract::{Valid, validated};
 use crate::schemas::{KeyCreate, KeyUpdate, Regenerate};
 use crate::users::{self, Role};
 
-fn is_admin(principal: &Principal) -> bool {
-    principal.has_role(Role::Admin.as_str())
-}
-
 /// A key record with its secret, in the one response that carries it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -55,52 +51,138 @@ fn key_error(error: ApiKeyError) -> Problem {
     }
 }
 
-/// The key `id` if the caller may see it (its owner, or an admin);
-/// otherwise `404`, so ids cannot be probed.
-async fn visible(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-) -> Result<ApiKeyRecord, Problem> {
-    let id = parse_id(id)?;
-    let record = state.keys.get(id).await.map_err(key_error)?;
-    if record.owner != principal.subject() && !is_admin(principal) {
-        return Err(Problem::not_found());
-    }
-    Ok(record)
+/// What a caller asks to do with keys of one owner.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyAction<'a> {
+    /// Read records (never secrets): list or get.
+    Read,
+    /// Create a key with these scopes (`None`: unrestricted).
+    Create {
+        /// The scopes asked for.
+        scopes: Option<&'a [String]>,
+    },
+    /// Change, regenerate or delete an existing key with `current` scopes,
+    /// giving it `new` scopes when `Some`.
+    Modify {
+        /// The key's scopes now (`None`: unrestricted).
+        current: Option<&'a [String]>,
+        /// The scopes it is to have, when they change.
+        new: Option<Option<&'a [String]>>,
+    },
 }
 
-/// A restricted caller may hand out only scopes it holds, and never an
-/// unrestricted key; `admin` and `metrics` need the admin role.
-fn check_grant(
+/// The one rule for every key operation, by every route (and any tool that
+/// ever manages keys). A caller never reaches past its own powers:
+///
+/// - another user's keys need role `admin` and, when the credential is
+///   restricted, scope `admin` (a non-admin gets `404`, so ids cannot be
+///   probed);
+/// - a restricted caller acts only on keys whose scopes are within its own,
+///   never on an unrestricted key (regenerating one would hand it the
+///   owner's whole role), and grants only scopes it holds;
+/// - `admin` and `metrics` are granted by admins only.
+pub fn authorize_key(
+    state: &AppState,
+    principal: &Principal,
+    owner: &str,
+    action: KeyAction<'_>,
+) -> Result<(), Problem> {
+    if owner != principal.subject() {
+        if !principal.has_role(Role::Admin.as_str()) {
+            return Err(Problem::not_found());
+        }
+        if !principal.has_scope("admin") {
+            return Err(state
+                .auth
+                .challenge
+                .insufficient_scope("admin")
+                .with_detail("another user's keys need the admin scope"));
+        }
+    }
+    match action {
+        KeyAction::Read => Ok(()),
+        KeyAction::Create { scopes } => within(state, principal, scopes, Reach::Grant),
+        KeyAction::Modify { current, new } => {
+            within(state, principal, current, Reach::Touch)?;
+            match new {
+                Some(scopes) => within(state, principal, scopes, Reach::Grant),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+/// Whether a key's scopes are being granted, or are those of a key acted on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Grant,
+    Touch,
+}
+
+/// `scopes` (`None`: unrestricted) are within what `principal` holds.
+fn within(
     state: &AppState,
     principal: &Principal,
     scopes: Option<&[String]>,
+    reach: Reach,
 ) -> Result<(), Problem> {
-    match scopes {
-        None if principal.is_restricted() => {
+    let Some(scopes) = scopes else {
+        if principal.is_restricted() {
+            let detail = match reach {
+                Reach::Grant => "a key restricted by scopes cannot create an unrestricted key",
+                Reach::Touch => "a key restricted by scopes cannot act on an unrestricted key",
+            };
             return Err(state
                 .auth
                 .challenge
                 .insufficient_scope("keys:write")
-                .with_detail("a key restricted by scopes cannot create an unrestricted key"));
+                .with_detail(detail));
         }
-        None => {}
-        Some(scopes) => {
-            for scope in scopes {
-                if matches!(scope.as_str(), "admin" | "metrics") && !is_admin(principal) {
-                    return Err(Problem::forbidden(
-                        code::FORBIDDEN,
-                        "the admin and metrics scopes need the admin role",
-                    ));
-                }
-                if !principal.has_scope(scope) {
-                    return Err(state.auth.challenge.insufficient_scope(scope));
-                }
-            }
+        return Ok(());
+    };
+    if reach == Reach::Grant
+        && scopes
+            .iter()
+            .any(|s| matches!(s.as_str(), "admin" | "metrics"))
+        && !principal.has_role(Role::Admin.as_str())
+    {
+        return Err(Problem::forbidden(
+            code::FORBIDDEN,
+            "the admin and metrics scopes need the admin role",
+        ));
+    }
+    match scopes.iter().find(|s| !principal.has_scope(s)) {
+        None => Ok(()),
+        Some(missing) => {
+            let problem = state.auth.challenge.insufficient_scope(missing);
+            Err(match reach {
+                Reach::Grant => problem,
+                Reach::Touch => problem.with_detail("the key has scopes the caller lacks"),
+            })
         }
     }
-    Ok(())
+}
+
+/// The key `id`, if the caller may do `action` to it: records it may not
+/// see are `404`, so ids cannot be probed.
+async fn authorized(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    action: impl FnOnce(&ApiKeyRecord) -> KeyAction<'_>,
+) -> Result<ApiKeyRecord, Problem> {
+    let id = parse_id(id)?;
+    let record = state.keys.get(id).await.map_err(key_error)?;
+    authorize_key(state, principal, &record.owner, action(&record))?;
+    Ok(record)
+}
+
+/// The action on an existing key, its scopes unchanged.
+fn modify(record: &ApiKeyRecord) -> KeyAction<'_> {
+    KeyAction::Modify {
+        current: record.scopes.as_deref(),
+        new: None,
+    }
 }
 
 /// `?userId=` of `GET /api/keys`, with the list parameters.
@@ -119,19 +201,17 @@ pub async fn list(
     Query(query): Query<KeysQuery>,
 ) -> Result<Json<Listed<ApiKeyRecord>>, Problem> {
     let (limit, cursor) = query.list.checked()?;
-    let owner = match query.user_id.as_deref() {
-        None => principal.subject().to_owned(),
-        Some(user) if user == principal.subject() => user.to_owned(),
-        Some(user) if is_admin(&principal) => {
-            // The owner must exist.
-            let id = Uuid::parse_str(user).map_err(|_| Problem::not_found())?;
-            users::find(&state.db, id)
-                .await?
-                .ok_or_else(Problem::not_found)?;
-            user.to_owned()
-        }
-        Some(_) => return Err(Problem::not_found()),
-    };
+    let owner = query
+        .user_id
+        .unwrap_or_else(|| principal.subject().to_owned());
+    authorize_key(&state, &principal, &owner, KeyAction::Read)?;
+    if owner != principal.subject() {
+        // The owner must exist.
+        let id = Uuid::parse_str(&owner).map_err(|_| Problem::not_found())?;
+        users::find(&state.db, id)
+            .await?
+            .ok_or_else(Problem::not_found)?;
+    }
     let page = state
         .keys
         .list(&owner, limit, cursor)
@@ -146,7 +226,14 @@ pub async fn create(
     Authenticated(principal): Authenticated,
     Valid(body): Valid<KeyCreate>,
 ) -> Result<(StatusCode, Json<WithSecret>), Problem> {
-    check_grant(&state, &principal, body.scopes.as_deref())?;
+    authorize_key(
+        &state,
+        &principal,
+        principal.subject(),
+        KeyAction::Create {
+            scopes: body.scopes.as_deref(),
+        },
+    )?;
     let (record, secret) = state
         .keys
         .create(
@@ -173,7 +260,9 @@ pub async fn get(
     Authenticated(principal): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<ApiKeyRecord>, Problem> {
-    visible(&state, &principal, &id).await.map(Json)
+    authorized(&state, &principal, &id, |_| KeyAction::Read)
+        .await
+        .map(Json)
 }
 
 /// `PATCH /api/keys/{id}` (`keys:write`).
@@ -184,10 +273,19 @@ pub async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ApiKeyRecord>, Problem> {
-    let record = visible(&state, &principal, &id).await?;
+    // Visibility before validation, so a foreign id is 404 whatever the body.
+    let record = authorized(&state, &principal, &id, modify).await?;
     let body: KeyUpdate = validated(&state.validation, &headers, &body)?;
     if let Some(scopes) = &body.scopes {
-        check_grant(&state, &principal, scopes.as_deref())?;
+        authorize_key(
+            &state,
+            &principal,
+            &record.owner,
+            KeyAction::Modify {
+                current: record.scopes.as_deref(),
+                new: Some(scopes.as_deref()),
+            },
+        )?;
     }
     let expires_at = match body.expires_in_days {
         Some(days) => Some(state.keys.expiry_in_days(days).map_err(key_error)?),
@@ -217,7 +315,7 @@ pub async fn regenerate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<WithSecret>, Problem> {
-    let record = visible(&state, &principal, &id).await?;
+    let record = authorized(&state, &principal, &id, modify).await?;
     let body: Regenerate = if body.iter().all(u8::is_ascii_whitespace) {
         Regenerate::default()
     } else {
@@ -242,7 +340,7 @@ pub async fn delete(
     Authenticated(principal): Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    let record = visible(&state, &principal, &id).await?;
+    let record = authorized(&state, &principal, &id, modify).await?;
     state.keys.delete(record.id).await.map_err(key_error)?;
     tracing::info!(key = %record.id, "API key deleted");
     Ok(StatusCode::NO_CONTENT)
