@@ -1,13 +1,13 @@
 //! Keys from an issuer's JWKS endpoint, cached, refreshed on rotation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use mcp_core::{SharedClock, SystemClock};
 
 use crate::AuthError;
@@ -34,10 +34,29 @@ pub enum JwksError {
     Malformed(String),
 }
 
+/// Why a JWKS URL is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwksUrlError {
+    /// Not a URL with a host.
+    #[error("the JWKS URL is not a URL with a host: {0}")]
+    Malformed(String),
+    /// Neither `https` nor `http`.
+    #[error("the JWKS URL must use https, not {0}")]
+    UnsupportedScheme(String),
+    /// Plain `http` to a host that is not loopback: whoever is on the path
+    /// could hand out their own keys.
+    #[error("the JWKS URL uses plain http to {0}, which is not a loopback address; use https")]
+    InsecureScheme(String),
+}
+
 struct State {
     keys: HashMap<String, Arc<VerifyingKey>>,
     /// Keys without a `kid`, selectable only by algorithm.
     unnamed: Vec<Arc<VerifyingKey>>,
+    /// The usable JWKs as published, to tell whether a refetch changed
+    /// anything: a kid may come back with other key material.
+    published: HashSet<Jwk>,
     /// When the keys were last fetched successfully.
     fetched_at: Option<SystemTime>,
     /// When a fetch was last tried, successful or not.
@@ -59,7 +78,7 @@ struct State {
 /// use std::sync::Arc;
 /// use mcp_auth::{JwksKeys, JwtAuthenticator, TrustedIssuer};
 ///
-/// let jwks = Arc::new(JwksKeys::new("https://auth.example.com/.well-known/jwks.json"));
+/// let jwks = Arc::new(JwksKeys::new("https://auth.example.com/.well-known/jwks.json").unwrap());
 /// let jwt = JwtAuthenticator::builder()
 ///     .trust(TrustedIssuer::new("https://auth.example.com", "https://mcp.example.com/mcp").jwks(jwks))
 ///     .build()
@@ -87,14 +106,21 @@ impl fmt::Debug for JwksKeys {
 
 impl JwksKeys {
     /// Keys from `url`, fetched on first use.
-    pub fn new(url: impl Into<String>) -> Self {
+    ///
+    /// `url` must be `https`, or plain `http` to a loopback address
+    /// (`127.0.0.0/8`, `::1`, `localhost`), as for a local development
+    /// issuer: anywhere else, plain http would let anyone on the path sign
+    /// tokens this server accepts.
+    pub fn new(url: impl Into<String>) -> Result<Self, JwksUrlError> {
+        let url = url.into();
+        Self::check_url(&url)?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        JwksKeys {
-            url: url.into(),
+        Ok(JwksKeys {
+            url,
             client,
             clock: SystemClock::shared(),
             min_refetch_interval: Duration::from_secs(30),
@@ -102,12 +128,20 @@ impl JwksKeys {
             state: RwLock::new(State {
                 keys: HashMap::new(),
                 unnamed: Vec::new(),
+                published: HashSet::new(),
                 fetched_at: None,
                 attempted_at: None,
             }),
             fetching: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
-        }
+        })
+    }
+
+    /// Whether [`new`](Self::new) accepts `url`: `https`, or plain `http`
+    /// to a loopback host. For configuration checks that run before any
+    /// key set is built.
+    pub fn check_url(url: &str) -> Result<(), JwksUrlError> {
+        check_url(url)
     }
 
     /// The time source for `max_age` and `min_refetch_interval`.
@@ -131,8 +165,9 @@ impl JwksKeys {
         self
     }
 
-    /// Changes whenever a fetch changes the keys; caches of verified tokens
-    /// compare it.
+    /// Changes whenever a fetch changes the keys (a kid added or removed,
+    /// or new key material under a kid already known); caches of verified
+    /// tokens compare it.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -226,29 +261,33 @@ impl JwksKeys {
             Ok(set) => {
                 let mut keys = HashMap::new();
                 let mut unnamed = Vec::new();
-                for jwk in &set.keys {
-                    match VerifyingKey::from_jwk(jwk) {
-                        Ok(key) => match key.kid() {
-                            Some(kid) => {
-                                keys.insert(kid.to_owned(), Arc::new(key));
+                let mut published = HashSet::new();
+                for jwk in set.keys {
+                    match VerifyingKey::from_jwk(&jwk) {
+                        Ok(key) => {
+                            match key.kid() {
+                                Some(kid) => {
+                                    keys.insert(kid.to_owned(), Arc::new(key));
+                                }
+                                None => unnamed.push(Arc::new(key)),
                             }
-                            None => unnamed.push(Arc::new(key)),
-                        },
+                            published.insert(jwk);
+                        }
                         Err(error) => {
                             tracing::warn!(url = %self.url, %error, "skipping unusable JWK");
                         }
                     }
                 }
                 tracing::info!(url = %self.url, keys = keys.len() + unnamed.len(), "JWKS fetched");
-                let same = keys.len() == state.keys.len()
-                    && unnamed.is_empty()
-                    && state.unnamed.is_empty()
-                    && keys.keys().all(|kid| state.keys.contains_key(kid));
-                if !same {
+                // The whole JWKs, not only their kids: an issuer may put new
+                // material under an old kid, and a token verified with the
+                // old material must then be verified again.
+                if published != state.published {
                     self.generation.fetch_add(1, Ordering::AcqRel);
                 }
                 state.keys = keys;
                 state.unnamed = unnamed;
+                state.published = published;
                 state.fetched_at = Some(now);
             }
             Err(error) => {
@@ -258,6 +297,8 @@ impl JwksKeys {
     }
 
     async fn fetch(&self) -> Result<JwkSet, JwksError> {
+        // `new` checked the URL; redirects are not followed, so the
+        // request cannot leave for a plain-http host either.
         let mut response = self.client.get(&self.url).send().await?;
         if response.status() != http::StatusCode::OK {
             return Err(JwksError::Status(response.status()));
@@ -276,5 +317,35 @@ impl JwksKeys {
             body.extend_from_slice(&chunk);
         }
         serde_json::from_slice(&body).map_err(|e| JwksError::Malformed(e.to_string()))
+    }
+}
+
+/// `https`, or `http` to a loopback host.
+fn check_url(url: &str) -> Result<(), JwksUrlError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| JwksUrlError::Malformed(e.to_string()))?;
+    let scheme = parsed.scheme();
+    if scheme != "https" && scheme != "http" {
+        return Err(JwksUrlError::UnsupportedScheme(scheme.to_owned()));
+    }
+    let host = parsed
+        .host_str()
+        .filter(|host| !host.is_empty())
+        .ok_or_else(|| JwksUrlError::Malformed("no host".to_owned()))?;
+    if scheme == "http" && !is_loopback(host) {
+        return Err(JwksUrlError::InsecureScheme(host.to_owned()));
+    }
+    Ok(())
+}
+
+/// `localhost` or a loopback address (IPv6 in brackets, as URLs write it).
+fn is_loopback(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        // The URL parser lower-cases host names.
+        Err(_) => bare == "localhost",
     }
 }

@@ -22,6 +22,7 @@
 mod authenticator;
 mod authorize;
 mod error;
+mod external;
 #[cfg(feature = "axum")]
 mod extract;
 mod issuer;
@@ -34,12 +35,13 @@ mod metadata;
 pub use authenticator::{Auth, AuthLayer, AuthMode, Authenticator, BoxFuture};
 pub use authorize::{Require, RequireFuture, RequireLayer, Requirement};
 pub use error::{AuthError, Challenge};
+pub use external::ExternalClaimsMapper;
 #[cfg(feature = "axum")]
 pub use extract::{Authenticated, MaybeAuthenticated};
 pub use issuer::{AccessToken, IssueError, IssuedToken, TokenIssuer};
 pub use jsonwebtoken::Algorithm;
 #[cfg(feature = "jwks")]
-pub use jwks::{JwksError, JwksKeys};
+pub use jwks::{JwksError, JwksKeys, JwksUrlError};
 pub use jwt::{
     Claims, ClaimsMapper, DefaultClaimsMapper, JwtAuthenticator, JwtAuthenticatorBuilder,
     JwtConfigError, MAX_TOKEN_BYTES, TrustedIssuer, bearer_token,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use mcp_auth::{AuthLayer, JwksKeys, JwtAuthenticator, TrustedIssuer};
+use mcp_auth::{AuthLayer, JwksKeys, JwksUrlError, JwtAuthenticator, TrustedIssuer};
 use mcp_core::ManualClock;
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt, service_fn};
@@ -93,7 +93,7 @@ fn layer(url: &str, clock: &ManualClock) -> AuthLayer {
 
 /// `cached`: the authenticator's verified-token cache on (the default) or off.
 fn layer_with(url: &str, clock: &ManualClock, cached: bool) -> AuthLayer {
-    let jwks = Arc::new(JwksKeys::new(url).clock(clock.shared()));
+    let jwks = Arc::new(JwksKeys::new(url).unwrap().clock(clock.shared()));
     let builder = JwtAuthenticator::builder()
         .trust(TrustedIssuer::new(ISS, AUD).jwks(jwks))
         .clock(clock.shared());
@@ -253,4 +253,74 @@ async fn outages_keep_the_last_keys_and_never_fetched_is_503() {
         status(&layer, &token(K1, Algorithm::RS256, "k1")).await,
         (503, "unavailable".to_owned())
     );
+}
+
+/// A JWKS that answers new key material under a kid it already published
+/// (a key replaced in place): tokens verified with the old material are
+/// remembered no longer, and are refused after the refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_material_under_a_known_kid_forgets_verified_tokens() {
+    let server = jwks_server(vec![jwk(K1, Algorithm::RS256, "k1")]).await;
+    let clock = ManualClock::at_unix(NOW);
+    let layer = layer(&server.url, &clock);
+    let old = token(K1, Algorithm::RS256, "k1");
+    assert_eq!(status(&layer, &old).await.0, 200);
+    // Verified and remembered: no fetch, no signature check.
+    assert_eq!(status(&layer, &old).await.0, 200);
+
+    // Same kid, another key.
+    *server.document.lock().unwrap() = Some(JwkSet {
+        keys: vec![jwk(K2, Algorithm::RS256, "k1")],
+    });
+    clock.advance(Duration::from_secs(601));
+    // The set is stale: this token's lookup refreshes it.
+    assert_eq!(
+        status(&layer, &token(K2, Algorithm::RS256, "k1")).await.0,
+        200
+    );
+    assert_eq!(server.fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        status(&layer, &old).await,
+        (401, "invalid_token".to_owned()),
+        "a token of the replaced key is still accepted from the cache"
+    );
+}
+
+/// Plain `http` reaches a JWKS only on loopback: anywhere else the keys
+/// could be swapped on the way. `https` is always accepted.
+#[test]
+fn plain_http_jwks_urls_only_on_loopback() {
+    for url in [
+        "https://auth.example.com/.well-known/jwks.json",
+        "https://10.0.0.7/jwks",
+        "http://127.0.0.1:8080/jwks.json",
+        "http://127.1.2.3/jwks.json",
+        "http://localhost/jwks.json",
+        "http://LOCALHOST:9000/jwks.json",
+        "http://[::1]:8443/jwks.json",
+    ] {
+        assert!(JwksKeys::new(url).is_ok(), "{url} is refused");
+    }
+    for url in [
+        "http://auth.example.com/jwks.json",
+        "http://10.0.0.7/jwks",
+        "http://[2001:db8::1]/jwks",
+        "http://localhost.example.com/jwks.json",
+        "http://0.0.0.0/jwks.json",
+    ] {
+        assert!(
+            matches!(JwksKeys::new(url), Err(JwksUrlError::InsecureScheme(_))),
+            "{url} is accepted"
+        );
+    }
+    for url in ["ftp://auth.example.com/jwks.json", "file:///etc/jwks.json"] {
+        assert!(
+            matches!(JwksKeys::new(url), Err(JwksUrlError::UnsupportedScheme(_))),
+            "{url} is accepted"
+        );
+    }
+    assert!(matches!(
+        JwksKeys::new("not a url"),
+        Err(JwksUrlError::Malformed(_))
+    ));
 }

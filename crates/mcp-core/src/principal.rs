@@ -75,7 +75,7 @@ pub struct Principal {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Inner {
     subject: String,
     roles: BTreeSet<String>,
@@ -168,6 +168,18 @@ impl Principal {
                 key_id: inner.key_id.clone(),
                 email: inner.email.clone(),
                 issuer: inner.issuer.clone(),
+            }),
+        }
+    }
+
+    /// A copy of this principal acting as `subject` (for a mapping that
+    /// qualifies an external issuer's subjects, so that they never equal a
+    /// local user's id).
+    pub fn with_subject(&self, subject: impl Into<String>) -> Principal {
+        Principal {
+            inner: Arc::new(Inner {
+                subject: subject.into(),
+                ..(*self.inner).clone()
             }),
         }
     }

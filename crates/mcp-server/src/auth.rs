@@ -129,7 +129,15 @@ impl Auth {
         let mut challenge = Challenge::new("mcp");
         let mut metadata = None;
         if let Some((issuer, jwks_url)) = &jwt.external {
-            let jwks = Arc::new(JwksKeys::new(jwks_url).clock(clock.clone()));
+            let jwks = JwksKeys::new(jwks_url).map_err(|error| {
+                StartError::Config(ConfigError::Invalid {
+                    setting: settings::JWT_JWKS_URL,
+                    origin: Origin::Env,
+                    value: Some(jwks_url.clone()),
+                    reason: error.to_string(),
+                })
+            })?;
+            let jwks = Arc::new(jwks.clock(clock.clone()));
             builder = builder.trust(TrustedIssuer::new(issuer, &jwt.audience).jwks(jwks));
             let document = ProtectedResourceMetadata::new(&jwt.audience)
                 .authorization_server(issuer)
