@@ -19,26 +19,37 @@ use mcp_core::{SharedClock, SystemClock};
 use crate::key::RateKey;
 use crate::quota::{Decision, Policy};
 
-/// A boxed future of a decision.
-pub type DecisionFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Decision, BackendError>> + Send + 'a>>;
+/// A boxed future of a backend's answer.
+pub type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
 
-/// A decision now (in process) or later (over the network), so the
-/// in-process path allocates nothing.
-pub enum Check<'a> {
-    /// Decided.
-    Ready(Result<Decision, BackendError>),
-    /// Being decided.
-    Pending(DecisionFuture<'a>),
+/// A boxed future of a decision.
+pub type DecisionFuture<'a> = BackendFuture<'a, Decision>;
+
+/// A backend's answer now (in process) or later (over the network), so the
+/// in-process path allocates nothing: a [`Decision`] for
+/// [`check`](RateLimitBackend::check) and [`peek`](RateLimitBackend::peek),
+/// `()` for [`refund`](RateLimitBackend::refund).
+pub enum Check<'a, T = Decision> {
+    /// Answered.
+    Ready(Result<T, BackendError>),
+    /// Being answered.
+    Pending(BackendFuture<'a, T>),
+}
+
+impl<T> Check<'_, T> {
+    /// Waits for the answer.
+    pub async fn wait(self) -> Result<T, BackendError> {
+        match self {
+            Check::Ready(answer) => answer,
+            Check::Pending(future) => future.await,
+        }
+    }
 }
 
 impl Check<'_> {
     /// Waits for the decision.
     pub async fn decision(self) -> Result<Decision, BackendError> {
-        match self {
-            Check::Ready(decision) => decision,
-            Check::Pending(future) => future.await,
-        }
+        self.wait().await
     }
 }
 
@@ -49,9 +60,6 @@ pub enum BackendError {
     /// The backend (Redis) is unreachable or failed.
     #[error("rate limit backend unavailable: {0}")]
     Unavailable(String),
-    /// The in-process backend tracks as many keys as it may.
-    #[error("rate limiter over capacity")]
-    OverCapacity,
 }
 
 /// Counts requests per key under a [`Policy`].
@@ -62,6 +70,17 @@ pub trait RateLimitBackend: Send + Sync + 'static {
     /// Decides whether one more request for `key` would pass, without
     /// counting it.
     fn peek<'a>(&'a self, policy: &'a Policy, key: &'a RateKey) -> Check<'a>;
+
+    /// Gives back `cost` requests that an allowed [`check`](Self::check)
+    /// counted for `key`, atomically: the way to reserve first and decide
+    /// afterwards whether the request counts ([`FailureLimitLayer`] reserves
+    /// an attempt before the service runs and refunds it unless the attempt
+    /// failed). A bucket never ends up fuller than full: in GCRA terms the
+    /// theoretical arrival time moves back by `cost` emission intervals, and
+    /// any time not after now means a full bucket.
+    ///
+    /// [`FailureLimitLayer`]: crate::FailureLimitLayer
+    fn refund<'a>(&'a self, policy: &'a Policy, key: &'a RateKey, cost: u32) -> Check<'a, ()>;
 }
 
 /// governor's clock over an injected [`mcp_core::Clock`], so tests move
@@ -114,16 +133,86 @@ impl ShrinkableKeyedStateStore<RateKey> for SharedStore {
 type Limiter =
     governor::RateLimiter<RateKey, SharedStore, GovernorClock, StateInformationMiddleware>;
 
-struct PolicyState {
+/// One keyed GCRA: governor's limiter over a store the backend can see.
+struct Buckets {
     limiter: Limiter,
     store: SharedStore,
     /// Keys found exhausted, until when: `peek` answers from here, since
     /// governor has no way to look without counting.
     exhausted: moka::sync::Cache<RateKey, SystemTime>,
+}
+
+impl Buckets {
+    fn new(policy: &Policy, clock: &SharedClock, capacity: u64) -> Buckets {
+        let store = SharedStore(Arc::new(DashMap::with_hasher(
+            foldhash::fast::RandomState::default(),
+        )));
+        let limiter = governor::RateLimiter::<
+            RateKey,
+            SharedStore,
+            GovernorClock,
+            governor::middleware::NoOpMiddleware<Nanos>,
+        >::new(
+            policy.quota().governor(),
+            store.clone(),
+            GovernorClock(clock.clone()),
+        )
+        .with_middleware::<StateInformationMiddleware>();
+        Buckets {
+            limiter,
+            store,
+            exhausted: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(policy.quota().period())
+                .build(),
+        }
+    }
+
+    /// Moves `key`'s theoretical arrival time back by `cost` intervals.
+    /// governor has no refund, but its state is that one number (relative
+    /// to the limiter's start), and any value not after now, 0 included
+    /// ("never seen"), is a full bucket, so subtracting needs no clock.
+    fn refund(&self, policy: &Policy, key: &RateKey, cost: u32) {
+        // An untracked key has a full bucket: nothing to give back, and no
+        // entry to create.
+        if !self.store.0.contains_key(key) {
+            return;
+        }
+        let back = Nanos::from(policy.quota().emission_interval()) * u64::from(cost.max(1));
+        let _ = self.store.measure_and_replace(key, |tat| {
+            Ok::<_, std::convert::Infallible>((
+                (),
+                tat.map_or(Nanos::from(0u64), |tat| tat.saturating_sub(back)),
+            ))
+        });
+        // At least one request is free again.
+        self.exhausted.invalidate(key);
+    }
+}
+
+/// Where keys past the cap are counted, together.
+const OVERFLOW: RateKey = RateKey::V4([0; 4]);
+
+struct PolicyState {
+    buckets: Buckets,
+    /// One bucket shared by every key that arrives while `buckets` is full,
+    /// so a new key past the cap is limited too, never waved through.
+    overflow: Buckets,
     /// Whether the store holds `max_keys` keys (refreshed every 256 checks
     /// and at each eviction).
     full: AtomicBool,
     checks: AtomicU64,
+}
+
+impl PolicyState {
+    /// The buckets `key` is counted in, and its key there.
+    fn place<'k>(&self, key: &'k RateKey) -> (&Buckets, &'k RateKey) {
+        if self.full.load(Ordering::Relaxed) && !self.buckets.store.0.contains_key(key) {
+            (&self.overflow, &OVERFLOW)
+        } else {
+            (&self.buckets, key)
+        }
+    }
 }
 
 /// The in-process backend: GCRA on governor, one keyed limiter per policy.
@@ -132,10 +221,12 @@ struct PolicyState {
 ///   from [`start_eviction`](Self::start_eviction)) drops keys whose bucket is
 ///   full again, which is indistinguishable from never having been seen.
 /// - **Hard cap**: past `max_keys` (1,000,000 per policy) tracked keys, a key
-///   not already tracked is refused with [`BackendError::OverCapacity`],
-///   which the layer answers like a backend failure (its failure policy);
-///   tracked keys go on being limited normally. Idle eviction makes room
-///   again.
+///   not already tracked is counted in one **overflow bucket** with the
+///   policy's quota, shared by every such key, so new keys are still
+///   limited (together, and strictly: a flood of new keys cannot buy
+///   unlimited requests, it can only crowd the overflow); tracked keys go on
+///   being limited normally. Idle eviction makes room again. (The cap is
+///   re-read every 256 checks, so it may be passed by that many keys.)
 ///
 /// ```
 /// use std::time::Duration;
@@ -212,27 +303,9 @@ impl InMemoryBackend {
         policies
             .entry(policy.clone())
             .or_insert_with(|| {
-                let store = SharedStore(Arc::new(DashMap::with_hasher(
-                    foldhash::fast::RandomState::default(),
-                )));
-                let limiter = governor::RateLimiter::<
-                    RateKey,
-                    SharedStore,
-                    GovernorClock,
-                    governor::middleware::NoOpMiddleware<Nanos>,
-                >::new(
-                    policy.quota().governor(),
-                    store.clone(),
-                    GovernorClock(self.clock.clone()),
-                )
-                .with_middleware::<StateInformationMiddleware>();
                 Arc::new(PolicyState {
-                    limiter,
-                    store,
-                    exhausted: moka::sync::Cache::builder()
-                        .max_capacity(self.max_keys as u64)
-                        .time_to_live(policy.quota().period())
-                        .build(),
+                    buckets: Buckets::new(policy, &self.clock, self.max_keys as u64),
+                    overflow: Buckets::new(policy, &self.clock, 1),
                     full: AtomicBool::new(false),
                     checks: AtomicU64::new(0),
                 })
@@ -269,17 +342,16 @@ impl InMemoryBackend {
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(256)
         {
-            state
-                .full
-                .store(state.store.0.len() >= self.max_keys, Ordering::Relaxed);
+            state.full.store(
+                state.buckets.store.0.len() >= self.max_keys,
+                Ordering::Relaxed,
+            );
         }
-        if state.full.load(Ordering::Relaxed) && !state.store.0.contains_key(key) {
-            return Err(BackendError::OverCapacity);
-        }
+        let (buckets, key) = state.place(key);
         let quota = policy.quota();
         let interval = quota.emission_interval();
         let n = NonZeroU32::new(cost.max(1)).unwrap_or(NonZeroU32::MIN);
-        let outcome = match state.limiter.check_key_n(key, n) {
+        let outcome = match buckets.limiter.check_key_n(key, n) {
             Ok(outcome) => outcome,
             // More than the burst at once can never pass.
             Err(_) => {
@@ -299,7 +371,7 @@ impl InMemoryBackend {
                 if remaining == 0 {
                     // The next request would be refused for up to one
                     // interval: remember it for `peek`.
-                    state
+                    buckets
                         .exhausted
                         .insert(key.clone(), self.clock.now() + interval);
                 }
@@ -316,7 +388,7 @@ impl InMemoryBackend {
                 let wait = not_until.wait_time_from(Nanos::from(
                     now.duration_since(UNIX_EPOCH).unwrap_or_default(),
                 ));
-                state.exhausted.insert(key.clone(), now + wait);
+                buckets.exhausted.insert(key.clone(), now + wait);
                 Ok(Decision {
                     allowed: false,
                     limit: quota.limit(),
@@ -335,7 +407,8 @@ impl InMemoryBackend {
     fn look_in(&self, state: &PolicyState, policy: &Policy, key: &RateKey) -> Decision {
         let quota = policy.quota();
         let now = self.clock.now();
-        match state.exhausted.get(key) {
+        let (buckets, key) = state.place(key);
+        match buckets.exhausted.get(key) {
             Some(until) if until > now => {
                 let wait = until.duration_since(now).unwrap_or_default();
                 Decision {
@@ -368,10 +441,12 @@ impl InMemoryBackend {
             .collect();
         let mut tracked = 0;
         for state in policies {
-            state.limiter.retain_recent();
-            state.limiter.shrink_to_fit();
-            state.exhausted.run_pending_tasks();
-            let len = state.store.0.len();
+            for buckets in [&state.buckets, &state.overflow] {
+                buckets.limiter.retain_recent();
+                buckets.limiter.shrink_to_fit();
+                buckets.exhausted.run_pending_tasks();
+            }
+            let len = state.buckets.store.0.len();
             state.full.store(len >= self.max_keys, Ordering::Relaxed);
             tracked += len;
         }
@@ -384,7 +459,7 @@ impl InMemoryBackend {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|s| s.store.0.len())
+            .map(|s| s.buckets.store.0.len())
             .sum()
     }
 
@@ -414,6 +489,16 @@ impl RateLimitBackend for InMemoryBackend {
     fn peek<'a>(&'a self, policy: &'a Policy, key: &'a RateKey) -> Check<'a> {
         Check::Ready(Ok(self.look(policy, key)))
     }
+
+    fn refund<'a>(&'a self, policy: &'a Policy, key: &'a RateKey, cost: u32) -> Check<'a, ()> {
+        self.with_state(policy, |state| {
+            // Where it would be counted now: if the cap was lifted since, an
+            // overflow unit stays used, erring on the side of limiting.
+            let (buckets, key) = state.place(key);
+            buckets.refund(policy, key, cost);
+        });
+        Check::Ready(Ok(()))
+    }
 }
 
 impl<B: RateLimitBackend + ?Sized> RateLimitBackend for Arc<B> {
@@ -423,6 +508,10 @@ impl<B: RateLimitBackend + ?Sized> RateLimitBackend for Arc<B> {
 
     fn peek<'a>(&'a self, policy: &'a Policy, key: &'a RateKey) -> Check<'a> {
         (**self).peek(policy, key)
+    }
+
+    fn refund<'a>(&'a self, policy: &'a Policy, key: &'a RateKey, cost: u32) -> Check<'a, ()> {
+        (**self).refund(policy, key, cost)
     }
 }
 
@@ -520,21 +609,108 @@ mod tests {
     }
 
     #[test]
-    fn past_the_cap_new_keys_are_refused_and_known_keys_served() {
+    fn past_the_cap_new_keys_are_still_limited() {
         let clock = ManualClock::at_unix(1_700_000_000);
         let backend = InMemoryBackend::new().clock(clock.shared()).max_keys(100);
-        let policy = Policy::new("p", Quota::per(1000, Duration::from_secs(60)).unwrap());
+        let policy = Policy::new("p", Quota::per(3, Duration::from_secs(60)).unwrap());
         for i in 0..100 {
             decide(&backend, &policy, &format!("k{i}"));
         }
         backend.evict_idle();
-        assert!(matches!(
-            backend.check(&policy, &RateKey::text("newcomer"), 1),
-            Check::Ready(Err(BackendError::OverCapacity))
-        ));
+        let newcomer = RateKey::text("newcomer");
+        for i in 0..3 {
+            let decision = backend.check(&policy, &newcomer, 1);
+            assert!(
+                matches!(&decision, Check::Ready(Ok(d)) if d.allowed),
+                "request {i} of a key past the cap"
+            );
+        }
+        let Check::Ready(Ok(refused)) = backend.check(&policy, &newcomer, 1) else {
+            panic!("a key past the cap must still be decided");
+        };
+        assert!(!refused.allowed, "past the cap a new key is limited");
+        assert_eq!(refused.retry_after, Some(Duration::from_secs(20)));
+        // Keys past the cap share one overflow bucket, so rotating keys does
+        // not help either.
+        assert!(!decide(&backend, &policy, "another-newcomer").allowed);
+        // Tracked keys keep their own buckets.
         assert!(decide(&backend, &policy, "k5").allowed);
-        clock.advance(Duration::from_secs(120));
+        assert!(backend.tracked_keys() <= 101, "{}", backend.tracked_keys());
+    }
+
+    #[test]
+    fn eviction_makes_room_again_past_the_cap() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let backend = InMemoryBackend::new().clock(clock.shared()).max_keys(100);
+        let policy = Policy::new("p", Quota::per(1, Duration::from_secs(60)).unwrap());
+        for i in 0..100 {
+            decide(&backend, &policy, &format!("k{i}"));
+        }
         backend.evict_idle();
         assert!(decide(&backend, &policy, "newcomer").allowed);
+        assert!(
+            !decide(&backend, &policy, "newcomer").allowed,
+            "overflow used"
+        );
+        clock.advance(Duration::from_secs(120));
+        backend.evict_idle();
+        assert_eq!(backend.tracked_keys(), 0);
+        assert!(decide(&backend, &policy, "newcomer").allowed);
+        assert!(
+            !decide(&backend, &policy, "newcomer").allowed,
+            "its own bucket now"
+        );
+        assert!(
+            decide(&backend, &policy, "second").allowed,
+            "not the overflow"
+        );
+    }
+
+    #[test]
+    fn refund_gives_back_exactly_what_was_counted() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let backend = InMemoryBackend::new().clock(clock.shared());
+        let policy = Policy::new("p", Quota::per(3, Duration::from_secs(60)).unwrap());
+        let key = RateKey::text("k");
+        let refund = |cost| {
+            assert!(matches!(
+                backend.refund(&policy, &key, cost),
+                Check::Ready(Ok(()))
+            ))
+        };
+        for _ in 0..3 {
+            decide(&backend, &policy, "k");
+        }
+        assert!(!decide(&backend, &policy, "k").allowed);
+        refund(1);
+        let peeked = match backend.peek(&policy, &key) {
+            Check::Ready(d) => d.unwrap(),
+            Check::Pending(_) => unreachable!(),
+        };
+        assert!(peeked.allowed, "peek sees the refund");
+        let again = decide(&backend, &policy, "k");
+        assert!(again.allowed);
+        assert_eq!(again.remaining, 0);
+        assert!(!decide(&backend, &policy, "k").allowed);
+        // Never fuller than full: refunds of a full bucket change nothing.
+        clock.advance(Duration::from_secs(60));
+        refund(1);
+        refund(5);
+        for i in 0..3 {
+            assert!(decide(&backend, &policy, "k").allowed, "{i}");
+        }
+        assert!(!decide(&backend, &policy, "k").allowed);
+        // A partial refill and a refund add up to what one less request
+        // would have left.
+        clock.advance(Duration::from_secs(20));
+        refund(1);
+        assert_eq!(decide(&backend, &policy, "k").remaining, 1);
+        // An unknown key is not created by a refund.
+        let before = backend.tracked_keys();
+        assert!(matches!(
+            backend.refund(&policy, &RateKey::text("never"), 1),
+            Check::Ready(Ok(()))
+        ));
+        assert_eq!(backend.tracked_keys(), before);
     }
 }

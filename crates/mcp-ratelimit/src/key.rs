@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderName};
@@ -131,31 +132,176 @@ impl KeyExtractor for PeerIp {
     }
 }
 
-/// The client address as reported by trusted proxies.
+/// Which forwarding header [`TrustedProxyIp`] reads: exactly one, never
+/// both.
 ///
-/// Starting from the socket peer, while the current hop is a trusted proxy
-/// the next address to the left in `Forwarded` (`for=`), or else in
-/// `X-Forwarded-For`, is taken; the first untrusted hop is the client. An
-/// address an untrusted party wrote (anything left of it) is never read, and
-/// a hop that does not parse ends the walk at the last good hop. At most 32
-/// hops are read.
+/// Configure the one your proxy *appends to*. A proxy that writes one header
+/// passes the other through from the client untouched, so reading both (or
+/// preferring one when present) would let the client choose its own address.
 ///
 /// ```
-/// use mcp_ratelimit::TrustedProxyIp;
+/// use mcp_ratelimit::ForwardedHeader;
+///
+/// assert_eq!(ForwardedHeader::default(), ForwardedHeader::XForwardedFor);
+/// assert_eq!("Forwarded".parse::<ForwardedHeader>(), Ok(ForwardedHeader::Forwarded));
+/// assert_eq!(ForwardedHeader::XForwardedFor.to_string(), "x-forwarded-for");
+/// assert!("both".parse::<ForwardedHeader>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1` (the default; what nginx, HAProxy
+    /// and most load balancers append to).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1` (its `for=` values).
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    /// The header's name, lower case: `x-forwarded-for` or `forwarded`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        }
+    }
+
+    fn name(&self) -> HeaderName {
+        match self {
+            ForwardedHeader::XForwardedFor => HeaderName::from_static("x-forwarded-for"),
+            ForwardedHeader::Forwarded => http::header::FORWARDED,
+        }
+    }
+}
+
+impl fmt::Display for ForwardedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a [`ForwardedHeader`] name was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("expected `x-forwarded-for` or `forwarded`")]
+pub struct ForwardedHeaderError(());
+
+impl FromStr for ForwardedHeader {
+    type Err = ForwardedHeaderError;
+
+    /// `x-forwarded-for` or `forwarded`, in any case.
+    fn from_str(text: &str) -> Result<ForwardedHeader, ForwardedHeaderError> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("x-forwarded-for") {
+            Ok(ForwardedHeader::XForwardedFor)
+        } else if text.eq_ignore_ascii_case("forwarded") {
+            Ok(ForwardedHeader::Forwarded)
+        } else {
+            Err(ForwardedHeaderError(()))
+        }
+    }
+}
+
+/// Who a request came from, as [`TrustedProxyIp`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientAddr {
+    /// The client's address: the socket peer, or a hop a trusted proxy
+    /// wrote.
+    Ip(IpAddr),
+    /// The first hop that is not a trusted proxy does not parse (`unknown`,
+    /// an obfuscated `_name`, garbage): a client hiding behind `via`, the
+    /// last trusted hop.
+    Hidden {
+        /// The trusted proxy the hidden client reached.
+        via: IpAddr,
+    },
+}
+
+impl ClientAddr {
+    /// The address, unless the client is hidden.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            ClientAddr::Ip(ip) => Some(*ip),
+            ClientAddr::Hidden { .. } => None,
+        }
+    }
+
+    /// The rate-limit key: [`RateKey::ip`] of the address; for a hidden
+    /// client `hidden-via:<proxy>`, one bucket shared by every hidden client
+    /// behind that proxy. It is neither the proxy's own bucket (which hidden
+    /// clients could otherwise exhaust for it) nor one named by the hop's
+    /// text (which the client wrote, so it could pick a fresh bucket per
+    /// request).
+    ///
+    /// ```
+    /// use mcp_ratelimit::ClientAddr;
+    ///
+    /// let via = "10.0.0.2".parse().unwrap();
+    /// assert_eq!(ClientAddr::Hidden { via }.key().to_string(), "hidden-via:10.0.0.2");
+    /// assert_eq!(ClientAddr::Ip(via).key().to_string(), "ip:10.0.0.2");
+    /// ```
+    pub fn key(&self) -> RateKey {
+        match self {
+            ClientAddr::Ip(ip) => RateKey::ip(*ip),
+            ClientAddr::Hidden { via } => RateKey::text(format!("hidden-via:{via}")),
+        }
+    }
+}
+
+/// The most hops read from the right.
+const MAX_HOPS: usize = 32;
+
+/// The client address as reported by trusted proxies.
+///
+/// If the socket peer is not a trusted proxy, it is the client. Otherwise
+/// exactly one header is read ([`ForwardedHeader`], `X-Forwarded-For` by
+/// default; the other is ignored), right to left, skipping trusted proxies:
+/// the first hop that is not a trusted proxy is the client, and so is the
+/// first hop that does not parse ([`ClientAddr::Hidden`]: proxies write
+/// addresses, so such a hop was written by, or hides, the client). Nothing
+/// left of the client is read, and at most 32 hops are. When every hop is a
+/// trusted proxy, the left-most one is the client; with no header at all, the
+/// peer is (a request of the proxy's own).
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use mcp_ratelimit::{ClientAddr, ForwardedHeader, RequestInfo, TrustedProxyIp};
 ///
 /// let ip = TrustedProxyIp::new(["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert("10.0.0.2:443".parse::<SocketAddr>().unwrap());
+/// request.headers_mut().insert("x-forwarded-for", "6.6.6.6, 198.51.100.7".parse().unwrap());
+/// request.headers_mut().insert("forwarded", "for=203.0.113.1".parse().unwrap());
+/// assert_eq!(
+///     ip.client(&RequestInfo::of(&request)),
+///     Some(ClientAddr::Ip("198.51.100.7".parse().unwrap()))
+/// );
+/// let ip = ip.header(ForwardedHeader::Forwarded);
+/// assert_eq!(
+///     ip.client(&RequestInfo::of(&request)),
+///     Some(ClientAddr::Ip("203.0.113.1".parse().unwrap()))
+/// );
 /// ```
 #[derive(Clone, Debug)]
 pub struct TrustedProxyIp {
     proxies: Arc<[IpNet]>,
+    header: ForwardedHeader,
 }
 
 impl TrustedProxyIp {
-    /// Proxies in `proxies` (CIDR networks) are trusted.
+    /// Proxies in `proxies` (CIDR networks) are trusted; `X-Forwarded-For`
+    /// is read.
     pub fn new(proxies: impl IntoIterator<Item = IpNet>) -> Self {
         TrustedProxyIp {
             proxies: proxies.into_iter().collect(),
+            header: ForwardedHeader::default(),
         }
+    }
+
+    /// Reads `header` instead (only it).
+    #[must_use]
+    pub fn header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {
@@ -163,32 +309,54 @@ impl TrustedProxyIp {
         self.proxies.iter().any(|net| net.contains(&ip))
     }
 
-    /// The client address of `request`.
-    pub fn client(&self, request: &RequestInfo<'_>) -> Option<IpAddr> {
+    /// The client of `request`; `None` without a socket peer.
+    pub fn client(&self, request: &RequestInfo<'_>) -> Option<ClientAddr> {
         let peer = canonical(request.peer()?);
         if !self.trusted(peer) {
-            return Some(peer);
+            return Some(ClientAddr::Ip(peer));
         }
-        let hops = forwarded_hops(request.headers);
-        let mut client = peer;
-        for hop in hops.iter().rev().take(32) {
-            match hop {
-                Some(ip) => {
-                    client = canonical(*ip);
-                    if !self.trusted(client) {
-                        return Some(client);
-                    }
+        Some(self.walk(peer, request.headers))
+    }
+
+    fn walk(&self, peer: IpAddr, headers: &HeaderMap) -> ClientAddr {
+        let mut via = peer;
+        let mut read = 0;
+        // The last header line is the one the nearest proxy wrote.
+        for value in headers.get_all(self.header.name()).iter().rev() {
+            let Ok(value) = value.to_str() else {
+                return ClientAddr::Hidden { via };
+            };
+            // Quoted commas are not looked for: an address never has one,
+            // and the halves of a split quoted value carry a stray quote, so
+            // they do not parse and count as a hidden client.
+            for element in value.rsplit(',') {
+                let element = element.trim();
+                // Empty list elements are not hops (RFC 9110, section 5.6.1).
+                if element.is_empty() {
+                    continue;
                 }
-                None => return Some(client),
+                read += 1;
+                if read > MAX_HOPS {
+                    return ClientAddr::Ip(via);
+                }
+                let hop = match self.header {
+                    ForwardedHeader::XForwardedFor => parse_node(element),
+                    ForwardedHeader::Forwarded => forwarded_for(element).and_then(parse_node),
+                };
+                match hop.map(canonical) {
+                    Some(ip) if self.trusted(ip) => via = ip,
+                    Some(ip) => return ClientAddr::Ip(ip),
+                    None => return ClientAddr::Hidden { via },
+                }
             }
         }
-        Some(client)
+        ClientAddr::Ip(via)
     }
 }
 
 impl KeyExtractor for TrustedProxyIp {
     fn extract(&self, request: &RequestInfo<'_>) -> Option<RateKey> {
-        self.client(request).map(RateKey::ip)
+        self.client(request).map(|client| client.key())
     }
 }
 
@@ -199,54 +367,47 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The hops of `Forwarded` (its `for=` values) if present, else of every
-/// `X-Forwarded-For` header, left to right; `None` for a hop that does not
-/// parse. Bounded: only the last 64 hops are kept.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let mut hops = Vec::new();
-    let forwarded = headers.get_all(http::header::FORWARDED);
-    if forwarded.iter().next().is_some() {
-        for value in forwarded {
-            let Ok(value) = value.to_str() else {
-                hops.push(None);
-                continue;
-            };
-            for element in value.split(',') {
-                let node = element.split(';').find_map(|pair| {
-                    let (name, value) = pair.split_once('=')?;
-                    name.trim()
-                        .eq_ignore_ascii_case("for")
-                        .then_some(value.trim())
-                });
-                hops.push(node.and_then(parse_node));
+/// The `for=` node of one `Forwarded` element, unquoted; `None` when the
+/// element is malformed or has no (or more than one) `for`.
+fn forwarded_for(element: &str) -> Option<&str> {
+    let mut found = None;
+    for pair in element.split(';') {
+        if pair.trim().is_empty() {
+            continue;
+        }
+        let (name, value) = pair.split_once('=')?;
+        if name.trim().eq_ignore_ascii_case("for") {
+            if found.is_some() {
+                return None;
             }
-        }
-    } else {
-        for value in headers.get_all(HeaderName::from_static("x-forwarded-for")) {
-            let Ok(value) = value.to_str() else {
-                hops.push(None);
-                continue;
-            };
-            hops.extend(value.split(',').map(|hop| parse_node(hop.trim())));
+            found = Some(value.trim());
         }
     }
-    if hops.len() > 64 {
-        hops.drain(..hops.len() - 64);
+    let value = found?;
+    match value.strip_prefix('"') {
+        Some(rest) => rest
+            .strip_suffix('"')
+            .filter(|inner| !inner.contains(['"', '\\'])),
+        None => (!value.contains('"')).then_some(value),
     }
-    hops
 }
 
-/// `1.2.3.4`, `1.2.3.4:80`, `"[2001:db8::1]:443"`, `2001:db8::1`.
+/// `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:443`, `[2001:db8::1]`,
+/// `2001:db8::1`; a port may be obfuscated (`1.2.3.4:_p`, RFC 7239).
 fn parse_node(text: &str) -> Option<IpAddr> {
-    let text = text.trim_matches('"');
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(ip);
     }
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Some(addr.ip());
+    if let Some(rest) = text.strip_prefix('[') {
+        let (inner, port) = rest.split_once(']')?;
+        if !(port.is_empty() || port.starts_with(':')) {
+            return None;
+        }
+        return inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
     }
-    let (inner, _port) = text.strip_prefix('[')?.split_once(']')?;
-    inner.parse().ok()
+    // Unbracketed IPv6 parsed above, so a colon here starts a port.
+    let (host, _port) = text.split_once(':')?;
+    host.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 /// The authenticated principal (its API key id, or its issuer and subject),
@@ -310,9 +471,23 @@ impl KeyExtractor for HeaderKey {
 }
 
 /// A string field of a JSON body, lower-cased (the login policy keys on the
-/// e-mail address), read from at most `max_bytes` of body; `fallback` when
-/// the body is longer, not JSON, or without the field. The body is handed on
-/// to the service intact.
+/// e-mail address), for [`BodyRateLimitLayer`](crate::BodyRateLimitLayer).
+///
+/// Only a body of at most `max_bytes` is parsed; a longer one gets the
+/// `fallback` key without being parsed, as does a body that is not JSON or
+/// lacks the field. The body is handed on to the service intact either way.
+/// A client decides how long its body is, so it can always choose the
+/// fallback's bucket: when the field's bucket must not be escapable (a
+/// per-account login limit), make `max_bytes` as large as the layer's
+/// buffer.
+///
+/// ```
+/// use mcp_ratelimit::{JsonBodyField, PeerIp};
+///
+/// // The e-mail of login bodies up to 64 KiB, else the socket peer.
+/// let email = JsonBodyField::new("email", 64 * 1024, PeerIp);
+/// # let _ = email;
+/// ```
 #[derive(Clone)]
 pub struct JsonBodyField {
     pub(crate) field: String,
@@ -339,8 +514,12 @@ impl JsonBodyField {
         }
     }
 
-    /// The key of a buffered body.
+    /// The key of a buffered body; `None` (the fallback) for a body over
+    /// `max_bytes`, which is not parsed at all.
     pub(crate) fn key_of_body(&self, body: &[u8]) -> Option<RateKey> {
+        if body.len() > self.max_bytes {
+            return None;
+        }
         let value: serde_json::Value = serde_json::from_slice(body).ok()?;
         let field = value.get(&self.field)?.as_str()?.trim();
         if field.is_empty() || field.len() > 320 {
@@ -373,6 +552,15 @@ mod tests {
     }
 
     fn client(proxies: &[&str], peer: &str, headers: &[(&str, &str)]) -> Option<String> {
+        client_reading(ForwardedHeader::XForwardedFor, proxies, peer, headers)
+    }
+
+    fn client_reading(
+        header: ForwardedHeader,
+        proxies: &[&str],
+        peer: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<String> {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(
@@ -384,7 +572,8 @@ mod tests {
         extensions.insert(peer.parse::<SocketAddr>().unwrap());
         let (method, uri) = (Method::GET, Uri::from_static("/"));
         let info = info_with(&map, &extensions, &method, &uri);
-        let extractor = TrustedProxyIp::new(proxies.iter().map(|p| p.parse().unwrap()));
+        let extractor =
+            TrustedProxyIp::new(proxies.iter().map(|p| p.parse().unwrap())).header(header);
         extractor.extract(&info).map(|k| k.to_string())
     }
 
@@ -450,9 +639,10 @@ mod tests {
             .unwrap(),
             "ip:198.51.100.8"
         );
-        // Forwarded wins over X-Forwarded-For.
+        // `Forwarded` when configured, and then only it.
         assert_eq!(
-            client(
+            client_reading(
+                ForwardedHeader::Forwarded,
                 &["10.0.0.0/8"],
                 "10.0.0.2:1",
                 &[
@@ -470,7 +660,7 @@ mod tests {
 
     #[test]
     fn hostile_forwarding_headers() {
-        // Garbage right of the trusted hop: stop at the proxy.
+        // Garbage right of the trusted hop: a client hiding behind the proxy.
         assert_eq!(
             client(
                 &["10.0.0.0/8"],
@@ -478,7 +668,7 @@ mod tests {
                 &[("x-forwarded-for", "1.1.1.1, not-an-ip")]
             )
             .unwrap(),
-            "ip:10.0.0.2"
+            "hidden-via:10.0.0.2"
         );
         // A thousand entries: bounded, still the right-most untrusted.
         let many = (0..1000)
@@ -499,11 +689,68 @@ mod tests {
             .unwrap(),
             "ip:10.9.9.9"
         );
-        // Empty and odd values.
-        for value in ["", ",,,", "unknown", "[::1", "999.1.1.1"] {
+        // Empty lists are no hops: the proxy's own request.
+        for value in ["", ",,,", " , "] {
             assert_eq!(
                 client(&["10.0.0.0/8"], "10.0.0.2:1", &[("x-forwarded-for", value)]).unwrap(),
                 "ip:10.0.0.2",
+                "{value:?}"
+            );
+        }
+        // Odd values are hidden clients.
+        for value in [
+            "unknown",
+            "[::1",
+            "999.1.1.1",
+            "\"1.2.3.4\"",
+            "1.2.3.4 5.6.7.8",
+            "[1.2.3.4]",
+        ] {
+            assert_eq!(
+                client(&["10.0.0.0/8"], "10.0.0.2:1", &[("x-forwarded-for", value)]).unwrap(),
+                "hidden-via:10.0.0.2",
+                "{value:?}"
+            );
+        }
+        // Forwarded: malformed and obfuscated nodes, quoted commas.
+        for value in [
+            "for=unknown",
+            "for=_hidden",
+            "proto=https",
+            "for",
+            "for=1.1.1.1;for=2.2.2.2",
+            "for=\"x, for=198.51.100.1\"",
+            "for=\"198.51.100.1",
+            "for=198.51.100.1\"",
+        ] {
+            assert_eq!(
+                client_reading(
+                    ForwardedHeader::Forwarded,
+                    &["10.0.0.0/8"],
+                    "10.0.0.2:1",
+                    &[("forwarded", value)]
+                )
+                .unwrap(),
+                "hidden-via:10.0.0.2",
+                "{value:?}"
+            );
+        }
+        for (value, expected) in [
+            ("for=198.51.100.1", "ip:198.51.100.1"),
+            ("For=\"198.51.100.1:8080\";proto=https", "ip:198.51.100.1"),
+            ("for=\"198.51.100.1:_p\"", "ip:198.51.100.1"),
+            ("by=10.0.0.2;for=\"[2001:db8::1]\"", "ip:2001:db8::/56"),
+            ("for=198.51.100.1, for=10.3.3.3", "ip:198.51.100.1"),
+        ] {
+            assert_eq!(
+                client_reading(
+                    ForwardedHeader::Forwarded,
+                    &["10.0.0.0/8"],
+                    "10.0.0.2:1",
+                    &[("forwarded", value)]
+                )
+                .unwrap(),
+                expected,
                 "{value:?}"
             );
         }
@@ -516,6 +763,124 @@ mod tests {
             )
             .unwrap(),
             "ip:198.51.100.1"
+        );
+    }
+
+    #[test]
+    fn a_client_forwarded_header_does_not_override_the_proxy_xff() {
+        // The proxy appends to X-Forwarded-For and passes the client's own
+        // `Forwarded` through: only the configured header counts.
+        for spoof in ["for=6.6.6.6", "for=_x", "for=\"[2001:db8::9]\"", "garbage"] {
+            assert_eq!(
+                client(
+                    &["10.0.0.0/8"],
+                    "10.0.0.2:1",
+                    &[("forwarded", spoof), ("x-forwarded-for", "198.51.100.7")]
+                )
+                .unwrap(),
+                "ip:198.51.100.7",
+                "{spoof:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_forwarded_configured_xff_is_ignored() {
+        for xff in ["198.51.100.1", "6.6.6.6", "_x"] {
+            assert_eq!(
+                client_reading(
+                    ForwardedHeader::Forwarded,
+                    &["10.0.0.0/8"],
+                    "10.0.0.2:1",
+                    &[("x-forwarded-for", xff)]
+                )
+                .unwrap(),
+                "ip:10.0.0.2",
+                "{xff:?}"
+            );
+            assert_eq!(
+                client_reading(
+                    ForwardedHeader::Forwarded,
+                    &["10.0.0.0/8"],
+                    "10.0.0.2:1",
+                    &[("x-forwarded-for", xff), ("forwarded", "for=203.0.113.5")]
+                )
+                .unwrap(),
+                "ip:203.0.113.5",
+                "{xff:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unparsable_hop_is_a_hidden_client_not_the_proxy() {
+        // The proxy's own requests (no header) are its address.
+        assert_eq!(
+            client(&["10.0.0.0/8"], "10.0.0.2:1", &[]).unwrap(),
+            "ip:10.0.0.2"
+        );
+        // A hop that does not parse is the client: never the proxy's bucket,
+        // never a bucket named by the client's text.
+        let hidden = client(
+            &["10.0.0.0/8"],
+            "10.0.0.2:1",
+            &[("x-forwarded-for", "1.1.1.1, not-an-ip")],
+        )
+        .unwrap();
+        assert_ne!(
+            hidden, "ip:10.0.0.2",
+            "the proxy's address must not stand in"
+        );
+        assert_ne!(hidden, "ip:1.1.1.1", "the walk must not go past the client");
+        for value in ["_x", "_y", "unknown", "[::1", "999.1.1.1", "6.6.6.6, _z"] {
+            assert_eq!(
+                client(&["10.0.0.0/8"], "10.0.0.2:1", &[("x-forwarded-for", value)]).unwrap(),
+                hidden,
+                "{value:?}: one bucket per proxy, whatever the text"
+            );
+        }
+        // Hidden behind another trusted hop: that hop's bucket of hidden clients.
+        let deeper = client(
+            &["10.0.0.0/8"],
+            "10.0.0.2:1",
+            &[("x-forwarded-for", "_x, 10.3.3.3")],
+        )
+        .unwrap();
+        assert_ne!(deeper, hidden);
+        assert_ne!(deeper, "ip:10.3.3.3");
+        // A readable client behind the same proxy keeps its own bucket.
+        assert_eq!(
+            client(
+                &["10.0.0.0/8"],
+                "10.0.0.2:1",
+                &[("x-forwarded-for", "198.51.100.1")]
+            )
+            .unwrap(),
+            "ip:198.51.100.1"
+        );
+    }
+
+    #[test]
+    fn json_field_reads_at_most_max_bytes() {
+        let field = JsonBodyField::new("email", 40, PeerIp);
+        let body = br#"{"email":"ada@example.com"}"#;
+        assert!(body.len() <= 40);
+        assert_eq!(
+            field.key_of_body(body).unwrap().to_string(),
+            "email:ada@example.com"
+        );
+        let exact = format!(r#"{{"email":"ada@example.com"{}}}"#, " ".repeat(40 - 27));
+        assert_eq!(exact.len(), 40);
+        assert!(
+            field.key_of_body(exact.as_bytes()).is_some(),
+            "max_bytes is inclusive"
+        );
+        let longer = format!(r#"{{"email":"ada@example.com"{}}}"#, " ".repeat(41 - 27));
+        assert_eq!(longer.len(), 41);
+        assert_eq!(
+            field.key_of_body(longer.as_bytes()),
+            None,
+            "a body over max_bytes falls back"
         );
     }
 

@@ -86,7 +86,37 @@ fn small_numbers() -> &'static [HeaderValue] {
     })
 }
 
+/// What a limiter is configured with: a plain value. A layer keeps one and
+/// makes its services' [`Shared`] state from it in `Layer::layer`, so a
+/// setting made on any copy, at any time before that, applies to the
+/// services that copy makes, and nothing set can be lost.
+#[derive(Clone)]
+struct Settings {
+    backend: Arc<dyn RateLimitBackend>,
+    policy: Policy,
+    failure: FailurePolicy,
+    style: HeaderStyle,
+    skip: Option<Skip>,
+}
+
+impl Settings {
+    fn new(backend: Arc<dyn RateLimitBackend>, policy: Policy) -> Settings {
+        Settings {
+            backend,
+            policy,
+            failure: FailurePolicy::Open,
+            style: HeaderStyle::default(),
+            skip: None,
+        }
+    }
+
+    fn build(&self) -> Arc<Shared> {
+        Arc::new(Shared::new(self))
+    }
+}
+
 /// Everything a limiter of one policy shares between its services.
+#[derive(Clone)]
 struct Shared {
     backend: Arc<dyn RateLimitBackend>,
     policy: Policy,
@@ -102,7 +132,8 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(backend: Arc<dyn RateLimitBackend>, policy: Policy) -> Shared {
+    fn new(settings: &Settings) -> Shared {
+        let policy = settings.policy.clone();
         let quota = policy.quota();
         let numbers = small_numbers();
         let policy_header = HeaderValue::from_str(&format!(
@@ -114,10 +145,10 @@ impl Shared {
         .unwrap_or_else(|_| HeaderValue::from_static("\"default\""));
         let name = policy.name().to_owned();
         Shared {
-            backend,
-            failure: FailurePolicy::Open,
-            style: HeaderStyle::default(),
-            skip: None,
+            backend: settings.backend.clone(),
+            failure: settings.failure.clone(),
+            style: settings.style,
+            skip: settings.skip.clone(),
             numbers,
             policy_header,
             allowed: metrics::counter!("ratelimit_decisions_total", "policy" => name.clone(), "outcome" => "allowed"),
@@ -246,23 +277,41 @@ fn settle(shared: &Shared, result: Result<Decision, BackendError>) -> Option<Out
     }
 }
 
+/// Which backend decided: the one to refund.
+#[derive(Clone, Copy, Debug)]
+enum Decider {
+    Primary,
+    Fallback,
+}
+
+impl Shared {
+    fn decider(&self, decider: Decider) -> &dyn RateLimitBackend {
+        match (decider, &self.failure) {
+            (Decider::Fallback, FailurePolicy::Fallback(fallback)) => &**fallback,
+            _ => &*self.backend,
+        }
+    }
+}
+
 /// Decides for `key`, following the failure policy (fallback included).
-async fn outcome(shared: &Shared, key: &RateKey) -> Outcome {
+async fn outcome(shared: &Shared, key: &RateKey) -> (Outcome, Decider) {
     let result = shared
         .backend
         .check(&shared.policy, key, 1)
         .decision()
         .await;
     if let Some(outcome) = settle(shared, result) {
-        return outcome;
+        return (outcome, Decider::Primary);
     }
     let FailurePolicy::Fallback(fallback) = &shared.failure else {
-        return Outcome::Unlimited;
+        return (Outcome::Unlimited, Decider::Primary);
     };
     match fallback.check(&shared.policy, key, 1).decision().await {
-        Ok(decision) => Outcome::Decided(decision),
-        // The fallback has hit its cap too: let it through.
-        Err(_) => Outcome::Unlimited,
+        Ok(decision) => (Outcome::Decided(decision), Decider::Fallback),
+        // The in-process backend always decides (past its cap, in its
+        // overflow bucket); were it ever to fail, failing open is what a
+        // fallback is for.
+        Err(_) => (Outcome::Unlimited, Decider::Fallback),
     }
 }
 
@@ -281,7 +330,7 @@ fn verdict<B: From<Bytes>>(shared: &Shared, outcome: Outcome) -> Verdict<B> {
 
 /// Decides for `key` and says what to do with the request.
 async fn decide<B: From<Bytes>>(shared: &Shared, key: &RateKey) -> Verdict<B> {
-    verdict(shared, outcome(shared, key).await)
+    verdict(shared, outcome(shared, key).await.0)
 }
 
 /// Limits requests under one [`Policy`], keyed by a [`KeyExtractor`], on a
@@ -314,9 +363,21 @@ async fn decide<B: From<Bytes>>(shared: &Shared, key: &RateKey) -> Verdict<B> {
 /// assert_eq!(second.headers()["retry-after"], "60");
 /// # }
 /// ```
+///
+/// The layer is a plain value: clone it, configure the clone, and each
+/// applies its own settings (they are read when [`Layer::layer`] runs):
+///
+/// ```
+/// use std::sync::Arc;
+/// use mcp_ratelimit::{FailurePolicy, InMemoryBackend, Policy, RateLimitLayer};
+///
+/// let api = RateLimitLayer::new(Arc::new(InMemoryBackend::new()), Policy::new("api", "100/60s".parse().unwrap()));
+/// let strict = api.clone().on_failure(FailurePolicy::Closed);
+/// # let _ = (api, strict);
+/// ```
 #[derive(Clone)]
 pub struct RateLimitLayer {
-    shared: Arc<Shared>,
+    settings: Settings,
     key: Arc<dyn KeyExtractor>,
 }
 
@@ -324,15 +385,9 @@ impl RateLimitLayer {
     /// Limits `policy` on `backend`, keyed by the socket peer.
     pub fn new(backend: Arc<dyn RateLimitBackend>, policy: Policy) -> Self {
         RateLimitLayer {
-            shared: Arc::new(Shared::new(backend, policy)),
+            settings: Settings::new(backend, policy),
             key: Arc::new(PeerIp),
         }
-    }
-
-    fn shared_mut(&mut self) -> &mut Shared {
-        // Layers are configured before they are cloned into services.
-        Arc::get_mut(&mut self.shared)
-            .unwrap_or_else(|| panic!("configure a RateLimitLayer before cloning it"))
     }
 
     /// Keys requests with `key` (default: the socket peer).
@@ -345,14 +400,14 @@ impl RateLimitLayer {
     /// What to do when the backend fails (default: let requests through).
     #[must_use]
     pub fn on_failure(mut self, failure: FailurePolicy) -> Self {
-        self.shared_mut().failure = failure;
+        self.settings.failure = failure;
         self
     }
 
     /// Which headers to send.
     #[must_use]
     pub fn headers(mut self, style: HeaderStyle) -> Self {
-        self.shared_mut().style = style;
+        self.settings.style = style;
         self
     }
 
@@ -360,7 +415,7 @@ impl RateLimitLayer {
     /// headers).
     #[must_use]
     pub fn skip(mut self, skip: impl Fn(&RequestInfo<'_>) -> bool + Send + Sync + 'static) -> Self {
-        self.shared_mut().skip = Some(Arc::new(skip));
+        self.settings.skip = Some(Arc::new(skip));
         self
     }
 }
@@ -371,7 +426,7 @@ impl<S> Layer<S> for RateLimitLayer {
     fn layer(&self, inner: S) -> RateLimit<S> {
         RateLimit {
             inner,
-            shared: self.shared.clone(),
+            shared: self.settings.build(),
             key: self.key.clone(),
         }
     }
@@ -513,9 +568,23 @@ where
 /// The body is buffered, up to `max_buffer` bytes (64 KiB by default; a
 /// larger body is refused `413`), read for the field, and handed on to the
 /// service intact. Put it inside the server's body limit.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mcp_ratelimit::{BodyRateLimitLayer, FailurePolicy, InMemoryBackend, JsonBodyField, PeerIp, Policy};
+///
+/// let login = BodyRateLimitLayer::new(
+///     Arc::new(InMemoryBackend::new()),
+///     Policy::new("auth", "10/15m".parse().unwrap()),
+///     // Every body the layer buffers is read for the e-mail.
+///     JsonBodyField::new("email", 64 * 1024, PeerIp),
+/// )
+/// .on_failure(FailurePolicy::Closed);
+/// # let _ = login;
+/// ```
 #[derive(Clone)]
 pub struct BodyRateLimitLayer {
-    shared: Arc<Shared>,
+    settings: Settings,
     field: Arc<JsonBodyField>,
     max_buffer: usize,
 }
@@ -524,27 +593,23 @@ impl BodyRateLimitLayer {
     /// Limits `policy` on `backend`, keyed by `field`.
     pub fn new(backend: Arc<dyn RateLimitBackend>, policy: Policy, field: JsonBodyField) -> Self {
         BodyRateLimitLayer {
-            shared: Arc::new(Shared::new(backend, policy)),
+            settings: Settings::new(backend, policy),
             field: Arc::new(field),
             max_buffer: 64 * 1024,
         }
     }
 
-    /// What to do when the backend fails.
+    /// What to do when the backend fails (default: let requests through).
     #[must_use]
     pub fn on_failure(mut self, failure: FailurePolicy) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.failure = failure;
-        }
+        self.settings.failure = failure;
         self
     }
 
     /// Which headers to send.
     #[must_use]
     pub fn headers(mut self, style: HeaderStyle) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.style = style;
-        }
+        self.settings.style = style;
         self
     }
 
@@ -562,7 +627,9 @@ impl<S> Layer<S> for BodyRateLimitLayer {
     fn layer(&self, inner: S) -> BodyRateLimit<S> {
         BodyRateLimit {
             inner,
-            layer: self.clone(),
+            shared: self.settings.build(),
+            field: self.field.clone(),
+            max_buffer: self.max_buffer,
         }
     }
 }
@@ -571,7 +638,9 @@ impl<S> Layer<S> for BodyRateLimitLayer {
 #[derive(Clone)]
 pub struct BodyRateLimit<S> {
     inner: S,
-    layer: BodyRateLimitLayer,
+    shared: Arc<Shared>,
+    field: Arc<JsonBodyField>,
+    max_buffer: usize,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BodyRateLimit<S>
@@ -595,10 +664,11 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
+        let (shared, field, max_buffer) =
+            (self.shared.clone(), self.field.clone(), self.max_buffer);
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let limited = http_body_util::Limited::new(body, layer.max_buffer);
+            let limited = http_body_util::Limited::new(body, max_buffer);
             let bytes = match limited.collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(error) => {
@@ -606,7 +676,7 @@ where
                         .downcast_ref::<http_body_util::LengthLimitError>()
                         .is_some();
                     return Ok(if too_large {
-                        Problem::payload_too_large(Some(layer.max_buffer)).into_response()
+                        Problem::payload_too_large(Some(max_buffer)).into_response()
                     } else {
                         tracing::debug!(%error, "the request body could not be read");
                         Problem::new(http::StatusCode::BAD_REQUEST, mcp_core::code::BAD_REQUEST)
@@ -615,17 +685,17 @@ where
                     });
                 }
             };
-            let key = layer.field.key_of_body(&bytes).or_else(|| {
+            let key = field.key_of_body(&bytes).or_else(|| {
                 let request = Request::from_parts(parts.clone(), ());
-                layer.field.fallback.extract(&RequestInfo::of(&request))
+                field.fallback.extract(&RequestInfo::of(&request))
             });
             let key = key.unwrap_or_else(keyless);
             let request = Request::from_parts(parts, ReqBody::from(bytes));
-            match decide(&layer.shared, &key).await {
+            match decide(&shared, &key).await {
                 Verdict::Pass(decision) => {
                     let mut response = inner.call(request).await?;
                     if let Some(decision) = decision {
-                        layer.shared.apply(response.headers_mut(), &decision);
+                        shared.apply(response.headers_mut(), &decision);
                     }
                     Ok(response)
                 }
@@ -638,6 +708,14 @@ where
 /// Counts failed attempts per key (the client IP by default) and, once a
 /// key has used up its quota, answers `429` **before** the service runs, so
 /// credentials cannot be brute-forced: the auth-failures policy.
+///
+/// Atomic: each attempt **reserves** one unit of the quota before the
+/// service runs and is refused if none is left; once the response is known
+/// the unit is kept if the attempt failed and
+/// [refunded](RateLimitBackend::refund) otherwise (also when the service
+/// errs, or the request is dropped before it answers). So however many
+/// guesses are sent at once, at most the quota of them reach the service,
+/// and at most that many attempts from one key are in flight together.
 ///
 /// Which responses count is up to `counts`, given the response head; a
 /// server counts `401`s for refused credentials, not for missing ones:
@@ -662,7 +740,7 @@ where
 /// ```
 #[derive(Clone)]
 pub struct FailureLimitLayer {
-    shared: Arc<Shared>,
+    settings: Settings,
     key: Arc<dyn KeyExtractor>,
     counts: Counts,
 }
@@ -675,7 +753,7 @@ impl FailureLimitLayer {
         counts: impl Fn(http::StatusCode, &http::Extensions) -> bool + Send + Sync + 'static,
     ) -> Self {
         FailureLimitLayer {
-            shared: Arc::new(Shared::new(backend, policy)),
+            settings: Settings::new(backend, policy),
             key: Arc::new(PeerIp),
             counts: Arc::new(counts),
         }
@@ -691,27 +769,22 @@ impl FailureLimitLayer {
     /// Requests for which `skip` is true are neither refused nor counted.
     #[must_use]
     pub fn skip(mut self, skip: impl Fn(&RequestInfo<'_>) -> bool + Send + Sync + 'static) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.skip = Some(Arc::new(skip));
-        }
+        self.settings.skip = Some(Arc::new(skip));
         self
     }
 
-    /// What to do when the backend fails (default: let requests through).
+    /// What to do when the backend fails (default: let requests through,
+    /// uncounted).
     #[must_use]
     pub fn on_failure(mut self, failure: FailurePolicy) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.failure = failure;
-        }
+        self.settings.failure = failure;
         self
     }
 
     /// Which headers a `429` of this layer carries.
     #[must_use]
     pub fn headers(mut self, style: HeaderStyle) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.style = style;
-        }
+        self.settings.style = style;
         self
     }
 }
@@ -722,7 +795,9 @@ impl<S> Layer<S> for FailureLimitLayer {
     fn layer(&self, inner: S) -> FailureLimit<S> {
         FailureLimit {
             inner,
-            layer: self.clone(),
+            shared: self.settings.build(),
+            key: self.key.clone(),
+            counts: self.counts.clone(),
         }
     }
 }
@@ -731,7 +806,82 @@ impl<S> Layer<S> for FailureLimitLayer {
 #[derive(Clone)]
 pub struct FailureLimit<S> {
     inner: S,
-    layer: FailureLimitLayer,
+    shared: Arc<Shared>,
+    key: Arc<dyn KeyExtractor>,
+    counts: Counts,
+}
+
+/// A unit of a failure quota taken before the service ran: kept once the
+/// attempt is known to have failed, refunded otherwise, including when the
+/// request is dropped half way (so a cancelled request never costs a unit).
+struct Reservation {
+    shared: Arc<Shared>,
+    key: RateKey,
+    decider: Decider,
+    armed: bool,
+}
+
+impl Reservation {
+    /// The attempt failed: the unit stays used.
+    fn keep(mut self) {
+        self.armed = false;
+        self.shared.allowed.increment(1);
+    }
+
+    /// The attempt did not fail: the unit is given back.
+    async fn refund(mut self) {
+        self.armed = false;
+        let result = self
+            .shared
+            .decider(self.decider)
+            .refund(&self.shared.policy, &self.key, 1)
+            .wait()
+            .await;
+        if let Err(error) = result {
+            // The unit stays used until it refills: erring on the side of
+            // limiting.
+            self.shared.log_error(&error);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let pending =
+            match self
+                .shared
+                .decider(self.decider)
+                .refund(&self.shared.policy, &self.key, 1)
+            {
+                Check::Ready(Ok(())) => false,
+                Check::Ready(Err(error)) => {
+                    self.shared.log_error(&error);
+                    false
+                }
+                Check::Pending(_) => true,
+            };
+        // Over the network the (lazy) future borrows from here: refund from
+        // a task that owns what it needs. Without a runtime the unit refills
+        // on its own.
+        if pending && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = self.shared.clone();
+            let key = std::mem::replace(&mut self.key, keyless());
+            let decider = self.decider;
+            runtime.spawn(async move {
+                let result = shared
+                    .decider(decider)
+                    .refund(&shared.policy, &key, 1)
+                    .wait()
+                    .await;
+                if let Err(error) = result {
+                    shared.log_error(&error);
+                }
+            });
+        }
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for FailureLimit<S>
@@ -752,47 +902,42 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let info = RequestInfo::of(&request);
-        let shared = self.layer.shared.clone();
+        let shared = self.shared.clone();
         let skip = shared.skip.as_ref().is_some_and(|skip| skip(&info));
-        let key = self.layer.key.extract(&info).unwrap_or_else(keyless);
-        let counts = self.layer.counts.clone();
+        let key = self.key.extract(&info).unwrap_or_else(keyless);
+        let counts = self.counts.clone();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             if skip {
                 return inner.call(request).await;
             }
-            match shared.backend.peek(&shared.policy, &key).decision().await {
-                Ok(decision) if !decision.allowed => {
+            // Check and count in one step: a peek first would let every
+            // concurrent guess through before any of them is counted.
+            let (outcome, decider) = outcome(&shared, &key).await;
+            match outcome {
+                Outcome::Decided(decision) if !decision.allowed => {
                     return Ok(shared.limited_response(&decision));
                 }
-                Ok(_) => {}
-                Err(error) => {
-                    shared.log_error(&error);
-                    if let FailurePolicy::Closed = shared.failure {
-                        return Ok(shared.unavailable());
-                    }
-                }
+                Outcome::Decided(_) => {}
+                Outcome::Unavailable(_) => return Ok(shared.unavailable()),
+                // Nothing was counted, so nothing can be kept or refunded.
+                Outcome::Unlimited => return inner.call(request).await,
             }
-            let response = inner.call(request).await?;
-            if counts(response.status(), response.extensions()) {
-                let counted = shared
-                    .backend
-                    .check(&shared.policy, &key, 1)
-                    .decision()
-                    .await;
-                match counted {
-                    Ok(decision) if !decision.allowed => shared.limited.increment(1),
-                    Ok(_) => shared.allowed.increment(1),
-                    Err(error) => {
-                        shared.log_error(&error);
-                        if let FailurePolicy::Fallback(fallback) = &shared.failure {
-                            let _ = fallback.check(&shared.policy, &key, 1).decision().await;
-                        }
-                    }
+            let reservation = Reservation {
+                shared,
+                key,
+                decider,
+                armed: true,
+            };
+            let response = inner.call(request).await;
+            match &response {
+                Ok(response) if counts(response.status(), response.extensions()) => {
+                    reservation.keep();
                 }
+                _ => reservation.refund().await,
             }
-            Ok(response)
+            response
         })
     }
 }
@@ -830,16 +975,26 @@ impl RateLimiter {
     /// Limits `policy` on `backend`.
     pub fn new(backend: Arc<dyn RateLimitBackend>, policy: Policy) -> Self {
         RateLimiter {
-            shared: Arc::new(Shared::new(backend, policy)),
+            shared: Settings::new(backend, policy).build(),
         }
     }
 
     /// What to do when the backend fails (default: let events through).
+    /// Applies to this limiter (and clones made from it afterwards), even if
+    /// it has been cloned before: clones are independent values.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mcp_ratelimit::{FailurePolicy, InMemoryBackend, Policy, RateLimiter};
+    ///
+    /// let ws = RateLimiter::new(Arc::new(InMemoryBackend::new()), Policy::new("ws", "1000/60s".parse().unwrap()));
+    /// let strict = ws.clone().on_failure(FailurePolicy::Closed);
+    /// # let _ = (ws, strict);
+    /// ```
     #[must_use]
     pub fn on_failure(mut self, failure: FailurePolicy) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.failure = failure;
-        }
+        // Copy on write: a clone sharing the state keeps its own policy.
+        Arc::make_mut(&mut self.shared).failure = failure;
         self
     }
 
@@ -850,7 +1005,7 @@ impl RateLimiter {
     /// are counted in the same metrics as the layers'.
     pub async fn check(&self, key: &RateKey) -> Result<Decision, BackendError> {
         let shared = &self.shared;
-        match outcome(shared, key).await {
+        match outcome(shared, key).await.0 {
             Outcome::Decided(decision) => {
                 if decision.allowed {
                     shared.allowed.increment(1);

@@ -31,8 +31,8 @@ mod redis_backend;
 
 pub use backend::{BackendError, Check, DecisionFuture, InMemoryBackend, RateLimitBackend};
 pub use key::{
-    HeaderKey, JsonBodyField, KeyExtractor, PeerIp, PrincipalOrIp, RateKey, RequestInfo,
-    TrustedProxyIp, principal_key,
+    ClientAddr, ForwardedHeader, ForwardedHeaderError, HeaderKey, JsonBodyField, KeyExtractor,
+    PeerIp, PrincipalOrIp, RateKey, RequestInfo, TrustedProxyIp, principal_key,
 };
 pub use layer::{
     BodyRateLimit, BodyRateLimitLayer, FailureLimit, FailureLimitLayer, FailurePolicy, HeaderStyle,

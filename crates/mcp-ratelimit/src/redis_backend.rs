@@ -42,10 +42,35 @@ local remaining = math.floor((now + capacity - new_tat) / interval)
 return {1, remaining, 0, new_tat - now}
 "#;
 
+/// Gives back `cost` emission intervals of a bucket, atomically: the
+/// theoretical arrival time moves back, and a time not after now is a full
+/// bucket (the key is deleted). A missing key is a full bucket already.
+///
+/// KEYS[1]: the bucket. ARGV: emission interval, cost. Returns 1 if a
+/// request was given back, 0 if the bucket was full.
+const REFUND: &str = r#"
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
+local interval = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat <= now then
+  return 0
+end
+local new_tat = tat - interval * cost
+if new_tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+end
+return 1
+"#;
+
 /// Limits shared by every replica through one Redis.
 ///
 /// One script, sent once and then run by its SHA (`EVALSHA`, resent
-/// automatically if Redis forgets it), decides atomically in one round trip.
+/// automatically if Redis forgets it), decides atomically in one round trip;
+/// another [refunds](RateLimitBackend::refund) the same way.
 /// The connection manager reconnects on its own; while Redis is down each
 /// check fails fast with [`BackendError::Unavailable`] and the layer applies
 /// its failure policy.
@@ -62,6 +87,7 @@ pub struct RedisBackend {
     /// `None` until the first connection succeeds (see [`RedisBackend::start`]).
     connection: std::sync::Arc<std::sync::RwLock<Option<ConnectionManager>>>,
     script: redis::Script,
+    refund: redis::Script,
     prefix: String,
 }
 
@@ -82,6 +108,7 @@ impl RedisBackend {
         Ok(RedisBackend {
             connection: std::sync::Arc::new(std::sync::RwLock::new(Some(connection))),
             script: redis::Script::new(GCRA),
+            refund: redis::Script::new(REFUND),
             prefix: prefix.to_owned(),
         })
     }
@@ -95,6 +122,7 @@ impl RedisBackend {
         let backend = RedisBackend {
             connection: std::sync::Arc::new(std::sync::RwLock::new(None)),
             script: redis::Script::new(GCRA),
+            refund: redis::Script::new(REFUND),
             prefix: prefix.to_owned(),
         };
         let slot = std::sync::Arc::downgrade(&backend.connection);
@@ -147,10 +175,8 @@ impl RedisBackend {
         peek: bool,
     ) -> Result<Decision, BackendError> {
         let quota = policy.quota();
-        let interval = u64::try_from(quota.emission_interval().as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let bucket = format!("{}:{}:{}", self.prefix, policy.name(), key);
+        let interval = interval_micros(policy);
+        let bucket = self.bucket(policy, key);
         let mut connection = self.connection()?;
         let (allowed, remaining, retry, reset): (i64, i64, i64, i64) = self
             .script
@@ -173,6 +199,37 @@ impl RedisBackend {
     }
 }
 
+impl RedisBackend {
+    fn bucket(&self, policy: &Policy, key: &RateKey) -> String {
+        format!("{}:{}:{}", self.prefix, policy.name(), key)
+    }
+
+    async fn give_back(
+        &self,
+        policy: &Policy,
+        key: &RateKey,
+        cost: u32,
+    ) -> Result<(), BackendError> {
+        let mut connection = self.connection()?;
+        let _given: i64 = self
+            .refund
+            .key(self.bucket(policy, key))
+            .arg(interval_micros(policy))
+            .arg(cost.max(1))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// The emission interval in whole microseconds (Redis's clock), at least 1.
+fn interval_micros(policy: &Policy) -> u64 {
+    u64::try_from(policy.quota().emission_interval().as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
 impl RateLimitBackend for RedisBackend {
     fn check<'a>(&'a self, policy: &'a Policy, key: &'a RateKey, cost: u32) -> Check<'a> {
         Check::Pending(Box::pin(self.run(policy, key, cost, false)))
@@ -180,5 +237,9 @@ impl RateLimitBackend for RedisBackend {
 
     fn peek<'a>(&'a self, policy: &'a Policy, key: &'a RateKey) -> Check<'a> {
         Check::Pending(Box::pin(self.run(policy, key, 1, true)))
+    }
+
+    fn refund<'a>(&'a self, policy: &'a Policy, key: &'a RateKey, cost: u32) -> Check<'a, ()> {
+        Check::Pending(Box::pin(self.give_back(policy, key, cost)))
     }
 }

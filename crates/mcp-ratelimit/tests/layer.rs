@@ -17,6 +17,8 @@ use mcp_ratelimit::{
 use serde_json::Value;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
+mod common;
+
 const T0: u64 = 1_800_000_000;
 
 fn policy(name: &str, limit: u32, secs: u64) -> Policy {
@@ -470,6 +472,9 @@ impl RateLimitBackend for Down {
     fn peek<'a>(&'a self, _: &'a Policy, _: &'a RateKey) -> Check<'a> {
         Check::Ready(Err(BackendError::Unavailable("down".into())))
     }
+    fn refund<'a>(&'a self, _: &'a Policy, _: &'a RateKey, _: u32) -> Check<'a, ()> {
+        Check::Ready(Err(BackendError::Unavailable("down".into())))
+    }
 }
 
 #[tokio::test]
@@ -549,5 +554,261 @@ async fn plain_limiter_follows_the_failure_policy() {
     assert!(
         fallback.check(&key).await.unwrap().allowed,
         "one back after 30 s"
+    );
+}
+
+/// 64 bad credentials from one address at once, all in flight together:
+/// the inner service answers only when every request has either reached it
+/// or been refused, so a check-then-act lockout lets all 64 through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_bad_credentials_get_at_most_the_quota() {
+    let clock = ManualClock::at_unix(T0);
+    let results = common::concurrent_bad_credentials(backend(&clock), 5).await;
+    let unauthorized = results.iter().filter(|s| **s == 401).count();
+    let limited = results.iter().filter(|s| **s == 429).count();
+    assert!(
+        unauthorized <= 5,
+        "at most the quota of 401s, got {unauthorized} (and {limited} 429s)"
+    );
+    assert_eq!(unauthorized + limited, 64, "{results:?}");
+}
+
+#[tokio::test]
+async fn successes_do_not_use_the_failure_quota() {
+    let clock = ManualClock::at_unix(T0);
+    let service = FailureLimitLayer::new(
+        backend(&clock),
+        policy("auth-failures", 3, 60),
+        counts_refused,
+    )
+    .layer(service_fn(auth_service));
+    let attempt = |code: Option<&str>| {
+        let mut request = request_from("198.51.100.9");
+        if let Some(code) = code {
+            request
+                .headers_mut()
+                .insert("x-code", code.parse().unwrap());
+        }
+        request
+    };
+    for _ in 0..20 {
+        let response = service.clone().oneshot(attempt(None)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            !response.headers().contains_key("ratelimit-remaining"),
+            "passing responses carry no failure headers"
+        );
+    }
+    for i in 0..3 {
+        let response = service
+            .clone()
+            .oneshot(attempt(Some("invalid_token")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "failure {i}");
+    }
+    let response = service.oneshot(attempt(None)).await.unwrap();
+    assert_eq!(response.status(), 429);
+}
+
+#[tokio::test]
+async fn past_the_cap_the_layer_still_limits_new_clients() {
+    let clock = ManualClock::at_unix(T0);
+    let memory = Arc::new(InMemoryBackend::new().clock(clock.shared()).max_keys(10));
+    let service =
+        RateLimitLayer::new(memory.clone(), policy("api", 3, 60)).layer(service_fn(ok_service));
+    for i in 0..10 {
+        let response = service
+            .clone()
+            .oneshot(request_from(&format!("192.0.2.{i}")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    memory.evict_idle();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = service
+            .clone()
+            .oneshot(request_from("203.0.113.200"))
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "a new client past the cap");
+}
+
+/// The failure policy set on a copy of a configured layer applies: nothing
+/// set can be lost, and nothing panics.
+#[tokio::test]
+async fn rate_limit_layer_on_failure_after_clone_applies() {
+    let layer = RateLimitLayer::new(Arc::new(Down), policy("api", 1, 60));
+    let open = layer.clone().layer(service_fn(ok_service));
+    let closed = layer
+        .clone()
+        .on_failure(FailurePolicy::Closed)
+        .layer(service_fn(ok_service));
+    assert_eq!(
+        closed
+            .oneshot(request_from("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        open.oneshot(request_from("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the original is unchanged"
+    );
+    drop(layer);
+}
+
+#[tokio::test]
+async fn body_rate_limit_layer_on_failure_after_clone_applies() {
+    let layer = BodyRateLimitLayer::new(
+        Arc::new(Down),
+        policy("auth", 1, 60),
+        JsonBodyField::new("email", 1024, PeerIp),
+    );
+    let _kept = layer.clone();
+    let closed = layer
+        .on_failure(FailurePolicy::Closed)
+        .layer(service_fn(ok_service));
+    let mut request = Request::post("/login")
+        .body(Full::new(Bytes::from_static(br#"{"email":"a@b.c"}"#)))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert("192.0.2.1:1".parse::<SocketAddr>().unwrap());
+    assert_eq!(closed.oneshot(request).await.unwrap().status(), 503);
+}
+
+#[tokio::test]
+async fn failure_limit_layer_on_failure_after_clone_applies() {
+    let layer = FailureLimitLayer::new(
+        Arc::new(Down),
+        policy("auth-failures", 1, 60),
+        counts_refused,
+    );
+    let _kept = layer.clone();
+    let closed = layer
+        .on_failure(FailurePolicy::Closed)
+        .layer(service_fn(auth_service));
+    assert_eq!(
+        closed
+            .oneshot(request_from("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+}
+
+#[tokio::test]
+async fn rate_limiter_on_failure_after_clone_applies() {
+    let limiter = RateLimiter::new(Arc::new(Down), policy("ws", 1, 60));
+    let _kept = limiter.clone();
+    let closed = limiter.on_failure(FailurePolicy::Closed);
+    assert!(
+        closed.check(&RateKey::text("conn")).await.is_err(),
+        "fail closed refuses"
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_max_bytes_is_keyed_by_the_fallback() {
+    let clock = ManualClock::at_unix(T0);
+    let service = BodyRateLimitLayer::new(
+        backend(&clock),
+        policy("auth", 1, 60),
+        JsonBodyField::new("email", 64, PeerIp),
+    )
+    .layer(service_fn(ok_service));
+    let login = |ip: &str, padding: usize| {
+        let body = format!(r#"{{"email":"ada@example.com"{}}}"#, " ".repeat(padding));
+        let mut request = Request::post("/login")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(format!("{ip}:1").parse::<SocketAddr>().unwrap());
+        request
+    };
+    // Small bodies from two addresses share the e-mail's bucket.
+    let first = service
+        .clone()
+        .oneshot(login("192.0.2.1", 0))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let second = service
+        .clone()
+        .oneshot(login("192.0.2.2", 0))
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429);
+    // Over max_bytes, the field is not looked for: the address's bucket.
+    let padded = service
+        .clone()
+        .oneshot(login("192.0.2.3", 100))
+        .await
+        .unwrap();
+    assert_eq!(padded.status(), 200, "keyed by its address, not the e-mail");
+    let again = service.oneshot(login("192.0.2.3", 100)).await.unwrap();
+    assert_eq!(again.status(), 429);
+}
+
+/// A reserved attempt whose request is dropped before the service answers
+/// is refunded: cancelling never costs a unit.
+#[tokio::test]
+async fn a_dropped_attempt_is_refunded() {
+    use tokio::sync::{Semaphore, mpsc};
+    let clock = ManualClock::at_unix(T0);
+    let (entered, mut arrived) = mpsc::unbounded_channel::<()>();
+    let gate = Arc::new(Semaphore::new(0));
+    let inner = {
+        let gate = gate.clone();
+        service_fn(move |req: Request<Full<Bytes>>| {
+            let (entered, gate) = (entered.clone(), gate.clone());
+            async move {
+                let _ = entered.send(());
+                let _permit = gate.acquire().await.expect("the gate is never closed");
+                auth_service(req).await
+            }
+        })
+    };
+    let service = FailureLimitLayer::new(
+        backend(&clock),
+        policy("auth-failures", 1, 60),
+        counts_refused,
+    )
+    .layer(inner);
+    let stuck = tokio::spawn(service.clone().oneshot(request_from("198.51.100.30")));
+    arrived
+        .recv()
+        .await
+        .expect("the first attempt reaches the service");
+    // The only unit is reserved by the attempt in flight.
+    let second = service
+        .clone()
+        .oneshot(request_from("198.51.100.30"))
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429);
+    stuck.abort();
+    assert!(stuck.await.unwrap_err().is_cancelled());
+    gate.add_permits(1);
+    let third = service
+        .oneshot(request_from("198.51.100.30"))
+        .await
+        .unwrap();
+    assert_eq!(
+        third.status(),
+        200,
+        "the dropped attempt gave its unit back"
     );
 }

@@ -19,6 +19,8 @@ use mcp_ratelimit::{
 };
 use tower::{Layer, ServiceExt, service_fn};
 
+mod common;
+
 fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
@@ -299,4 +301,87 @@ async fn an_outage_fails_open_or_closed_and_limiting_resumes() {
     assert_eq!(open.clone().oneshot(request()).await.unwrap().status(), 200);
     assert_eq!(open.clone().oneshot(request()).await.unwrap().status(), 429);
     assert_eq!(closed.oneshot(request()).await.unwrap().status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_bad_credentials_get_at_most_the_quota_on_redis() {
+    let Some(backend) =
+        shared_redis("concurrent_bad_credentials_get_at_most_the_quota_on_redis").await
+    else {
+        return;
+    };
+    let results = common::concurrent_bad_credentials(Arc::new(backend), 5).await;
+    let unauthorized = results.iter().filter(|s| **s == 401).count();
+    let limited = results.iter().filter(|s| **s == 429).count();
+    assert!(
+        unauthorized <= 5,
+        "at most the quota of 401s, got {unauthorized} (and {limited} 429s)"
+    );
+    assert_eq!(unauthorized + limited, 64, "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_moves_the_arrival_time_back_on_redis() {
+    let Some(backend) = shared_redis("refund_moves_the_arrival_time_back_on_redis").await else {
+        return;
+    };
+    let policy = Policy::new("refund", Quota::per(3, Duration::from_secs(3600)).unwrap());
+    let key = RateKey::text("k");
+    let check = || async { backend.check(&policy, &key, 1).decision().await.unwrap() };
+    for _ in 0..3 {
+        assert!(check().await.allowed);
+    }
+    assert!(!check().await.allowed);
+    backend.refund(&policy, &key, 1).wait().await.unwrap();
+    let again = check().await;
+    assert!(again.allowed, "one request given back");
+    assert_eq!(again.remaining, 0);
+    assert!(!check().await.allowed);
+    // Never fuller than full: a refund of a bucket that was never used, or
+    // more than was used, leaves it full.
+    let fresh = RateKey::text("fresh");
+    backend.refund(&policy, &fresh, 5).wait().await.unwrap();
+    let first = backend.check(&policy, &fresh, 1).decision().await.unwrap();
+    assert_eq!(first.remaining, 2);
+    backend.refund(&policy, &fresh, 5).wait().await.unwrap();
+    let after = backend.check(&policy, &fresh, 1).decision().await.unwrap();
+    assert_eq!(
+        after.remaining, 2,
+        "the over-refund only emptied the bucket"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successes_do_not_use_the_failure_quota_on_redis() {
+    let Some(backend) = shared_redis("successes_do_not_use_the_failure_quota_on_redis").await
+    else {
+        return;
+    };
+    let service = mcp_ratelimit::FailureLimitLayer::new(
+        Arc::new(backend),
+        Policy::new(
+            "auth-failures",
+            Quota::per(2, Duration::from_secs(3600)).unwrap(),
+        ),
+        common::counts_refused,
+    )
+    .layer(service_fn(|req: Request<Full<Bytes>>| async move {
+        Ok::<_, Infallible>(if req.headers().contains_key("x-bad") {
+            mcp_core::Problem::unauthorized("invalid_api_key", "no").into_response()
+        } else {
+            Response::new(Full::new(Bytes::new()))
+        })
+    }));
+    for _ in 0..10 {
+        assert_eq!(
+            service.clone().oneshot(request()).await.unwrap().status(),
+            200
+        );
+    }
+    for _ in 0..2 {
+        let mut bad = request();
+        bad.headers_mut().insert("x-bad", "1".parse().unwrap());
+        assert_eq!(service.clone().oneshot(bad).await.unwrap().status(), 401);
+    }
+    assert_eq!(service.oneshot(request()).await.unwrap().status(), 429);
 }
