@@ -209,11 +209,13 @@ pub async fn bind_sessions(
         .get(&SESSION_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // Fail closed: an id this map does not know (never issued here, or
+    // forgotten) is refused as well as a foreign one; rmcp never decides
+    // on a session whose owner we cannot name.
     if let Some(session) = &presented
-        && let Some(owner) = sessions.owners.get(session)
-        && principal.as_ref().map(identity) != Some(owner)
+        && principal.as_ref().map(identity) != sessions.owners.get(session)
     {
-        tracing::warn!("MCP session presented by a principal that did not open it");
+        tracing::warn!("MCP session presented that is unknown or another principal's");
         return Problem::not_found()
             .with_detail("no such session")
             .into_response();
@@ -237,4 +239,87 @@ pub async fn bind_sessions(
         _ => {}
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::routing::any;
+    use http::StatusCode;
+    use mcp_core::AuthMethod;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Stands for rmcp: it answers any session id it is shown (as rmcp does
+    /// for sessions it knows), and opens `s-1` when none is presented.
+    fn app(sessions: Sessions, reached: Arc<AtomicUsize>) -> Router {
+        Router::new()
+            .route(
+                "/mcp",
+                any(move |request: Request| {
+                    let reached = reached.clone();
+                    async move {
+                        reached.fetch_add(1, Ordering::SeqCst);
+                        let mut response = Response::new(Body::empty());
+                        if !request.headers().contains_key(&SESSION_ID) {
+                            response
+                                .headers_mut()
+                                .insert(SESSION_ID, http::HeaderValue::from_static("s-1"));
+                        }
+                        response
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                sessions,
+                bind_sessions,
+            ))
+    }
+
+    fn request(who: &str, session: Option<&str>) -> Request {
+        let mut request = Request::post("/mcp").body(Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(Principal::builder(who, AuthMethod::Jwt).build());
+        if let Some(session) = session {
+            request
+                .headers_mut()
+                .insert(SESSION_ID, http::HeaderValue::from_str(session).unwrap());
+        }
+        request
+    }
+
+    #[tokio::test]
+    async fn a_session_id_the_binding_does_not_know_never_reaches_rmcp() {
+        let reached = Arc::new(AtomicUsize::new(0));
+        let app = app(Sessions::default(), reached.clone());
+        let response = app
+            .clone()
+            .oneshot(request("alice", Some("forged")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(reached.load(Ordering::SeqCst), 0, "rmcp was asked");
+
+        // A session opened here works for its owner only.
+        let opened = app.clone().oneshot(request("alice", None)).await.unwrap();
+        assert_eq!(opened.headers()[&SESSION_ID], "s-1");
+        let own = app
+            .clone()
+            .oneshot(request("alice", Some("s-1")))
+            .await
+            .unwrap();
+        assert_eq!(own.status(), StatusCode::OK);
+        let foreign = app
+            .clone()
+            .oneshot(request("mallory", Some("s-1")))
+            .await
+            .unwrap();
+        assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+        assert_eq!(reached.load(Ordering::SeqCst), 2);
+    }
 }
