@@ -139,6 +139,9 @@ pub mod settings {
         Setting::new("MCP_RATE_LIMIT_HEADERS", "rate_limit_headers");
     /// Proxies whose `X-Forwarded-For` / `Forwarded` are believed.
     pub const TRUSTED_PROXIES: Setting = Setting::new("MCP_TRUSTED_PROXIES", "trusted_proxies");
+    /// The one forwarding header read from trusted proxies:
+    /// `x-forwarded-for` or `forwarded`.
+    pub const FORWARDED_HEADER: Setting = Setting::new("MCP_FORWARDED_HEADER", "forwarded_header");
     /// CORS: unset/`false`, `*`, or a comma list of origins.
     pub const CORS_ORIGIN: Setting = Setting::new("MCP_CORS_ORIGIN", "cors_origin");
     /// Host names the server answers to.
@@ -186,6 +189,7 @@ pub mod settings {
         RATE_LIMIT_FAIL,
         RATE_LIMIT_HEADERS,
         TRUSTED_PROXIES,
+        FORWARDED_HEADER,
         CORS_ORIGIN,
         ALLOWED_HOSTS,
         ORIGIN_GUARD,
@@ -418,6 +422,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one header read from them (`X-Forwarded-For`).
+    pub forwarded_header: mcp_ratelimit::ForwardedHeader,
     /// CORS.
     pub cors: mcp_cors::CorsPolicy,
     /// The Host/Origin guard, `None` when turned off.
@@ -643,12 +649,17 @@ impl Config {
                 })
                 .collect()
         })?;
+        let forwarded_header = s.parse(FORWARDED_HEADER, Default::default, |v| {
+            v.parse::<mcp_ratelimit::ForwardedHeader>()
+                .map_err(|e| e.to_string())
+        })?;
         Ok(Config {
             cors,
             guard,
             allowed_hosts,
             rate_limits,
             trusted_proxies,
+            forwarded_header,
             jwt,
             allow_registration,
             user_cache_ttl,
@@ -1294,6 +1305,16 @@ mod tests {
         assert!(config.rate_limits.fail_closed);
         assert!(config.rate_limits.headers.draft && !config.rate_limits.headers.standard);
         assert_eq!(config.trusted_proxies.len(), 2);
+        assert_eq!(
+            config.forwarded_header,
+            mcp_ratelimit::ForwardedHeader::XForwardedFor
+        );
+        assert_eq!(
+            load(&[("MCP_FORWARDED_HEADER", "Forwarded")])
+                .unwrap()
+                .forwarded_header,
+            mcp_ratelimit::ForwardedHeader::Forwarded
+        );
         assert!(!format!("{config:?}").contains("pw@"));
         for (name, value) in [
             ("MCP_RATE_LIMIT_API", "100"),
@@ -1301,6 +1322,7 @@ mod tests {
             ("MCP_RATE_LIMIT_FAIL", "sometimes"),
             ("MCP_RATE_LIMIT_HEADERS", "fancy"),
             ("MCP_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("MCP_FORWARDED_HEADER", "both"),
             ("REDIS_URL", "http://x"),
         ] {
             let err = load(&[(name, value)]).unwrap_err();

@@ -79,7 +79,8 @@ impl Limits {
             failure,
             fail_closed: rl.fail_closed,
             headers: rl.headers,
-            client_ip: TrustedProxyIp::new(config.trusted_proxies.iter().copied()),
+            client_ip: TrustedProxyIp::new(config.trusted_proxies.iter().copied())
+                .header(config.forwarded_header),
         })
     }
 
@@ -102,15 +103,19 @@ impl Limits {
     /// The auth policy of login and register, keyed by the lower-cased
     /// e-mail of the body (one bucket for both routes), else client IP.
     pub fn auth_layer(&self) -> BodyRateLimitLayer {
+        // The server's body limit applies first; this is only the buffer.
+        const BUFFER: usize = 1024 * 1024;
         BodyRateLimitLayer::new(
             self.backend.clone(),
             self.auth.clone(),
-            JsonBodyField::new("email", 4096, self.client_ip.clone()),
+            // Every buffered body is read for the e-mail: with a smaller
+            // bound, padding a login would move it to the IP's bucket and
+            // out of the per-account limit.
+            JsonBodyField::new("email", BUFFER, self.client_ip.clone()),
         )
         .on_failure(self.failure.clone())
         .headers(self.headers)
-        // The server's body limit applies first; this is only the buffer.
-        .max_buffer(1024 * 1024)
+        .max_buffer(BUFFER)
     }
 
     /// The auth-failures policy: refused credentials and failed logins per

@@ -183,6 +183,82 @@ async fn trusted_proxies_decide_whose_address_counts() {
     );
 }
 
+/// Exactly one forwarding header is read (`MCP_FORWARDED_HEADER`): a client
+/// behind the proxy cannot pick its bucket with the other one, and a hop
+/// that does not parse is a hidden client, neither the proxy nor a bucket
+/// the client names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_configured_forwarding_header_counts() {
+    let Some(db) = TestDb::new(Backend::Sqlite, "forwarded_header").await else {
+        return;
+    };
+    let send = |api: &Api, headers: &[(&'static str, String)]| {
+        let mut request = api
+            .client
+            .post(format!("{}/api/auth/login", api.base))
+            .json(&json!({"email": "x"}));
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let xff = |v: &str| ("x-forwarded-for", v.to_owned());
+    let fwd = |v: &str| ("forwarded", v.to_owned());
+    let base = [
+        SECRET,
+        ("MCP_RATE_LIMIT_API", "1/60s"),
+        ("MCP_TRUSTED_PROXIES", "127.0.0.1"),
+    ];
+
+    // Default, X-Forwarded-For: the client's own `Forwarded` is ignored.
+    let server = TestServer::start(&db, &base);
+    let api = Api::new(&server);
+    assert_eq!(
+        send(&api, &[xff("198.51.100.1"), fwd("for=203.0.113.1")]).await,
+        400
+    );
+    assert_eq!(
+        send(&api, &[xff("198.51.100.1"), fwd("for=203.0.113.2")]).await,
+        429,
+        "a random Forwarded must not buy a new bucket"
+    );
+    // Garbage hops are hidden clients: one bucket of their own, not the
+    // proxy's and not one per text.
+    assert_eq!(send(&api, &[xff("_x")]).await, 400);
+    assert_eq!(
+        send(&api, &[xff("_y")]).await,
+        429,
+        "not one bucket per text"
+    );
+    assert_eq!(send(&api, &[fwd("for=_x"), xff("198.51.100.2")]).await, 400);
+    assert_eq!(
+        send(&api, &[]).await,
+        400,
+        "the proxy's own bucket is untouched"
+    );
+    drop(server);
+
+    // `forwarded`: X-Forwarded-For is ignored.
+    let mut env = base.to_vec();
+    env.push(("MCP_FORWARDED_HEADER", "forwarded"));
+    let server = TestServer::start(&db, &env);
+    let api = Api::new(&server);
+    assert_eq!(send(&api, &[xff("198.51.100.3")]).await, 400);
+    assert_eq!(
+        send(&api, &[xff("198.51.100.4")]).await,
+        429,
+        "X-Forwarded-For is not read when `forwarded` is configured"
+    );
+    assert_eq!(
+        send(&api, &[fwd("for=198.51.100.5"), xff("1.1.1.1")]).await,
+        400
+    );
+    assert_eq!(
+        send(&api, &[fwd("for=198.51.100.5"), xff("2.2.2.2")]).await,
+        429
+    );
+}
+
 /// Two server processes on one database and one Redis enforce one quota.
 async fn two_servers_share_one_quota_through_redis(db: TestDb) {
     if !redis_reachable("two_servers_share_one_quota_through_redis") {
