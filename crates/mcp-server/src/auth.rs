@@ -3,13 +3,14 @@
 //! token's user still exists with the same role.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
 use http::request::Parts;
 use mcp_auth::{
-    AuthError, AuthLayer, AuthMode, Authenticator, BoxFuture, Challenge, JwksKeys,
-    JwtAuthenticator, ProtectedResourceMetadata, SigningKey, TokenIssuer, TrustedIssuer,
+    AuthError, AuthLayer, AuthMode, Authenticator, BoxFuture, Challenge, ExternalClaimsMapper,
+    JwksKeys, JwtAuthenticator, ProtectedResourceMetadata, SigningKey, TokenIssuer, TrustedIssuer,
     VerifyingKey,
 };
 use mcp_core::{Principal, SharedClock};
@@ -129,6 +130,16 @@ impl Auth {
         let mut challenge = Challenge::new("mcp");
         let mut metadata = None;
         if let Some((issuer, jwks_url)) = &jwt.external {
+            if *issuer == own_issuer {
+                // Its tokens would be checked as this server's own and its
+                // subjects taken for local user ids.
+                return Err(StartError::Config(ConfigError::Invalid {
+                    setting: settings::JWT_ISSUER,
+                    origin: Origin::Env,
+                    value: Some(issuer.clone()),
+                    reason: "is this server's own issuer (MCP_PUBLIC_URL)".to_owned(),
+                }));
+            }
             let jwks = JwksKeys::new(jwks_url).map_err(|error| {
                 StartError::Config(ConfigError::Invalid {
                     setting: settings::JWT_JWKS_URL,
@@ -138,7 +149,11 @@ impl Auth {
                 })
             })?;
             let jwks = Arc::new(jwks.clock(clock.clone()));
-            builder = builder.trust(TrustedIssuer::new(issuer, &jwt.audience).jwks(jwks));
+            builder = builder.trust(
+                TrustedIssuer::new(issuer, &jwt.audience)
+                    .jwks(jwks)
+                    .mapper(external_mapper(&jwt.role_map)),
+            );
             let document = ProtectedResourceMetadata::new(&jwt.audience)
                 .authorization_server(issuer)
                 .scopes(SCOPES.iter().copied())
@@ -149,7 +164,7 @@ impl Auth {
         let jwt_authenticator = builder
             .build()
             .map_err(|e| StartError::Auth(e.to_string()))?;
-        let users = UserCache::new(db.clone(), config.user_cache_ttl);
+        let users = UserCache::new(db.clone(), config.user_cache_ttl, keys.clone());
         // Bearer JWTs first: a bearer token wins over an X-API-Key beside it.
         let api_keys = mcp_apikeys::ApiKeyAuthenticator::with_owners(
             keys,
@@ -178,6 +193,20 @@ impl Auth {
             users,
         })
     }
+}
+
+/// How an external issuer's claims become a principal here: its subject is
+/// qualified by the issuer (`<iss>#<sub>`), so it never matches a local user
+/// (not in `/api/auth/me`, not as the owner of keys or agents); its role
+/// values grant local roles only through `MCP_JWT_ROLE_MAP`, and the least
+/// one, `user`, otherwise.
+fn external_mapper(role_map: &[(String, String)]) -> ExternalClaimsMapper {
+    role_map
+        .iter()
+        .fold(ExternalClaimsMapper::new(), |mapper, (claim, role)| {
+            mapper.map_role(claim, role)
+        })
+        .default_role(Role::User.as_str())
 }
 
 /// The HMAC secret kept in the database, generated on first start.
@@ -234,45 +263,61 @@ struct CachedUser {
 }
 
 /// Who each user is now, cached for `ttl`, so that a deleted or demoted
-/// user's tokens stop working within `ttl` on every replica, and at once on
-/// the one that made the change ([`UserCache::forget`]).
+/// user's tokens and keys stop working within `ttl` on every replica, and at
+/// once on the one that made the change ([`UserCache::forget`]).
 #[derive(Clone)]
 pub struct UserCache {
     db: Db,
     cache: moka::future::Cache<Uuid, Option<CachedUser>>,
+    /// Bumped by every `forget`: a lookup that read the database before it
+    /// does not cache what it read (it could be the old role).
+    generation: Arc<AtomicU64>,
+    /// The key service, whose cached key principals carry the owner's role.
+    keys: Arc<mcp_apikeys::ApiKeyService>,
 }
 
 impl UserCache {
-    fn new(db: Db, ttl: Duration) -> Self {
+    fn new(db: Db, ttl: Duration, keys: Arc<mcp_apikeys::ApiKeyService>) -> Self {
         UserCache {
             db,
             cache: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build(),
+            generation: Arc::new(AtomicU64::new(0)),
+            keys,
         }
     }
 
     /// The current role of user `id`; `None` when there is no such user.
     pub async fn role(&self, id: Uuid) -> Result<Option<Role>, AuthError> {
-        let db = self.db.clone();
-        self.cache
-            .try_get_with(id, async move {
-                users::find(&db, id)
-                    .await
-                    .map(|user| user.map(|u| CachedUser { role: u.role }))
-            })
+        if let Some(user) = self.cache.get(&id).await {
+            return Ok(user.map(|u| u.role));
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let user = users::find(&self.db, id)
             .await
-            .map(|user| user.map(|u| u.role))
             .map_err(|error| {
                 tracing::warn!(%error, "cannot check the token's user");
                 AuthError::Unavailable("the user store is unreachable".into())
-            })
+            })?
+            .map(|u| CachedUser { role: u.role });
+        if self.generation.load(Ordering::SeqCst) == generation {
+            self.cache.insert(id, user).await;
+            // A `forget` between the check and the insert: undo the insert.
+            if self.generation.load(Ordering::SeqCst) != generation {
+                self.cache.invalidate(&id).await;
+            }
+        }
+        Ok(user.map(|u| u.role))
     }
 
-    /// Drops what is cached of `id` (after an update or delete).
+    /// Drops what is cached of `id` (after an update or delete), here and in
+    /// the principals of the user's API keys.
     pub async fn forget(&self, id: Uuid) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.invalidate(&id).await;
+        self.keys.invalidate_owner(&id.to_string());
     }
 
     /// The principal of user `id`, checked: `None` when the user is gone,
@@ -294,8 +339,9 @@ impl UserCache {
 
 /// JWTs, with tokens of this server checked against its users: a deleted
 /// user's token is refused, a demoted user's token carries the new role.
-/// Tokens of an external issuer name users of that issuer and pass as they
-/// are.
+/// Tokens of an external issuer name users of that issuer (their subject
+/// qualified by it, their roles mapped: see [`external_mapper`]) and pass as
+/// they are.
 struct UserCheckedJwt {
     jwt: JwtAuthenticator,
     own_issuer: String,

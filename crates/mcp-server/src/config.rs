@@ -100,6 +100,9 @@ pub mod settings {
     pub const JWT_AUDIENCE: Setting = Setting::new("MCP_JWT_AUDIENCE", "jwt_audience");
     /// The external issuer's JWKS.
     pub const JWT_JWKS_URL: Setting = Setting::new("MCP_JWT_JWKS_URL", "jwt_jwks_url");
+    /// Which of the external issuer's role values grant which local role
+    /// (`claim=role,...`); none by default, so its users are plain users.
+    pub const JWT_ROLE_MAP: Setting = Setting::new("MCP_JWT_ROLE_MAP", "jwt_role_map");
     /// Whether `POST /api/auth/register` exists.
     pub const ALLOW_REGISTRATION: Setting =
         Setting::new("MCP_ALLOW_REGISTRATION", "allow_registration");
@@ -176,6 +179,7 @@ pub mod settings {
         JWT_ISSUER,
         JWT_AUDIENCE,
         JWT_JWKS_URL,
+        JWT_ROLE_MAP,
         ALLOW_REGISTRATION,
         USER_CACHE_TTL,
         API_KEY_PEPPER,
@@ -369,6 +373,9 @@ pub struct JwtConfig {
     pub audience: String,
     /// An external issuer and its JWKS URL, whose tokens are accepted too.
     pub external: Option<(String, String)>,
+    /// The external issuer's role values and the local role (`user` or
+    /// `admin`) each grants; its principals without one are `user`.
+    pub role_map: Vec<(String, String)>,
 }
 
 /// Database settings.
@@ -946,13 +953,12 @@ fn parse_jwt(s: &Sources, public_url: &str) -> Result<JwtConfig, ConfigError> {
         JWT_JWKS_URL,
         || None,
         |v| {
-            url::Url::parse(v)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https"))
-                .map(|_| Some(v.to_owned()))
-                .ok_or_else(|| "expected an http(s) URL".to_owned())
+            mcp_auth::JwksKeys::check_url(v)
+                .map(|()| Some(v.to_owned()))
+                .map_err(|e| e.to_string())
         },
     )?;
+    let role_map = s.parse(JWT_ROLE_MAP, Vec::new, parse_role_map)?;
     let external = match (issuer, jwks) {
         (Some(issuer), Some(jwks)) => Some((issuer, jwks)),
         (None, None) => None,
@@ -961,6 +967,9 @@ fn parse_jwt(s: &Sources, public_url: &str) -> Result<JwtConfig, ConfigError> {
         }
         (None, Some(_)) => return Err(invalid(JWT_ISSUER, "required with MCP_JWT_JWKS_URL")),
     };
+    if external.is_none() && !role_map.is_empty() {
+        return Err(invalid(JWT_ROLE_MAP, "needs MCP_JWT_ISSUER"));
+    }
     Ok(JwtConfig {
         signing,
         key_id,
@@ -968,7 +977,29 @@ fn parse_jwt(s: &Sources, public_url: &str) -> Result<JwtConfig, ConfigError> {
         leeway,
         audience,
         external,
+        role_map,
     })
+}
+
+/// `claim=role` pairs, comma-separated (a TOML list of them joins the same
+/// way); each role is `user` or `admin`.
+fn parse_role_map(value: &str) -> Result<Vec<(String, String)>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (claim, role) = pair
+                .split_once('=')
+                .map(|(c, r)| (c.trim(), r.trim()))
+                .filter(|(c, _)| !c.is_empty())
+                .ok_or_else(|| format!("expected claim=role pairs, got {pair:?}"))?;
+            match role {
+                "user" | "admin" => Ok((claim.to_owned(), role.to_owned())),
+                _ => Err(format!("unknown role {role:?}; expected user or admin")),
+            }
+        })
+        .collect()
 }
 
 fn read_env(
@@ -1251,6 +1282,38 @@ mod tests {
         ] {
             assert!(load(&[("MCP_PUBLIC_URL", bad)]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn external_issuer_settings() {
+        let issuer = ("MCP_JWT_ISSUER", "https://idp.example.com");
+        let config = load(&[
+            issuer,
+            ("MCP_JWT_JWKS_URL", "https://idp.example.com/jwks.json"),
+            ("MCP_JWT_ROLE_MAP", "mcp-admins=admin, staff = user"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.jwt.role_map,
+            [
+                ("mcp-admins".to_owned(), "admin".to_owned()),
+                ("staff".to_owned(), "user".to_owned())
+            ]
+        );
+        let local = load(&[issuer, ("MCP_JWT_JWKS_URL", "http://127.0.0.1:9/jwks")]).unwrap();
+        assert!(local.jwt.role_map.is_empty());
+        for (name, value) in [
+            ("MCP_JWT_JWKS_URL", "http://idp.example.com/jwks.json"),
+            ("MCP_JWT_ROLE_MAP", "admins=root"),
+            ("MCP_JWT_ROLE_MAP", "admins"),
+        ] {
+            let mut env = vec![issuer, ("MCP_JWT_JWKS_URL", "https://idp.example.com/j")];
+            env.push((name, value));
+            let err = load(&env).unwrap_err();
+            assert!(err.to_string().contains(name), "{value}: {err}");
+        }
+        let err = load(&[("MCP_JWT_ROLE_MAP", "a=admin")]).unwrap_err();
+        assert!(err.to_string().contains("MCP_JWT_ROLE_MAP"), "{err}");
     }
 
     #[test]

@@ -256,14 +256,15 @@ async fn serve(config: Config) -> Result<(), StartError> {
     );
     let db = state.db.clone();
     let keys = state.keys.clone();
-    let background = keys.start(std::time::Duration::from_secs(10));
+    let _writer = keys.start(std::time::Duration::from_secs(10));
     let eviction = state.limits.start();
     let result = http::serve(listener, app(state), shutdown, grace).await;
-    background.abort();
+    // Not aborted: `keys.shutdown()` below lets a lastUsed write in progress
+    // finish, stops the writer, then writes the last batch.
     if let Some(eviction) = eviction {
         eviction.abort();
     }
-    match keys.flush_last_used().await {
+    match keys.shutdown().await {
         Ok(count) => tracing::info!(keys = count, "recorded the last uses of API keys"),
         Err(error) => tracing::warn!(%error, "could not record the last uses of API keys"),
     }

@@ -530,11 +530,18 @@ both_databases!(
     asymmetric_keys_sign_and_verify_in_the_server
 );
 
-/// An external issuer: its JWKS (served here) is fetched by the server, its
-/// tokens accepted, its RFC 9728 metadata published and named in 401s.
-async fn external_issuer_and_protected_resource_metadata(db: TestDb) {
+/// An external issuer for tests: its JWKS, served here on loopback, and the
+/// key that signs its tokens.
+struct ExternalIssuer {
+    jwks_url: String,
+    key: jsonwebtoken::EncodingKey,
+}
+
+const EXTERNAL_ISSUER: &str = "https://auth.example.com";
+
+async fn external_issuer() -> ExternalIssuer {
     use axum::routing::get;
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use jsonwebtoken::{Algorithm, EncodingKey};
 
     mcp_auth::install_crypto_provider();
     let private = std::fs::read(format!("{KEYS}rsa-private.pem")).unwrap();
@@ -554,7 +561,31 @@ async fn external_issuer_and_protected_resource_metadata(db: TestDb) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    ExternalIssuer { jwks_url, key }
+}
 
+impl ExternalIssuer {
+    /// A token of this issuer with `claims` (`iss` and `exp` added).
+    fn token(&self, mut claims: Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("ext-1".into());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        claims["iss"] = json!(EXTERNAL_ISSUER);
+        claims["exp"] = json!(now + 600);
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
+}
+
+/// An external issuer: its JWKS (served here) is fetched by the server, its
+/// tokens accepted, its RFC 9728 metadata published and named in 401s.
+async fn external_issuer_and_protected_resource_metadata(db: TestDb) {
+    use jsonwebtoken::{Algorithm, Header};
+
+    let external = external_issuer().await;
+    let (jwks_url, key) = (external.jwks_url.clone(), &external.key);
     let issuer = "https://auth.example.com";
     let server = start(
         &db,
@@ -604,16 +635,17 @@ async fn external_issuer_and_protected_resource_metadata(db: TestDb) {
         .as_secs();
     let claims = json!({"sub": "ext-user-9", "iss": issuer, "aud": "http://mcp.test:8080/mcp",
                         "exp": now + 600, "scope": "mcp agents:read", "email": "ext@example.com"});
-    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let token = jsonwebtoken::encode(&header, &claims, key).unwrap();
     let (status, _, me) = api.call("GET", "/api/auth/me", Some(&token), None).await;
     assert_eq!(status, 200, "{me}");
-    assert_eq!(me["id"], "ext-user-9");
+    // The subject is the issuer's, qualified by it.
+    assert_eq!(me["id"], "https://auth.example.com#ext-user-9");
     assert_eq!(me["email"], "ext@example.com");
     assert_eq!(me["scopes"], json!(["agents:read", "mcp"]));
     // A token of that issuer for another audience is refused.
     let claims =
         json!({"sub": "ext-user-9", "iss": issuer, "aud": "https://other", "exp": now + 600});
-    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let token = jsonwebtoken::encode(&header, &claims, key).unwrap();
     assert_eq!(
         api.call("GET", "/api/auth/me", Some(&token), None).await.0,
         401
@@ -622,6 +654,161 @@ async fn external_issuer_and_protected_resource_metadata(db: TestDb) {
 both_databases!(
     external_issuer_and_protected_resource_metadata,
     external_issuer_and_protected_resource_metadata
+);
+
+/// An external issuer's `role: admin` is not an admin here: without a role
+/// map its principals are plain users; the map grants exactly what it names.
+async fn external_roles_come_only_from_the_role_map(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    let external = external_issuer().await;
+    let aud = "http://mcp.test:8080/mcp";
+    let admin_claims = json!({"sub": "boss", "aud": aud, "role": "admin"});
+    let env = [
+        ("MCP_JWT_ISSUER", EXTERNAL_ISSUER),
+        ("MCP_JWT_JWKS_URL", external.jwks_url.as_str()),
+        ("MCP_PUBLIC_URL", "http://mcp.test:8080"),
+    ];
+    {
+        let server = start(&db, &env);
+        let api = Api::new(&server);
+        let token = external.token(admin_claims.clone());
+        let (status, _, problem) = api.call("GET", "/api/users", Some(&token), None).await;
+        assert!(
+            matches!(status, 403 | 404),
+            "an external role: admin is not an admin: {status} {problem}"
+        );
+        let (_, _, me) = api.call("GET", "/api/auth/me", Some(&token), None).await;
+        assert_eq!(me["role"], "user", "{me}");
+    }
+    let mut mapped = env.to_vec();
+    mapped.push(("MCP_JWT_ROLE_MAP", "mcp-admins=admin"));
+    let server = start(&db, &mapped);
+    let api = Api::new(&server);
+    // `admin` is not in the map: still a user.
+    let token = external.token(admin_claims);
+    assert_eq!(
+        api.call("GET", "/api/users", Some(&token), None).await.0,
+        403
+    );
+    let token = external.token(json!({"sub": "boss", "aud": aud, "roles": ["mcp-admins"]}));
+    let (status, _, body) = api.call("GET", "/api/users", Some(&token), None).await;
+    assert_eq!(status, 200, "a mapped role is granted: {body}");
+}
+both_databases!(
+    external_roles_come_only_from_the_role_map,
+    external_roles_come_only_from_the_role_map
+);
+
+/// An external token whose `sub` is a local user's id is not that user: it
+/// sees neither the user's record, nor keys, nor agents.
+async fn an_external_subject_is_never_a_local_user(db: TestDb) {
+    let local = create_user(&db, "local@example.com", "local-password", "user");
+    let local_id = local["id"].as_str().unwrap().to_owned();
+    let external = external_issuer().await;
+    let server = start(
+        &db,
+        &[
+            ("MCP_JWT_ISSUER", EXTERNAL_ISSUER),
+            ("MCP_JWT_JWKS_URL", external.jwks_url.as_str()),
+            ("MCP_PUBLIC_URL", "http://mcp.test:8080"),
+        ],
+    );
+    let api = Api::new(&server);
+    let own = api.login("local@example.com", "local-password").await;
+    let (status, _, key) = api
+        .call(
+            "POST",
+            "/api/keys",
+            Some(&own),
+            Some(json!({"name": "mine"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{key}");
+    let (status, _, agent) = api
+        .call(
+            "POST",
+            "/api/agents",
+            Some(&own),
+            Some(json!({"name": "mine", "type": "t"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{agent}");
+
+    let impostor = external.token(json!({"sub": local_id, "aud": "http://mcp.test:8080/mcp"}));
+    let (status, _, me) = api.call("GET", "/api/auth/me", Some(&impostor), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_ne!(me["id"], local_id.as_str(), "{me}");
+    assert_ne!(me["email"], "local@example.com", "{me}");
+
+    let (_, _, keys) = api.call("GET", "/api/keys", Some(&impostor), None).await;
+    let listed = keys["items"].as_array().cloned().unwrap_or_default();
+    assert!(listed.is_empty(), "the local user's keys: {keys}");
+    let key_path = format!("/api/keys/{}", key["id"].as_str().unwrap());
+    assert_eq!(
+        api.call("GET", &key_path, Some(&impostor), None).await.0,
+        404
+    );
+
+    let (_, _, agents) = api.call("GET", "/api/agents", Some(&impostor), None).await;
+    let listed = agents["items"].as_array().cloned().unwrap_or_default();
+    assert!(listed.is_empty(), "the local user's agents: {agents}");
+    let agent_path = format!("/api/agents/{}", agent["id"].as_str().unwrap());
+    assert_eq!(
+        api.call("GET", &agent_path, Some(&impostor), None).await.0,
+        404
+    );
+    let user_path = format!("/api/users/{local_id}");
+    assert_eq!(
+        api.call("GET", &user_path, Some(&impostor), None).await.0,
+        404
+    );
+}
+both_databases!(
+    an_external_subject_is_never_a_local_user,
+    an_external_subject_is_never_a_local_user
+);
+
+/// A demoted admin's API key loses admin at once on the replica that made
+/// the change, although key principals are cached.
+async fn a_demoted_admins_key_loses_admin_at_once(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    let second = create_user(&db, "second@example.com", "second-password", "admin");
+    let server = start(&db, &[("MCP_USER_CACHE_TTL", "300s")]);
+    let api = Api::new(&server);
+    let admin = api.login(ADMIN, ADMIN_PW).await;
+    let second_token = api.login("second@example.com", "second-password").await;
+    let (status, _, created) = api
+        .call(
+            "POST",
+            "/api/keys",
+            Some(&second_token),
+            Some(json!({"name": "ops"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    // The key's principal (role admin) is cached now.
+    assert_eq!(api.call("GET", "/api/users", Some(&key), None).await.0, 200);
+
+    let (status, _, _) = api
+        .call(
+            "PATCH",
+            &format!("/api/users/{}", second["id"].as_str().unwrap()),
+            Some(&admin),
+            Some(json!({"role": "user"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, problem) = api.call("GET", "/api/users", Some(&key), None).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("forbidden")),
+        "the demoted admin's key is still admin"
+    );
+}
+both_databases!(
+    a_demoted_admins_key_loses_admin_at_once,
+    a_demoted_admins_key_loses_admin_at_once
 );
 
 async fn metadata_is_404_without_an_issuer(db: TestDb) {
