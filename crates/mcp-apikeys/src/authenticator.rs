@@ -47,7 +47,11 @@ pub fn key_principal(key: &ApiKeyRecord, role: Option<&str>) -> Principal {
         .key_id(key.id.to_string())
         .roles(role)
         .scope_set(key.scopes.as_ref().map(|s| s.iter().cloned().collect()));
-    builder.build()
+    match key.expires_at {
+        Some(at) => builder.expires_at(at.into()),
+        None => builder,
+    }
+    .build()
 }
 
 /// Authenticates requests by API key.

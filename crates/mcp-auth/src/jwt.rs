@@ -238,7 +238,9 @@ where
 }
 
 /// The default mapping: `sub` is the subject, roles from `role`/`roles`,
-/// scopes from `scope`/`scp` (absent = unrestricted), `email`, `iss`.
+/// scopes from `scope`/`scp` (absent = unrestricted), `email`, `iss`, and
+/// `exp` as the principal's expiry (a mapper of your own should keep it, so
+/// long-lived connections end with the token).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultClaimsMapper;
 
@@ -256,6 +258,9 @@ impl ClaimsMapper for DefaultClaimsMapper {
         }
         if let Some(issuer) = &claims.iss {
             builder = builder.issuer(issuer.as_ref());
+        }
+        if let Some(exp) = claims.exp {
+            builder = builder.expires_at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp));
         }
         Ok(builder.build())
     }

@@ -2,6 +2,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// How a [`Principal`] proved who it is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -84,6 +85,7 @@ struct Inner {
     key_id: Option<String>,
     email: Option<String>,
     issuer: Option<String>,
+    expires_at: Option<SystemTime>,
 }
 
 impl Principal {
@@ -98,6 +100,7 @@ impl Principal {
                 key_id: None,
                 email: None,
                 issuer: None,
+                expires_at: None,
             },
         }
     }
@@ -168,6 +171,7 @@ impl Principal {
                 key_id: inner.key_id.clone(),
                 email: inner.email.clone(),
                 issuer: inner.issuer.clone(),
+                expires_at: inner.expires_at,
             }),
         }
     }
@@ -188,6 +192,13 @@ impl Principal {
     /// per issuer, so code that trusts several issuers keys on both.
     pub fn issuer(&self) -> Option<&str> {
         self.inner.issuer.as_deref()
+    }
+
+    /// When the credential stops being valid (a token's `exp`, a key's
+    /// expiry), if it does: a long-lived connection authenticated once
+    /// must end then.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.inner.expires_at
     }
 }
 
@@ -253,6 +264,12 @@ impl PrincipalBuilder {
     /// Records the caller's e-mail address.
     pub fn email(mut self, email: impl Into<String>) -> Self {
         self.inner.email = Some(email.into());
+        self
+    }
+
+    /// Records when the credential stops being valid.
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.inner.expires_at = Some(at);
         self
     }
 

@@ -8,9 +8,10 @@ use uuid::Uuid;
 
 use crate::db::{Db, DbError};
 use crate::with_pool;
+use rmcp::schemars;
 
 /// Whether an agent is in service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentStatus {
     /// In service (the default).

@@ -70,6 +70,25 @@ pub mod settings {
     pub const WS_PING_INTERVAL: Setting = Setting::new("MCP_WS_PING_INTERVAL", "ws_ping_interval");
     /// How long a WebSocket connection may stay silent (no message, no pong).
     pub const WS_IDLE_TIMEOUT: Setting = Setting::new("MCP_WS_IDLE_TIMEOUT", "ws_idle_timeout");
+    /// Most WebSocket connections open at once for one user (or external
+    /// subject).
+    pub const WS_MAX_CONNECTIONS_PER_PRINCIPAL: Setting = Setting::new(
+        "MCP_WS_MAX_CONNECTIONS_PER_PRINCIPAL",
+        "ws_max_connections_per_principal",
+    );
+    /// How long a client may take to send a whole request head.
+    pub const HEADER_READ_TIMEOUT: Setting =
+        Setting::new("MCP_HEADER_READ_TIMEOUT", "header_read_timeout");
+    /// How long a kept-alive connection may wait for its next request.
+    pub const KEEP_ALIVE_TIMEOUT: Setting =
+        Setting::new("MCP_KEEP_ALIVE_TIMEOUT", "keep_alive_timeout");
+    /// Most connections open at once.
+    pub const MAX_CONNECTIONS: Setting = Setting::new("MCP_MAX_CONNECTIONS", "max_connections");
+    /// Most connections open at once from one client address.
+    pub const MAX_CONNECTIONS_PER_IP: Setting =
+        Setting::new("MCP_MAX_CONNECTIONS_PER_IP", "max_connections_per_ip");
+    /// Largest request head (request line and headers).
+    pub const MAX_HEADER_BYTES: Setting = Setting::new("MCP_MAX_HEADER_BYTES", "max_header_bytes");
     /// Log filter (`tracing` directives).
     pub const LOG: Setting = Setting::new("MCP_LOG", "log");
     /// `text` or `json`.
@@ -167,6 +186,12 @@ pub mod settings {
         SHUTDOWN_TIMEOUT,
         WS_PING_INTERVAL,
         WS_IDLE_TIMEOUT,
+        WS_MAX_CONNECTIONS_PER_PRINCIPAL,
+        HEADER_READ_TIMEOUT,
+        KEEP_ALIVE_TIMEOUT,
+        MAX_CONNECTIONS,
+        MAX_CONNECTIONS_PER_IP,
+        MAX_HEADER_BYTES,
         LOG,
         LOG_FORMAT,
         JWT_SECRET,
@@ -410,6 +435,10 @@ pub struct Config {
     /// How long a WebSocket connection may be silent before it is closed
     /// (120 s).
     pub ws_idle_timeout: Duration,
+    /// Most WebSocket connections one user may hold open (16).
+    pub ws_max_connections_per_principal: usize,
+    /// Timeouts and caps of client connections.
+    pub connections: ConnectionConfig,
     /// `tracing` filter directives (`info`).
     pub log_filter: String,
     /// Log format (`text`).
@@ -443,6 +472,37 @@ pub struct Config {
 /// format).
 pub fn origin_with_port(url: &str) -> Option<String> {
     mcp_cors::Origin::parse(url.trim_end_matches('/').as_bytes()).map(|o| o.with_port())
+}
+
+/// Timeouts and caps of client connections, against slow and greedy
+/// clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// A request head must be whole this long after the connection opened,
+    /// or after its first byte on a kept-alive connection (10 s).
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request under way is closed after
+    /// this long (75 s).
+    pub keep_alive_timeout: Duration,
+    /// Most connections open at once (10,000).
+    pub max_connections: usize,
+    /// Most connections open at once from one client address, IPv6 grouped
+    /// by /56 (256).
+    pub max_connections_per_ip: usize,
+    /// Largest request head in bytes, request line included (16 KiB).
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            max_header_bytes: 16 * 1024,
+        }
+    }
 }
 
 /// The rate-limit policies and their backend.
@@ -592,6 +652,15 @@ impl Config {
             || Duration::from_secs(120),
             |v| parse_duration(v, Duration::from_millis(10)),
         )?;
+        let ws_max_connections_per_principal = s.parse(
+            WS_MAX_CONNECTIONS_PER_PRINCIPAL,
+            || 16,
+            |v| match v.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err("expected a whole number of at least 1".to_owned()),
+            },
+        )?;
+        let connections = parse_connections(s)?;
         let log_filter = s.parse(
             LOG,
             || "info".to_owned(),
@@ -684,6 +753,8 @@ impl Config {
             shutdown_timeout,
             ws_ping_interval,
             ws_idle_timeout,
+            ws_max_connections_per_principal,
+            connections,
             log_filter,
             log_format,
         })
@@ -853,6 +924,42 @@ fn parse_rate_limits(s: &Sources) -> Result<RateLimitConfig, ConfigError> {
         auth_failures,
         fail_closed,
         headers,
+    })
+}
+
+fn parse_connections(s: &Sources) -> Result<ConnectionConfig, ConfigError> {
+    use settings::*;
+    let defaults = ConnectionConfig::default();
+    let count = |v: &str| match v.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err("expected a whole number from 1 to 1000000".to_owned()),
+    };
+    Ok(ConnectionConfig {
+        header_read_timeout: s.parse(
+            HEADER_READ_TIMEOUT,
+            || defaults.header_read_timeout,
+            |v| parse_duration(v, Duration::from_millis(10)),
+        )?,
+        keep_alive_timeout: s.parse(
+            KEEP_ALIVE_TIMEOUT,
+            || defaults.keep_alive_timeout,
+            |v| parse_duration(v, Duration::from_millis(10)),
+        )?,
+        max_connections: s.parse(MAX_CONNECTIONS, || defaults.max_connections, count)?,
+        max_connections_per_ip: s.parse(
+            MAX_CONNECTIONS_PER_IP,
+            || defaults.max_connections_per_ip,
+            count,
+        )?,
+        max_header_bytes: s.parse(
+            MAX_HEADER_BYTES,
+            || defaults.max_header_bytes,
+            |v| match parse_byte_size(v)? {
+                // hyper's read buffer (about 400 KB) caps heads anyway.
+                bytes if (1024..=256 * 1024).contains(&bytes) => Ok(bytes),
+                _ => Err("must be from 1KiB to 256KiB".to_owned()),
+            },
+        )?,
     })
 }
 
@@ -1417,6 +1524,43 @@ mod tests {
     }
 
     #[test]
+    fn connection_settings() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.connections, ConnectionConfig::default());
+        assert_eq!(
+            config.connections.header_read_timeout,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            config.connections.keep_alive_timeout,
+            Duration::from_secs(75)
+        );
+        assert_eq!(config.connections.max_connections, 10_000);
+        assert_eq!(config.connections.max_connections_per_ip, 256);
+        assert_eq!(config.connections.max_header_bytes, 16 * 1024);
+        let file = toml_file(
+            "header_read_timeout = \"300ms\"\nkeep_alive_timeout = 5\nmax_connections = 50\n\
+             max_connections_per_ip = 2\nmax_header_bytes = \"8KiB\"\n",
+        );
+        let (config, _) = Config::load(Some(file.path()), env(&[])).unwrap();
+        assert_eq!(
+            config.connections,
+            ConnectionConfig {
+                header_read_timeout: Duration::from_millis(300),
+                keep_alive_timeout: Duration::from_secs(5),
+                max_connections: 50,
+                max_connections_per_ip: 2,
+                max_header_bytes: 8 * 1024,
+            }
+        );
+        let err = load(&[("MCP_MAX_HEADER_BYTES", "1MiB")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid setting MCP_MAX_HEADER_BYTES=\"1MiB\" (from the environment): must be from 1KiB to 256KiB"
+        );
+    }
+
+    #[test]
     fn other_bad_values() {
         for (name, value) in [
             ("MCP_DB_MAX_CONNECTIONS", "0"),
@@ -1424,6 +1568,12 @@ mod tests {
             ("MCP_LOG_FORMAT", "xml"),
             ("MCP_LOG", "info,[bad"),
             ("MCP_SHUTDOWN_TIMEOUT", "forever"),
+            ("MCP_HEADER_READ_TIMEOUT", "1ms"),
+            ("MCP_KEEP_ALIVE_TIMEOUT", "soon"),
+            ("MCP_MAX_CONNECTIONS", "0"),
+            ("MCP_MAX_CONNECTIONS_PER_IP", "-1"),
+            ("MCP_MAX_HEADER_BYTES", "100"),
+            ("MCP_MAX_HEADER_BYTES", "1MiB"),
             ("DATABASE_URL", "nonsense"),
         ] {
             let err = load(&[(name, value)]).unwrap_err();

@@ -70,6 +70,21 @@ async fn call(client: &Client, tool: &str, arguments: Value) -> Result<Value, rm
     Ok(result.structured_content.unwrap_or(Value::Null))
 }
 
+/// A tool call that fails for a business reason: the MCP specification
+/// wants a result with `isError: true` (so the model can read it and
+/// correct itself), not a JSON-RPC error. Returns the structured error.
+async fn call_failing(client: &Client, tool: &str, arguments: Value) -> Value {
+    let request = CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(arguments.as_object().cloned().unwrap_or_default());
+    let result = client.call_tool(request).await.unwrap_or_else(|error| {
+        panic!("{tool}: a JSON-RPC error instead of a tool result: {error}")
+    });
+    assert_eq!(result.is_error, Some(true), "{tool}: {result:?}");
+    let structured = result.structured_content.expect("a structured error");
+    assert!(structured["code"].is_string(), "{structured}");
+    structured
+}
+
 async fn tool_names(client: &Client) -> Vec<String> {
     let mut names: Vec<String> = client
         .list_all_tools()
@@ -247,29 +262,42 @@ async fn tools_and_agents_through_rmcp(db: TestDb) {
     .await
     .unwrap();
     assert_eq!(updated["status"], "inactive");
-    // The REST API's schema: an empty name is refused, nothing is created.
-    let refused = client
-        .call_tool(
-            CallToolRequestParams::new("create_agent").with_arguments(
-                json!({"name": "", "type": "crawler"})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            ),
-        )
-        .await;
-    assert!(refused.is_err(), "{refused:?}");
-    let bad_status = client
-        .call_tool(
-            CallToolRequestParams::new("update_agent_status").with_arguments(
-                json!({"id": id, "status": "exploded"})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            ),
-        )
-        .await;
-    assert!(bad_status.is_err(), "{bad_status:?}");
+    // The REST API's schema: an empty name is refused, nothing is created;
+    // every failing field at once, as a tool result the model can read.
+    let refused = call_failing(
+        &client,
+        "create_agent",
+        json!({"name": "", "type": "crawler", "capabilities": [1]}),
+    )
+    .await;
+    assert_eq!(refused["code"], "validation_failed", "{refused}");
+    let fields: Vec<&str> = refused["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert!(fields.contains(&"name"), "{refused}");
+    assert!(fields.contains(&"capabilities[0]"), "{refused}");
+    // Arguments of the wrong shape are a tool error too, not a protocol one.
+    let missing = call_failing(&client, "get_agent", json!({})).await;
+    assert_eq!(missing["code"], "validation_failed", "{missing}");
+    let wrong_type = call_failing(&client, "get_agent", json!({"id": 7})).await;
+    assert_eq!(wrong_type["code"], "validation_failed", "{wrong_type}");
+    let bad_status = call_failing(
+        &client,
+        "update_agent_status",
+        json!({"id": id, "status": "exploded"}),
+    )
+    .await;
+    assert_eq!(bad_status["code"], "validation_failed", "{bad_status}");
+    let unknown = call_failing(
+        &client,
+        "get_agent",
+        json!({"id": uuid::Uuid::now_v7().to_string()}),
+    )
+    .await;
+    assert_eq!(unknown["code"], "not_found", "{unknown}");
     client.cancel().await.unwrap();
 
     // A JWT, on the newest protocol (no initialize; method headers).
@@ -301,27 +329,16 @@ async fn tools_and_agents_through_rmcp(db: TestDb) {
     .unwrap();
     let listed = call(&client, "list_agents", json!({})).await.unwrap();
     assert_eq!(listed["items"], json!([]));
-    let hidden = client
-        .call_tool(
-            CallToolRequestParams::new("get_agent")
-                .with_arguments(json!({"id": id}).as_object().unwrap().clone()),
-        )
-        .await;
-    assert!(
-        hidden.is_err(),
-        "another user's agent is not found: {hidden:?}"
-    );
-    let hidden = client
-        .call_tool(
-            CallToolRequestParams::new("update_agent_status").with_arguments(
-                json!({"id": id, "status": "active"})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            ),
-        )
-        .await;
-    assert!(hidden.is_err());
+    // Another user's agent is not found, as a tool result.
+    let hidden = call_failing(&client, "get_agent", json!({"id": id})).await;
+    assert_eq!(hidden["code"], "not_found", "{hidden}");
+    let hidden = call_failing(
+        &client,
+        "update_agent_status",
+        json!({"id": id, "status": "active"}),
+    )
+    .await;
+    assert_eq!(hidden["code"], "not_found", "{hidden}");
     client.cancel().await.unwrap();
     let (_, _, agents) = api.call("GET", "/api/agents", Some(&jwt), None).await;
     assert_eq!(agents["items"][0]["status"], "inactive", "untouched");
@@ -669,7 +686,7 @@ async fn sessions_belong_to_their_principal() {
         body["result"]["tools"].as_array().unwrap().len(),
         TOOLS.len()
     );
-    assert!(server.logs().contains("did not open it"));
+    assert!(server.logs().contains("unknown or another principal's"));
     assert!(!server.logs().contains(&alice_key));
 }
 
@@ -835,9 +852,11 @@ mod ws {
         assert_eq!(refused["error"]["data"]["scope"], "agents:write");
         // Five messages so far (initialize, initialized, three calls).
         send(&mut socket, &tool_call(4, "list_agents", json!({}))).await;
+        let listed = next(&mut socket).await.unwrap();
         assert_eq!(
-            next(&mut socket).await.unwrap()["result"]["structuredContent"]["items"],
-            json!([])
+            listed["result"]["structuredContent"]["items"],
+            json!([]),
+            "{listed}"
         );
 
         // The flood: each message past the quota gets -32029 with a
@@ -952,6 +971,183 @@ mod ws {
         )
         .await;
         assert_eq!(next(&mut alive).await.unwrap()["id"], 9);
+    }
+
+    /// The close code that ends `socket` within `within`, answering pings
+    /// and skipping messages meanwhile.
+    async fn closed_within(socket: &mut Socket, within: std::time::Duration) -> Option<CloseCode> {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(until, socket.next()).await {
+                Err(_) => panic!("still open after {within:?}"),
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code),
+                Ok(Some(Ok(_))) => continue,
+                Ok(None | Some(Err(_))) => return None,
+            }
+        }
+    }
+
+    /// A credential checked once at the upgrade used to keep a connection
+    /// for its whole life: a token that expires, a key that is revoked and
+    /// a user who is deleted must each end it (1008).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn websocket_ends_with_its_credentials() {
+        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_recheck").await else {
+            return;
+        };
+        create_user(&db, "admin@example.com", "admin-password", "admin");
+        create_user(&db, "owner@example.com", "owner-password", "user");
+        create_user(&db, "leaver@example.com", "leaver-password", "user");
+        let server = TestServer::start(&db, &[SECRET, ("MCP_USER_CACHE_TTL", "200ms")]);
+        let api = Api::new(&server);
+        let admin = api.login("admin@example.com", "admin-password").await;
+        let owner = api.login("owner@example.com", "owner-password").await;
+        let (key, key_id) = create_key(&api, &owner, "ws", json!(["mcp"])).await;
+        let (keep, _) = create_key(&api, &owner, "kept", json!(["mcp"])).await;
+
+        // Revoked key: closed within the cache TTL; another key stays.
+        let (mut revoked, _) = open(&server, &[("x-api-key", &key)]).await.unwrap();
+        handshake(&mut revoked).await;
+        let (mut kept, _) = open(&server, &[("x-api-key", &keep)]).await.unwrap();
+        handshake(&mut kept).await;
+        let (status, _, _) = api
+            .call("DELETE", &format!("/api/keys/{key_id}"), Some(&owner), None)
+            .await;
+        assert_eq!(status, 204);
+        assert_eq!(
+            closed_within(&mut revoked, std::time::Duration::from_secs(3)).await,
+            Some(CloseCode::Policy)
+        );
+        send(
+            &mut kept,
+            &json!({"jsonrpc": "2.0", "id": 7, "method": "ping"}),
+        )
+        .await;
+        assert_eq!(
+            next(&mut kept).await.unwrap()["id"],
+            7,
+            "an unrevoked key goes on"
+        );
+
+        // Deleted user: their token's connection ends.
+        let leaver = api.login("leaver@example.com", "leaver-password").await;
+        let (_, _, me) = api.call("GET", "/api/auth/me", Some(&leaver), None).await;
+        let bearer = format!("Bearer {leaver}");
+        let (mut gone, _) = open(&server, &[("authorization", &bearer)]).await.unwrap();
+        handshake(&mut gone).await;
+        let (status, _, _) = api
+            .call(
+                "DELETE",
+                &format!("/api/users/{}", me["id"].as_str().unwrap()),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204);
+        assert_eq!(
+            closed_within(&mut gone, std::time::Duration::from_secs(3)).await,
+            Some(CloseCode::Policy)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn websocket_closes_at_the_tokens_expiry() {
+        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_exp").await else {
+            return;
+        };
+        create_user(&db, "owner@example.com", "owner-password", "user");
+        let server = TestServer::start(&db, &[SECRET, ("MCP_JWT_TTL", "1s")]);
+        let api = Api::new(&server);
+        let jwt = api.login("owner@example.com", "owner-password").await;
+        let bearer = format!("Bearer {jwt}");
+        let (mut socket, _) = open(&server, &[("authorization", &bearer)]).await.unwrap();
+        // The token's exp is at most a second away (the leeway would let a
+        // request through for 30 s more; a connection ends at exp itself).
+        assert_eq!(
+            closed_within(&mut socket, std::time::Duration::from_secs(3)).await,
+            Some(CloseCode::Policy)
+        );
+    }
+
+    /// Frames that are not JSON-RPC messages cost the server work too: they
+    /// are metered, and a flood of them closes the connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn websocket_meters_every_frame() {
+        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_meter").await else {
+            return;
+        };
+        create_user(&db, "owner@example.com", "owner-password", "user");
+        let server = TestServer::start(&db, &[SECRET, ("MCP_RATE_LIMIT_WS", "3/60s")]);
+        let api = Api::new(&server);
+        let jwt = api.login("owner@example.com", "owner-password").await;
+        let (garbage_key, _) = create_key(&api, &jwt, "garbage", json!(["mcp"])).await;
+        let (pings_key, _) = create_key(&api, &jwt, "pings", json!(["mcp"])).await;
+
+        let (mut garbage, _) = open(&server, &[("x-api-key", &garbage_key)]).await.unwrap();
+        for _ in 0..20 {
+            if garbage.send(Message::text("{not json")).await.is_err() {
+                break;
+            }
+        }
+        assert_eq!(
+            closed_within(&mut garbage, std::time::Duration::from_secs(5)).await,
+            Some(CloseCode::Policy)
+        );
+
+        let (mut pings, _) = open(&server, &[("x-api-key", &pings_key)]).await.unwrap();
+        for _ in 0..20 {
+            if pings.send(Message::Ping(vec![1].into())).await.is_err() {
+                break;
+            }
+        }
+        assert_eq!(
+            closed_within(&mut pings, std::time::Duration::from_secs(5)).await,
+            Some(CloseCode::Policy)
+        );
+    }
+
+    /// One user cannot hold the server's connections, whichever of their
+    /// keys and tokens they use.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn websocket_connections_per_user_are_capped() {
+        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_cap").await else {
+            return;
+        };
+        create_user(&db, "owner@example.com", "owner-password", "user");
+        create_user(&db, "other@example.com", "other-password", "user");
+        let server = TestServer::start(
+            &db,
+            &[SECRET, ("MCP_WS_MAX_CONNECTIONS_PER_PRINCIPAL", "2")],
+        );
+        let api = Api::new(&server);
+        let jwt = api.login("owner@example.com", "owner-password").await;
+        let other = api.login("other@example.com", "other-password").await;
+        let (one, _) = create_key(&api, &jwt, "one", json!(["mcp"])).await;
+        let (two, _) = create_key(&api, &jwt, "two", json!(["mcp"])).await;
+        let bearer = format!("Bearer {jwt}");
+
+        let (mut first, _) = open(&server, &[("x-api-key", &one)]).await.unwrap();
+        let (_second, _) = open(&server, &[("x-api-key", &two)]).await.unwrap();
+        let (status, body) = refused(&server, &[("authorization", &bearer)]).await;
+        assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
+        // Another user is not affected.
+        let other_bearer = format!("Bearer {other}");
+        let (_theirs, _) = open(&server, &[("authorization", &other_bearer)])
+            .await
+            .unwrap();
+        // A closed connection frees its place.
+        first.close(None).await.unwrap();
+        let _ = closed_within(&mut first, std::time::Duration::from_secs(3)).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            match open(&server, &[("authorization", &bearer)]).await {
+                Ok(_) => break,
+                Err((429, _)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(refusal) => panic!("the place was not freed: {refusal:?}"),
+            }
+        }
     }
 }
 

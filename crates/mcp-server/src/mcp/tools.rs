@@ -3,9 +3,9 @@
 
 use mcp_core::Principal;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ErrorCode, ErrorData, Implementation, ServerCapabilities, ServerConfig,
+    CallToolResult, ErrorCode, ErrorData, Implementation, JsonObject, ServerCapabilities,
+    ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
@@ -56,28 +56,90 @@ impl McpServer {
     }
 }
 
-fn forbidden(scope: &str) -> ErrorData {
-    ErrorData::new(
-        ErrorCode::INVALID_REQUEST,
-        format!("insufficient scope: this tool needs {scope}"),
-        Some(json!({"code": "insufficient_scope", "scope": scope})),
-    )
+/// Why a tool call did not succeed. The MCP specification separates the
+/// two: a failure of the call itself (not found, not yours, not allowed,
+/// bad arguments) is a tool result with `isError: true`, which the model
+/// reads and can correct; only a failure of the server is a JSON-RPC error.
+enum Failure {
+    /// A result with `isError: true` and this structured body.
+    Tool(Value),
+    /// A JSON-RPC error.
+    Protocol(ErrorData),
 }
 
-fn not_found() -> ErrorData {
-    ErrorData::new(
-        ErrorCode::RESOURCE_NOT_FOUND,
-        "no such agent",
-        Some(json!({"code": "not_found"})),
-    )
+impl From<ErrorData> for Failure {
+    fn from(error: ErrorData) -> Self {
+        Failure::Protocol(error)
+    }
 }
 
-fn internal(error: impl std::fmt::Display) -> ErrorData {
+type Outcome = Result<Value, Failure>;
+
+/// The answer of a tool: its value, a tool error, or a protocol error.
+fn finish(outcome: Outcome) -> Result<CallToolResult, ErrorData> {
+    match outcome {
+        Ok(value) => Ok(CallToolResult::structured(value)),
+        Err(Failure::Tool(body)) => Ok(CallToolResult::structured_error(body)),
+        Err(Failure::Protocol(error)) => Err(error),
+    }
+}
+
+fn failure(code: &str, message: &str) -> Failure {
+    Failure::Tool(json!({ "code": code, "message": message }))
+}
+
+fn forbidden(scope: &str) -> Failure {
+    Failure::Tool(json!({
+        "code": "insufficient_scope",
+        "message": format!("insufficient scope: this tool needs {scope}"),
+        "scope": scope,
+    }))
+}
+
+fn not_found() -> Failure {
+    failure("not_found", "no such agent")
+}
+
+fn internal(error: impl std::fmt::Display) -> Failure {
     tracing::error!(%error, "MCP tool failed");
-    ErrorData::internal_error("an internal error occurred", None)
+    Failure::Protocol(ErrorData::internal_error(
+        "an internal error occurred",
+        None,
+    ))
 }
 
-fn require(principal: &Principal, scope: &str) -> Result<(), ErrorData> {
+/// A validation problem as a tool error: the same fields as the REST API's.
+fn invalid(problem: &mcp_core::Problem) -> Failure {
+    let mut body = json!({
+        "code": problem.code(),
+        "message": "invalid arguments",
+        "errors": problem.errors(),
+    });
+    if let Some(truncated) = problem.extension("errorsTruncated") {
+        body["errorsTruncated"] = truncated.clone();
+    }
+    Failure::Tool(body)
+}
+
+/// The arguments of a call as a `T`, checked like a REST body (every
+/// failing field at once); wrong ones are a tool error, not a protocol one.
+fn arguments<T>(arguments: JsonObject) -> Result<T, Failure>
+where
+    T: serde::de::DeserializeOwned + garde::Validate<Context = ()>,
+{
+    let bytes = serde_json::to_vec(&Value::Object(arguments)).map_err(internal)?;
+    crate::extract::parse(&bytes).map_err(|problem| invalid(&problem))
+}
+
+/// The input schema of a tool taking a `T`.
+fn input<T: schemars::JsonSchema + 'static>() -> std::sync::Arc<JsonObject> {
+    // As rmcp's own `Parameters` does; a type without an object schema is
+    // a programming error, found by the first tools/list of any test.
+    rmcp::handler::server::common::schema_for_input::<T>()
+        .unwrap_or_else(|error| panic!("invalid input schema: {error}"))
+}
+
+fn require(principal: &Principal, scope: &str) -> Result<(), Failure> {
     if principal.has_scope(scope) {
         Ok(())
     } else {
@@ -89,28 +151,21 @@ fn is_admin(principal: &Principal) -> bool {
     principal.has_role(Role::Admin.as_str())
 }
 
-fn owner(principal: &Principal) -> Result<Uuid, ErrorData> {
-    Uuid::parse_str(principal.subject()).map_err(|_| {
-        ErrorData::new(
-            ErrorCode::INVALID_REQUEST,
-            "agents belong to users of this server",
-            Some(json!({"code": "forbidden"})),
-        )
-    })
-}
-
-fn result(value: Value) -> CallToolResult {
-    CallToolResult::structured(value)
+fn owner(principal: &Principal) -> Result<Uuid, Failure> {
+    Uuid::parse_str(principal.subject())
+        .map_err(|_| failure("forbidden", "agents belong to users of this server"))
 }
 
 /// Parameters of `get_agent`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Deserialize, schemars::JsonSchema, garde::Validate)]
 pub struct AgentId {
     /// The agent's id.
+    #[garde(skip)]
     pub id: String,
 }
 
-/// Parameters of `create_agent`.
+/// Parameters of `create_agent` (the schema shown to clients; the call is
+/// checked against the REST API's `AgentCreate`).
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CreateAgent {
     /// Display name.
@@ -126,12 +181,14 @@ pub struct CreateAgent {
 }
 
 /// Parameters of `update_agent_status`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Deserialize, schemars::JsonSchema, garde::Validate)]
 pub struct UpdateStatus {
     /// The agent's id.
+    #[garde(skip)]
     pub id: String,
     /// `active`, `inactive` or `error`.
-    pub status: String,
+    #[garde(skip)]
+    pub status: AgentStatus,
 }
 
 #[tool_router]
@@ -145,7 +202,7 @@ impl McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let principal = self.principal(&context)?;
-        Ok(result(json!({
+        finish(Ok(json!({
             "subject": principal.subject(),
             "authMethod": principal.auth_method().as_str(),
             "roles": principal.roles(),
@@ -161,53 +218,78 @@ impl McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let principal = self.principal(&context)?;
-        require(&principal, "agents:read")?;
-        let scope = if is_admin(&principal) {
+        finish(self.list(&principal).await)
+    }
+
+    /// One agent.
+    #[tool(
+        description = "Get one of the caller's agents by id. Needs agents:read.",
+        input_schema = input::<AgentId>()
+    )]
+    async fn get_agent(
+        &self,
+        args: JsonObject,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let principal = self.principal(&context)?;
+        finish(self.get(&principal, args).await)
+    }
+
+    /// A new agent.
+    #[tool(
+        description = "Create an agent owned by the caller. Needs agents:write.",
+        input_schema = input::<CreateAgent>()
+    )]
+    async fn create_agent(
+        &self,
+        args: JsonObject,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let principal = self.principal(&context)?;
+        finish(self.create(&principal, args).await)
+    }
+
+    /// Change an agent's status.
+    #[tool(
+        description = "Set the status (active, inactive, error) of one of the caller's agents. Needs agents:write.",
+        input_schema = input::<UpdateStatus>()
+    )]
+    async fn update_agent_status(
+        &self,
+        args: JsonObject,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let principal = self.principal(&context)?;
+        finish(self.set_status(&principal, args).await)
+    }
+}
+
+impl McpServer {
+    async fn list(&self, principal: &Principal) -> Outcome {
+        require(principal, "agents:read")?;
+        let scope = if is_admin(principal) {
             None
         } else {
-            Some(owner(&principal)?)
+            Some(owner(principal)?)
         };
         let (items, _) = agents::list(&self.state.db, scope, 200, None)
             .await
             .map_err(internal)?;
-        Ok(result(json!({ "items": items })))
+        Ok(json!({ "items": items }))
     }
 
-    /// One agent.
-    #[tool(description = "Get one of the caller's agents by id. Needs agents:read.")]
-    async fn get_agent(
-        &self,
-        Parameters(AgentId { id }): Parameters<AgentId>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let principal = self.principal(&context)?;
-        require(&principal, "agents:read")?;
-        let agent = self.visible(&principal, &id).await?;
-        Ok(result(serde_json::to_value(agent).map_err(internal)?))
+    async fn get(&self, principal: &Principal, args: JsonObject) -> Outcome {
+        require(principal, "agents:read")?;
+        let AgentId { id } = arguments(args)?;
+        let agent = self.visible(principal, &id).await?;
+        serde_json::to_value(agent).map_err(internal)
     }
 
-    /// A new agent.
-    #[tool(description = "Create an agent owned by the caller. Needs agents:write.")]
-    async fn create_agent(
-        &self,
-        Parameters(body): Parameters<CreateAgent>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let principal = self.principal(&context)?;
-        require(&principal, "agents:write")?;
-        let owner_id = owner(&principal)?;
+    async fn create(&self, principal: &Principal, args: JsonObject) -> Outcome {
+        require(principal, "agents:write")?;
+        let owner_id = owner(principal)?;
         // The same schema as POST /api/agents.
-        let raw = json!({
-            "name": body.name, "type": body.r#type,
-            "capabilities": body.capabilities, "metadata": body.metadata,
-        });
-        let checked: crate::schemas::AgentCreate =
-            crate::extract::parse(raw.to_string().as_bytes()).map_err(|problem| {
-                ErrorData::invalid_params(
-                    "invalid agent",
-                    Some(json!({"code": problem.code(), "errors": problem.errors()})),
-                )
-            })?;
+        let checked: crate::schemas::AgentCreate = arguments(args)?;
         let agent = agents::create(
             &self.state.db,
             NewAgent {
@@ -222,32 +304,13 @@ impl McpServer {
         )
         .await
         .map_err(internal)?;
-        Ok(result(serde_json::to_value(agent).map_err(internal)?))
+        serde_json::to_value(agent).map_err(internal)
     }
 
-    /// Change an agent's status.
-    #[tool(
-        description = "Set the status (active, inactive, error) of one of the caller's agents. Needs agents:write."
-    )]
-    async fn update_agent_status(
-        &self,
-        Parameters(UpdateStatus { id, status }): Parameters<UpdateStatus>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let principal = self.principal(&context)?;
-        require(&principal, "agents:write")?;
-        let status = match status.as_str() {
-            "active" => AgentStatus::Active,
-            "inactive" => AgentStatus::Inactive,
-            "error" => AgentStatus::Error,
-            _ => {
-                return Err(ErrorData::invalid_params(
-                    "status must be active, inactive or error",
-                    Some(json!({"code": "validation_failed"})),
-                ));
-            }
-        };
-        let agent = self.visible(&principal, &id).await?;
+    async fn set_status(&self, principal: &Principal, args: JsonObject) -> Outcome {
+        require(principal, "agents:write")?;
+        let UpdateStatus { id, status } = arguments(args)?;
+        let agent = self.visible(principal, &id).await?;
         let changes = AgentChanges {
             status: Some(status),
             ..AgentChanges::default()
@@ -261,12 +324,10 @@ impl McpServer {
         .await
         .map_err(internal)?
         .ok_or_else(not_found)?;
-        Ok(result(serde_json::to_value(agent).map_err(internal)?))
+        serde_json::to_value(agent).map_err(internal)
     }
-}
 
-impl McpServer {
-    async fn visible(&self, principal: &Principal, id: &str) -> Result<agents::Agent, ErrorData> {
+    async fn visible(&self, principal: &Principal, id: &str) -> Result<agents::Agent, Failure> {
         let id = Uuid::parse_str(id).map_err(|_| not_found())?;
         let agent = agents::find(&self.state.db, id)
             .await

@@ -1,12 +1,19 @@
 //! `/ws`: the same MCP server over WebSocket, one JSON-RPC message per text
 //! frame.
 //!
-//! Credentials are checked once, at the upgrade, by the same authentication
-//! as every route: `Authorization` or `X-API-Key`, or, for browsers (which
+//! Credentials are checked at the upgrade by the same authentication as
+//! every route: `Authorization` or `X-API-Key`, or, for browsers (which
 //! cannot set headers on a WebSocket), the subprotocol `bearer.<token>`
 //! offered beside `mcp` (never the query string, which ends up in logs).
-//! Each message then passes the ws rate limit and the MCP policy before it
-//! reaches the tools.
+//! They are checked again for the connection's whole life: it is closed
+//! with 1008 when the credential expires, and within the user cache's TTL
+//! of a revocation, a deletion or a role change. Every frame passes the ws
+//! rate limit, and each message the MCP policy, before it reaches the
+//! tools; one user holds at most a configured number of connections.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Request, State};
@@ -15,10 +22,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use futures::{SinkExt, StreamExt};
-use http::HeaderValue;
 use http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
-use mcp_auth::RequireLayer;
-use mcp_core::Principal;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use mcp_auth::{AuthError, RequireLayer};
+use mcp_core::{Principal, Problem};
 use rmcp::ServiceExt;
 use rmcp::service::{RoleServer, RxJsonRpcMessage, TxJsonRpcMessage};
 use serde_json::{Value, json};
@@ -41,13 +48,102 @@ pub const SUBPROTOCOL: &str = "mcp";
 /// Prefix of the subprotocol that carries a browser's token.
 pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "bearer.";
 
+/// The headers that carry credentials, kept to check them again.
+const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+/// The shortest time between two checks of a connection's credentials.
+const MIN_RECHECK: Duration = Duration::from_millis(100);
+
 /// `GET /ws`, behind authentication and scope `mcp`.
 pub fn router(state: &AppState) -> Router<AppState> {
     let stack = ServiceBuilder::new()
         .layer(middleware::from_fn(token_from_subprotocol))
         .layer(state.auth.layer.clone())
         .layer(RequireLayer::scope("mcp").with_challenge(state.auth.challenge.clone()));
-    Router::new().route("/ws", get(upgrade).route_layer(stack))
+    let slots = Slots::new(
+        state.config.ws_max_connections_per_principal,
+        &state.config.public_url,
+    );
+    Router::new().route(
+        "/ws",
+        get(upgrade).route_layer(stack).layer(Extension(slots)),
+    )
+}
+
+/// Open connections per user, capped: one credential (or many keys of one
+/// user) cannot hold the server's connections.
+#[derive(Clone)]
+struct Slots {
+    max: usize,
+    /// This server's own token issuer: its subjects are local users.
+    own_issuer: Arc<str>,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One taken slot; dropping it frees it.
+struct Slot {
+    slots: Slots,
+    who: String,
+}
+
+impl Slots {
+    fn new(max: usize, own_issuer: &str) -> Self {
+        Slots {
+            max,
+            own_issuer: own_issuer.into(),
+            open: Arc::default(),
+        }
+    }
+
+    /// Who counts as one user: a local user whichever of their keys and
+    /// tokens they use; an external subject per issuer (it is not a local
+    /// user, whatever its `sub`).
+    fn who(&self, principal: &Principal) -> String {
+        match principal.issuer() {
+            Some(issuer) if issuer != &*self.own_issuer => {
+                format!("{issuer}\n{}", principal.subject())
+            }
+            _ => principal.subject().to_owned(),
+        }
+    }
+
+    fn take(&self, principal: &Principal) -> Option<Slot> {
+        let who = self.who(principal);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(who.clone()).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            slots: self.clone(),
+            who,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.who) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.who);
+            }
+        }
+    }
+}
+
+/// The credentials of the upgrade request, to authenticate them again.
+fn credentials(headers: &HeaderMap) -> http::request::Parts {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    for name in [AUTHORIZATION, API_KEY] {
+        if let Some(value) = headers.get(&name) {
+            let mut value = value.clone();
+            value.set_sensitive(true);
+            parts.headers.insert(name, value);
+        }
+    }
+    parts
 }
 
 /// Moves a `bearer.<token>` subprotocol into `Authorization` when the
@@ -74,8 +170,17 @@ async fn token_from_subprotocol(mut request: Request, next: Next) -> Response {
 async fn upgrade(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(slots): Extension<Slots>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let Some(slot) = slots.take(&principal) else {
+        tracing::warn!("WebSocket refused: too many connections for one user");
+        return Problem::rate_limited(1)
+            .with_detail("too many WebSocket connections for this user")
+            .into_response();
+    };
+    let credentials = credentials(&headers);
     let limit = state.config.body_limit;
     ws.protocols([SUBPROTOCOL])
         .max_message_size(limit)
@@ -83,8 +188,11 @@ async fn upgrade(
         .on_failed_upgrade(|error| tracing::debug!(%error, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             metrics::gauge!(WS_CONNECTIONS).increment(1.0);
-            Connection::new(state, principal).run(socket).await;
+            Connection::new(state, principal, credentials)
+                .run(socket)
+                .await;
             metrics::gauge!(WS_CONNECTIONS).decrement(1.0);
+            drop(slot);
         })
         .into_response()
 }
@@ -98,6 +206,8 @@ struct Close {
 struct Connection {
     state: AppState,
     principal: Principal,
+    /// The upgrade's credential headers, checked again while open.
+    credentials: http::request::Parts,
     policy: McpPolicy,
     /// Refused messages in the current window of the ws quota's period.
     refused: u32,
@@ -105,10 +215,11 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(state: AppState, principal: Principal) -> Self {
+    fn new(state: AppState, principal: Principal, credentials: http::request::Parts) -> Self {
         Connection {
             state,
             principal,
+            credentials,
             policy: McpPolicy::default(),
             refused: 0,
             window_start: None,
@@ -141,11 +252,35 @@ impl Connection {
         let idle_timeout = self.state.config.ws_idle_timeout;
         let mut ping = tokio::time::interval(self.state.config.ws_ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.reset();
+        // Pongs the server asked for are free; unasked ones are metered.
+        let mut owed_pongs: u32 = 0;
         let mut last_heard = Instant::now();
+        // Credentials are checked again as often as the caches that answer
+        // for them forget (the user cache's TTL), and end at their expiry.
+        let mut recheck = tokio::time::interval(self.state.config.user_cache_ttl.max(MIN_RECHECK));
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        recheck.reset();
+        let expiry = expiry_deadline(self.principal.expires_at(), self.state.clock.now());
+        let expired = async move {
+            match expiry {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         let close = loop {
             tokio::select! {
                 () = cancel.cancelled() => {
                     break Close { code: close_code::AWAY, reason: "server shutting down" };
+                }
+                () = &mut expired => {
+                    break Close { code: close_code::POLICY, reason: "credentials expired" };
+                }
+                _ = recheck.tick() => {
+                    if let Some(close) = self.still_valid().await {
+                        break close;
+                    }
                 }
                 incoming = socket_rx.next() => {
                     let message = match incoming {
@@ -154,16 +289,29 @@ impl Connection {
                         Some(Ok(message)) => message,
                     };
                     last_heard = Instant::now();
+                    match message {
+                        Message::Close(_) => break Close { code: close_code::NORMAL, reason: "" },
+                        Message::Pong(_) if owed_pongs > 0 => {
+                            owed_pongs -= 1;
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    // Every frame is metered, pings and garbage included:
+                    // the quota is on what a client makes the server do.
+                    let metered = self.meter(&limiter, &key).await;
+                    if let Metered::Close(close) = metered {
+                        break close;
+                    }
                     let text = match message {
                         Message::Text(text) => text,
                         Message::Binary(_) => break Close {
                             code: close_code::UNSUPPORTED,
                             reason: "JSON-RPC text frames only",
                         },
-                        Message::Close(_) => break Close { code: close_code::NORMAL, reason: "" },
-                        Message::Ping(_) | Message::Pong(_) => continue,
+                        _ => continue,
                     };
-                    match self.receive(&limiter, &key, text.as_str()).await {
+                    match self.receive(metered, text.as_str()) {
                         Step::Forward(message) => {
                             if to_server.send(*message).await.is_err() {
                                 break Close { code: close_code::NORMAL, reason: "" };
@@ -175,7 +323,6 @@ impl Connection {
                             }
                         }
                         Step::Ignore => {}
-                        Step::Close(close) => break close,
                     }
                 }
                 outgoing = from_server.next() => {
@@ -197,6 +344,9 @@ impl Connection {
                     if socket_tx.send(Message::Ping(Default::default())).await.is_err() {
                         break Close { code: close_code::NORMAL, reason: "" };
                     }
+                    // A client may answer only the latest ping (RFC 6455
+                    // 5.5.3), so at most one is owed at a time.
+                    owed_pongs = 1;
                 }
             }
         };
@@ -229,29 +379,68 @@ impl Connection {
         let _ = server_task.await;
     }
 
-    /// Decides what to do with one text frame.
-    async fn receive(
+    /// Checks the connection's credentials again: `Some` closes it when
+    /// they were revoked, the user is gone, or their role or scopes
+    /// changed (the tools were set up for the old ones). An authentication
+    /// store that cannot answer keeps the connection for the next check.
+    async fn still_valid(&self) -> Option<Close> {
+        match self.state.auth.layer.authenticate(&self.credentials).await {
+            Ok(Some(now))
+                if now.roles() == self.principal.roles()
+                    && now.scopes() == self.principal.scopes() =>
+            {
+                None
+            }
+            Ok(Some(_)) => Some(Close {
+                code: close_code::POLICY,
+                reason: "credentials changed",
+            }),
+            Err(AuthError::Unavailable(_)) => {
+                tracing::warn!("cannot check a WebSocket's credentials again; keeping it");
+                None
+            }
+            Ok(None) | Err(_) => {
+                tracing::info!("closing a WebSocket whose credentials are no longer valid");
+                Some(Close {
+                    code: close_code::POLICY,
+                    reason: "credentials no longer valid",
+                })
+            }
+        }
+    }
+
+    /// Passes one frame through the ws rate limit.
+    async fn meter(
         &mut self,
         limiter: &mcp_ratelimit::RateLimiter,
         key: &mcp_ratelimit::RateKey,
-        text: &str,
-    ) -> Step {
+    ) -> Metered {
+        match limiter.check(key).await {
+            Ok(decision) if decision.allowed => Metered::Allowed,
+            Ok(decision) => {
+                if self.abusive(limiter) {
+                    tracing::warn!("closing a WebSocket that kept sending past its quota");
+                    return Metered::Close(Close {
+                        code: close_code::POLICY,
+                        reason: "rate limit exceeded",
+                    });
+                }
+                Metered::Limited(decision.retry_after_seconds().unwrap_or(1))
+            }
+            Err(_) => Metered::Unavailable,
+        }
+    }
+
+    /// Decides what to do with one text frame, given its metering.
+    fn receive(&mut self, metered: Metered, text: &str) -> Step {
         let value: Value = match serde_json::from_str(text) {
             Ok(value) => value,
             Err(_) => return Step::Answer(error(&Value::Null, -32700, "parse error", None)),
         };
         let id = value.get("id").cloned().unwrap_or(Value::Null);
-        match limiter.check(key).await {
-            Ok(decision) if decision.allowed => {}
-            Ok(decision) => {
-                if self.abusive(limiter) {
-                    tracing::warn!("closing a WebSocket that kept sending past its quota");
-                    return Step::Close(Close {
-                        code: close_code::POLICY,
-                        reason: "rate limit exceeded",
-                    });
-                }
-                let retry = decision.retry_after_seconds().unwrap_or(1);
+        match metered {
+            Metered::Allowed => {}
+            Metered::Limited(retry) => {
                 return answer_requests(&id, || {
                     error(
                         &id,
@@ -261,7 +450,7 @@ impl Connection {
                     )
                 });
             }
-            Err(_) => {
+            Metered::Unavailable | Metered::Close(_) => {
                 return answer_requests(&id, || {
                     error(&id, -32603, "rate limiting is unavailable", None)
                 });
@@ -336,11 +525,29 @@ fn read_error(error: axum::Error) -> Close {
     }
 }
 
+/// What the ws rate limit said of one frame.
+enum Metered {
+    Allowed,
+    /// Refused; retry after this many seconds.
+    Limited(u64),
+    /// The limiter could not decide.
+    Unavailable,
+    /// Refused, and the connection is not backing off.
+    Close(Close),
+}
+
+/// The tokio deadline of a credential's expiry, `expires_at`, as seen at
+/// `now` (from the server's clock); `None` when it never expires.
+fn expiry_deadline(expires_at: Option<SystemTime>, now: SystemTime) -> Option<Instant> {
+    let left = expires_at?.duration_since(now).unwrap_or(Duration::ZERO);
+    // An expiry too far away for the timer is as good as none.
+    Instant::now().checked_add(left)
+}
+
 enum Step {
     Forward(Box<RxJsonRpcMessage<RoleServer>>),
     Answer(Utf8Bytes),
     Ignore,
-    Close(Close),
 }
 
 /// Requests get an answer; notifications and responses (no id) cannot.
