@@ -762,6 +762,21 @@ async fn an_external_subject_is_never_a_local_user(db: TestDb) {
         api.call("GET", &user_path, Some(&impostor), None).await.0,
         404
     );
+    // Keys belong to local users: an external subject cannot mint one
+    // (it would be a dead row at best, a local credential at worst).
+    let (status, _, refused) = api
+        .call(
+            "POST",
+            "/api/keys",
+            Some(&impostor),
+            Some(json!({"name": "minted"})),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (403, Some("forbidden")),
+        "{refused}"
+    );
 }
 both_databases!(
     an_external_subject_is_never_a_local_user,

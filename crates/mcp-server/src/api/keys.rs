@@ -80,7 +80,8 @@ pub enum KeyAction<'a> {
 /// - a restricted caller acts only on keys whose scopes are within its own,
 ///   never on an unrestricted key (regenerating one would hand it the
 ///   owner's whole role), and grants only scopes it holds;
-/// - `admin` and `metrics` are granted by admins only.
+/// - `admin` and `metrics` are granted by admins only;
+/// - keys are made for local users only, never for an external subject.
 pub fn authorize_key(
     state: &AppState,
     principal: &Principal,
@@ -101,6 +102,11 @@ pub fn authorize_key(
     }
     match action {
         KeyAction::Read => Ok(()),
+        // A key acts as a local user; an external subject is none.
+        KeyAction::Create { .. } if Uuid::parse_str(owner).is_err() => Err(Problem::forbidden(
+            code::FORBIDDEN,
+            "API keys belong to users of this server",
+        )),
         KeyAction::Create { scopes } => within(state, principal, scopes, Reach::Grant),
         KeyAction::Modify { current, new } => {
             within(state, principal, current, Reach::Touch)?;
