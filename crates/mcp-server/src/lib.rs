@@ -27,6 +27,7 @@ pub mod limits;
 pub mod mcp;
 pub mod observe;
 pub mod schemas;
+pub mod serve;
 pub mod telemetry;
 pub mod users;
 
@@ -235,6 +236,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
 async fn serve(config: Config) -> Result<(), StartError> {
     let bind = config.bind;
     let grace = config.shutdown_timeout;
+    let connections = config.connections;
     let state = AppState::open(config).await?;
     let listener = TcpListener::bind(bind)
         .await
@@ -258,7 +260,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
     let keys = state.keys.clone();
     let _writer = keys.start(std::time::Duration::from_secs(10));
     let eviction = state.limits.start();
-    let result = http::serve(listener, app(state), shutdown, grace).await;
+    let result = serve::serve(listener, app(state), connections, shutdown, grace).await;
     // Not aborted: `keys.shutdown()` below lets a lastUsed write in progress
     // finish, stops the writer, then writes the last batch.
     if let Some(eviction) = eviction {
