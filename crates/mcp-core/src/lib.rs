@@ -35,4 +35,4 @@ mod problem;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use principal::{AuthMethod, Principal, PrincipalBuilder};
-pub use problem::{FieldError, PROBLEM_CONTENT_TYPE, Problem, ProblemCode, code};
+pub use problem::{FieldError, MAX_FIELD_ERRORS, PROBLEM_CONTENT_TYPE, Problem, ProblemCode, code};

@@ -83,6 +83,11 @@ impl ProblemCode {
     }
 }
 
+/// Most entries a validation problem lists in `errors`. The rest are only
+/// counted, in the extension member `errorsTruncated`, so that no body can
+/// make the answer large.
+pub const MAX_FIELD_ERRORS: usize = 100;
+
 /// One failing field of a validation error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -195,15 +200,45 @@ impl Problem {
         Problem::new(StatusCode::BAD_REQUEST, code::MALFORMED_JSON).with_detail(detail)
     }
 
-    /// `400 validation_failed` listing every failing field.
+    /// `400 validation_failed` listing every failing field (the first
+    /// [`MAX_FIELD_ERRORS`] of them; see
+    /// [`validation_failed_truncated`](Problem::validation_failed_truncated)).
     pub fn validation_failed(errors: Vec<FieldError>) -> Self {
-        let detail = match errors.len() {
+        let total = errors.len();
+        Problem::validation_failed_truncated(errors, total)
+    }
+
+    /// `400 validation_failed` for `total` failing fields, of which `errors`
+    /// are the first: at most [`MAX_FIELD_ERRORS`] are listed, and when
+    /// fewer than `total` are, `errorsTruncated` counts the ones left out.
+    /// For collectors that count errors without keeping them all.
+    ///
+    /// ```
+    /// use mcp_core::{FieldError, MAX_FIELD_ERRORS, Problem};
+    ///
+    /// let first: Vec<FieldError> = (0..MAX_FIELD_ERRORS)
+    ///     .map(|i| FieldError::new(format!("items[{i}]"), "type", "must be a string"))
+    ///     .collect();
+    /// let problem = Problem::validation_failed_truncated(first, 40_000);
+    /// assert_eq!(problem.errors().len(), 100);
+    /// assert_eq!(problem.extension("errorsTruncated"), Some(&39_900.into()));
+    /// ```
+    pub fn validation_failed_truncated(mut errors: Vec<FieldError>, total: usize) -> Self {
+        errors.truncate(MAX_FIELD_ERRORS);
+        let total = total.max(errors.len());
+        let left_out = total - errors.len();
+        let detail = match total {
             1 => "1 field is invalid".to_owned(),
             n => format!("{n} fields are invalid"),
         };
-        Problem::new(StatusCode::BAD_REQUEST, code::VALIDATION_FAILED)
+        let problem = Problem::new(StatusCode::BAD_REQUEST, code::VALIDATION_FAILED)
             .with_detail(detail)
-            .with_errors(errors)
+            .with_errors(errors);
+        if left_out > 0 {
+            problem.with_extension("errorsTruncated", left_out)
+        } else {
+            problem
+        }
     }
 
     /// `401` with one of the authentication codes.
@@ -344,6 +379,11 @@ impl Problem {
     /// The per-field errors.
     pub fn errors(&self) -> &[FieldError] {
         &self.0.errors
+    }
+
+    /// The extension member `name`, if set.
+    pub fn extension(&self, name: &str) -> Option<&Value> {
+        self.0.extensions.get(name)
     }
 
     /// The headers sent with the problem.
@@ -525,6 +565,28 @@ mod tests {
             let status = StatusCode::from_u16(status).unwrap();
             assert_eq!(Problem::from_status(status).code(), code, "{status}");
         }
+    }
+
+    #[test]
+    fn validation_errors_are_capped_and_counted() {
+        let errors = |n: usize| -> Vec<FieldError> {
+            (0..n)
+                .map(|i| FieldError::new(format!("f{i}"), "type", "bad"))
+                .collect()
+        };
+        let value = body(&Problem::validation_failed(errors(250)));
+        assert_eq!(
+            value["errors"].as_array().map(Vec::len),
+            Some(MAX_FIELD_ERRORS)
+        );
+        assert_eq!(value["errorsTruncated"], 150);
+        assert_eq!(value["detail"], "250 fields are invalid");
+        let value = body(&Problem::validation_failed(errors(2)));
+        assert!(value.get("errorsTruncated").is_none());
+        // A total below the entries given cannot go negative.
+        let value = body(&Problem::validation_failed_truncated(errors(3), 1));
+        assert_eq!(value["detail"], "3 fields are invalid");
+        assert!(value.get("errorsTruncated").is_none());
     }
 
     #[test]
