@@ -4,10 +4,13 @@
 //! limit (`413 payload_too_large`; a limit of 100 KiB admits exactly 102,400
 //! bytes), the nesting-depth limit and JSON syntax, duplicate keys included
 //! (`400 malformed_json`, with line and column, never echoing the input), a
-//! JSON object at the root, then every field of the wrong type or missing,
-//! then every rule of the type's garde schema (`400 validation_failed`, all
-//! failing fields at once, each with its path: `capabilities[2]`,
-//! `metadata.owner`). Unknown fields are dropped, never an error.
+//! JSON object at the root, then every field of the wrong type, missing or
+//! naming an unknown enum variant, then every rule of the type's garde
+//! schema (`400 validation_failed`, all failing fields at once, each with
+//! its path: `capabilities[2]`, `metadata.owner`). Unknown fields are
+//! dropped, never an error. Collecting the errors takes time linear in the
+//! body, and the answer is bounded: at most 100 entries in `errors`, the
+//! rest counted in `errorsTruncated`.
 //!
 //! ```
 //! use garde::Validate;
@@ -34,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod collect;
 #[cfg(feature = "axum")]
 mod extract;
 mod strict;
@@ -134,7 +138,9 @@ where
     Ok((parts, value))
 }
 
-/// Reads at most `max` bytes of `body`.
+/// Reads at most `max` bytes of `body`: `413 payload_too_large` over the
+/// limit, whether this read or a limit further out (such as tower-http's
+/// `RequestBodyLimitLayer`, for a body without a `Content-Length`) noticed.
 pub async fn read_limited<B>(body: B, max: usize) -> Result<Bytes, Problem>
 where
     B: Body,
@@ -142,18 +148,20 @@ where
 {
     match http_body_util::Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error)
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(Problem::payload_too_large(Some(max)))
-        }
+        Err(error) if over_limit(&*error) => Err(Problem::payload_too_large(Some(max))),
         Err(_) => Err(
             Problem::new(http::StatusCode::BAD_REQUEST, mcp_core::code::BAD_REQUEST)
                 .with_detail("the request body could not be read"),
         ),
     }
+}
+
+/// Whether `error`, or any error it wraps, is a length limit's: an outer
+/// limit's error reaches us inside the body's own error type (axum's, for
+/// one), so a downcast of the outermost error alone misses it.
+fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source())
+        .any(|e| e.is::<http_body_util::LengthLimitError>())
 }
 
 /// Parses `body` as a `T` and checks its rules. See the [crate
@@ -179,37 +187,32 @@ where
             "the body must be a JSON object",
         )]));
     }
-    let original = value.clone();
-    let (typed, mut errors) = deserialize_collecting::<T>(value);
-    let used_placeholders = !errors.is_empty();
-    match typed {
-        Some(typed) => {
-            if let Err(report) = typed.validate() {
-                for (path, error) in report.iter() {
-                    let field = spell(&path.to_string(), limits.field_case);
-                    // A field already reported for its type is not reported
-                    // again for the placeholder that stood in for it; nor is
-                    // one the body does not have (a placeholder under a
-                    // renamed field).
-                    if errors.iter().any(|e| covers(&e.field, &field))
-                        || (used_placeholders && !present(&original, &field))
-                    {
-                        continue;
-                    }
-                    errors.push(FieldError::new(
-                        field,
-                        rule_code(error.message()),
-                        error.message(),
-                    ));
-                }
+    let (typed, mut errors) = collect::deserialize::<T>(&value);
+    let used_placeholders = errors.total > 0;
+    let Some(typed) = typed else {
+        return Err(errors.into_problem());
+    };
+    if let Err(report) = typed.validate() {
+        for (path, error) in report.iter() {
+            let mut field = spell(path.to_string(), limits.field_case);
+            collect::cut(&mut field, collect::MAX_FIELD_LEN);
+            // A field already reported for its type is not reported again
+            // for the placeholder that stood in for it; nor is one the body
+            // does not have (a placeholder under a renamed field).
+            if errors.covers(&field) || (used_placeholders && !present(&value, &field)) {
+                continue;
             }
-            if errors.is_empty() {
-                Ok(typed)
+            if errors.is_full() {
+                errors.count();
             } else {
-                Err(Problem::validation_failed(errors))
+                errors.push_uncovered(field, rule_code(error.message()), &error.message());
             }
         }
-        None => Err(Problem::validation_failed(errors)),
+    }
+    if errors.total == 0 {
+        Ok(typed)
+    } else {
+        Err(errors.into_problem())
     }
 }
 
@@ -235,14 +238,6 @@ fn present(value: &Value, field: &str) -> bool {
         }
     }
     true
-}
-
-/// Whether an error at `reported` already covers `field`.
-fn covers(reported: &str, field: &str) -> bool {
-    field == reported
-        || field
-            .strip_prefix(reported)
-            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
 /// The byte offset where nesting first exceeds `max`, outside strings.
@@ -275,144 +270,6 @@ fn too_deep(body: &[u8], max: usize) -> Option<usize> {
     None
 }
 
-/// Values tried in place of a missing or mistyped field so that the rest of
-/// the body can still be checked.
-fn placeholders() -> [Value; 6] {
-    [
-        Value::String(String::new()),
-        Value::from(0),
-        Value::Bool(false),
-        Value::Array(Vec::new()),
-        Value::Object(serde_json::Map::new()),
-        Value::Null,
-    ]
-}
-
-/// Deserializes `value` as `T`, recording every field that is missing or of
-/// the wrong type (serde stops at the first: each is recorded, replaced by a
-/// placeholder of a type that fits, and deserialization tried again).
-fn deserialize_collecting<T: DeserializeOwned>(mut value: Value) -> (Option<T>, Vec<FieldError>) {
-    let mut errors: Vec<FieldError> = Vec::new();
-    let mut tried: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let candidates = placeholders();
-    // Each round tries one placeholder for one field: bounded.
-    let rounds = candidates.len() * (count_nodes(&value) + 16);
-    for _ in 0..rounds {
-        let error = match serde_path_to_error::deserialize::<_, T>(&value) {
-            Ok(typed) => return (Some(typed), errors),
-            Err(error) => error,
-        };
-        let message = error.inner().to_string();
-        let mut path: Vec<Step> = steps(error.path());
-        let missing = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_owned);
-        if let Some(name) = &missing {
-            path.push(Step::Key(name.clone()));
-        }
-        let field = render(&path);
-        if !errors.iter().any(|e| e.field == field) {
-            let (code, text) = match &missing {
-                Some(_) => ("required", "this field is required".to_owned()),
-                None => ("type", type_message(&message)),
-            };
-            errors.push(FieldError::new(field.clone(), code, text));
-        }
-        let next = tried.entry(field).or_insert(0);
-        let Some(candidate) = candidates.get(*next) else {
-            // Nothing fits in its place: report what was found so far.
-            break;
-        };
-        *next += 1;
-        if !set(&mut value, &path, candidate.clone()) {
-            break;
-        }
-    }
-    (None, errors)
-}
-
-fn type_message(serde_message: &str) -> String {
-    // serde's message names the expected type; cut the position it appends.
-    serde_message
-        .split(" at line ")
-        .next()
-        .unwrap_or(serde_message)
-        .to_owned()
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
-fn steps(path: &serde_path_to_error::Path) -> Vec<Step> {
-    use serde_path_to_error::Segment;
-    path.iter()
-        .filter_map(|segment| match segment {
-            Segment::Map { key } => Some(Step::Key(key.clone())),
-            Segment::Seq { index } => Some(Step::Index(*index)),
-            Segment::Enum { variant } => Some(Step::Key(variant.clone())),
-            Segment::Unknown => None,
-        })
-        .collect()
-}
-
-fn render(path: &[Step]) -> String {
-    let mut text = String::new();
-    for step in path {
-        match step {
-            Step::Key(key) => {
-                if !text.is_empty() {
-                    text.push('.');
-                }
-                text.push_str(key);
-            }
-            Step::Index(i) => text.push_str(&format!("[{i}]")),
-        }
-    }
-    text
-}
-
-fn set(value: &mut Value, path: &[Step], new: Value) -> bool {
-    let Some((last, parents)) = path.split_last() else {
-        return false;
-    };
-    let mut target = value;
-    for step in parents {
-        target = match step {
-            Step::Key(k) => match target.get_mut(k) {
-                Some(v) => v,
-                None => return false,
-            },
-            Step::Index(i) => match target.get_mut(i) {
-                Some(v) => v,
-                None => return false,
-            },
-        };
-    }
-    match (last, target) {
-        (Step::Key(k), Value::Object(map)) => {
-            map.insert(k.clone(), new);
-            true
-        }
-        (Step::Index(i), Value::Array(items)) if *i < items.len() => {
-            items[*i] = new;
-            true
-        }
-        _ => false,
-    }
-}
-
-fn count_nodes(value: &Value) -> usize {
-    match value {
-        Value::Array(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Object(map) => 1 + map.values().map(count_nodes).sum::<usize>(),
-        _ => 1,
-    }
-}
-
 /// A stable code for a garde message.
 fn rule_code(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
@@ -433,8 +290,16 @@ fn rule_code(message: &str) -> &'static str {
 
 /// `expires_in_days` -> `expiresInDays`, component by component; a raw
 /// identifier's `r#` (`r#type`) is dropped in any case.
-fn spell(path: &str, case: FieldCase) -> String {
-    let path = path.replace("r#", "");
+fn spell(path: String, case: FieldCase) -> String {
+    // Most paths need neither change: spare them the copies.
+    let path = if path.contains("r#") {
+        path.replace("r#", "")
+    } else {
+        path
+    };
+    if !path.contains('_') {
+        return path;
+    }
     match case {
         FieldCase::AsIs => path,
         FieldCase::CamelCase => {
@@ -475,12 +340,12 @@ mod tests {
     #[test]
     fn camel_case_paths() {
         assert_eq!(
-            spell("expires_in_days", FieldCase::CamelCase),
+            spell("expires_in_days".into(), FieldCase::CamelCase),
             "expiresInDays"
         );
-        assert_eq!(spell("a_b.c_d[2]", FieldCase::CamelCase), "aB.cD[2]");
-        assert_eq!(spell("a_b", FieldCase::AsIs), "a_b");
-        assert_eq!(spell("meta.r#type", FieldCase::AsIs), "meta.type");
+        assert_eq!(spell("a_b.c_d[2]".into(), FieldCase::CamelCase), "aB.cD[2]");
+        assert_eq!(spell("a_b".into(), FieldCase::AsIs), "a_b");
+        assert_eq!(spell("meta.r#type".into(), FieldCase::AsIs), "meta.type");
     }
 
     #[test]
