@@ -102,16 +102,21 @@ pub enum UsersCommand {
     },
 }
 
-fn read_password() -> Result<String, crate::StartError> {
+fn read_password() -> Result<mcp_validate::Secret, crate::StartError> {
     use std::io::{BufRead, IsTerminal};
     let fail =
         |e: std::io::Error| crate::StartError::Command(format!("cannot read the password: {e}"));
     if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("Password: ").map_err(fail)
+        rpassword::prompt_password("Password: ")
+            .map(mcp_validate::Secret::from)
+            .map_err(fail)
     } else {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).map_err(fail)?;
-        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+        // Cut in place: a trimmed copy would leave the original unwiped.
+        let len = line.trim_end_matches(['\r', '\n']).len();
+        line.truncate(len);
+        Ok(mcp_validate::Secret::from(line))
     }
 }
 
@@ -128,7 +133,7 @@ pub async fn users(
     match command {
         UsersCommand::Create { email, name, role } => {
             let password = read_password()?;
-            let body = serde_json::json!({"email": email, "name": name, "password": password, "role": role});
+            let body = serde_json::json!({"email": email, "name": name, "password": password.expose(), "role": role});
             let body: crate::schemas::UserCreate =
                 crate::extract::parse(body.to_string().as_bytes()).map_err(|problem| {
                     let fields: Vec<String> = problem
@@ -168,7 +173,7 @@ pub async fn users(
                 .map_err(|e| fail(e.to_string()))?
                 .ok_or_else(|| fail(format!("no user {email}")))?;
             let password = read_password()?;
-            let chars = password.chars().count();
+            let chars = password.expose().chars().count();
             if !(8..=1024).contains(&chars) {
                 return Err(fail("the password must be 8 to 1024 characters".to_owned()));
             }

@@ -2,9 +2,11 @@
 //!
 //! Names and e-mail addresses are trimmed; e-mail addresses are lower-cased
 //! (they compare case-insensitively). `null` is refused where a field cannot
-//! be cleared.
+//! be cleared. Passwords are [`Secret`]s: `Debug` shows `[redacted]`, and
+//! they are wiped from memory when dropped.
 
 use garde::Validate;
+use mcp_validate::Secret;
 use serde::{Deserialize, Deserializer};
 
 use crate::users::Role;
@@ -59,7 +61,7 @@ pub struct Login {
     pub email: String,
     /// Password.
     #[garde(length(min = 1, max = PASSWORD_MAX))]
-    pub password: String,
+    pub password: Secret,
 }
 
 /// `POST /api/users` and `POST /api/auth/register`.
@@ -71,7 +73,7 @@ pub struct UserCreate {
     pub email: String,
     /// Password, at least 8 characters.
     #[garde(length(chars, min = 8, max = PASSWORD_MAX))]
-    pub password: String,
+    pub password: Secret,
     /// Display name.
     #[serde(deserialize_with = "trimmed")]
     #[garde(length(chars, min = 1, max = NAME_MAX))]
@@ -101,11 +103,11 @@ pub struct UserUpdate {
     /// New password.
     #[serde(default, deserialize_with = "some_plain")]
     #[garde(inner(length(chars, min = 8, max = PASSWORD_MAX)))]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// The current password, needed to change one's own.
     #[serde(default, deserialize_with = "some_plain")]
     #[garde(inner(length(max = PASSWORD_MAX)))]
-    pub current_password: Option<String>,
+    pub current_password: Option<Secret>,
 }
 
 #[cfg(test)]
@@ -137,12 +139,31 @@ mod tests {
     }
 
     #[test]
+    fn debug_never_shows_a_password() {
+        let login: Login =
+            parse(br#"{"email":"a@example.com","password":"hunter2-login"}"#).unwrap();
+        let create: UserCreate =
+            parse(br#"{"email":"a@example.com","password":"hunter2-create","name":"A"}"#).unwrap();
+        let update: UserUpdate =
+            parse(br#"{"password":"hunter2-new","currentPassword":"hunter2-old"}"#).unwrap();
+        for debug in [
+            format!("{login:?}"),
+            format!("{create:?}"),
+            format!("{update:?}"),
+            format!("{login:#?}"),
+        ] {
+            assert!(!debug.contains("hunter2"), "{debug}");
+            assert!(debug.contains("[redacted]"), "{debug}");
+        }
+    }
+
+    #[test]
     fn null_cannot_clear_a_required_field() {
         let problem = parse::<UserUpdate>(br#"{"name":null}"#).unwrap_err();
         assert_eq!(problem.code(), "validation_failed");
         assert_eq!(problem.errors()[0].field, "name");
         let ok: UserUpdate = parse(br#"{"currentPassword":"x","password":"longenough"}"#).unwrap();
-        assert_eq!(ok.current_password.as_deref(), Some("x"));
+        assert_eq!(ok.current_password.as_ref().map(Secret::expose), Some("x"));
     }
 }
 

@@ -326,10 +326,14 @@ impl Passwords {
     }
 
     /// The argon2id PHC string of `password`.
-    pub async fn hash(&self, password: String) -> Result<PasswordHashText, Problem> {
+    pub async fn hash(
+        &self,
+        password: impl Into<mcp_validate::Secret>,
+    ) -> Result<PasswordHashText, Problem> {
+        let password = password.into();
         tokio::task::spawn_blocking(move || {
             Argon2::default()
-                .hash_password(password.as_bytes())
+                .hash_password(password.expose().as_bytes())
                 .map(|h| PasswordHashText(h.to_string()))
         })
         .await
@@ -343,13 +347,18 @@ impl Passwords {
 
     /// Whether `password` matches `hash`; with no hash (unknown user) it
     /// checks the dummy and answers `false`, taking the same time.
-    pub async fn verify(&self, password: String, hash: Option<PasswordHashText>) -> bool {
+    pub async fn verify(
+        &self,
+        password: impl Into<mcp_validate::Secret>,
+        hash: Option<PasswordHashText>,
+    ) -> bool {
+        let password = password.into();
         let known = hash.is_some();
         let hash = hash.map_or_else(|| self.dummy.as_str().to_owned(), |h| h.0);
         let matched = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).ok().is_some_and(|parsed| {
                 Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
+                    .verify_password(password.expose().as_bytes(), &parsed)
                     .is_ok()
             })
         })

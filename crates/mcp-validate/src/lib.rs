@@ -40,6 +40,7 @@
 mod collect;
 #[cfg(feature = "axum")]
 mod extract;
+mod secret;
 mod strict;
 
 use bytes::Bytes;
@@ -54,6 +55,7 @@ use serde_json::Value;
 
 #[cfg(feature = "axum")]
 pub use extract::Valid;
+pub use secret::Secret;
 
 /// How field paths are spelled in errors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
