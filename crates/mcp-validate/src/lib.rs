@@ -43,6 +43,8 @@ mod extract;
 mod secret;
 mod strict;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use garde::Validate;
 use http::HeaderValue;
@@ -195,9 +197,16 @@ where
         return Err(errors.into_problem());
     };
     if let Err(report) = typed.validate() {
+        // One buffer for every path: most errors of a hostile body are about
+        // placeholders and dropped, so they should cost no allocation.
+        let mut rendered = String::new();
         for (path, error) in report.iter() {
-            let mut field = spell(path.to_string(), limits.field_case);
-            collect::cut(&mut field, collect::MAX_FIELD_LEN);
+            use std::fmt::Write;
+            rendered.clear();
+            // Writing to a `String` cannot fail.
+            let _ = write!(rendered, "{path}");
+            let mut field = spell(&rendered, limits.field_case);
+            collect::cut(field.to_mut(), collect::MAX_FIELD_LEN);
             // A field already reported for its type is not reported again
             // for the placeholder that stood in for it; nor is one the body
             // does not have (a placeholder under a renamed field).
@@ -207,7 +216,11 @@ where
             if errors.is_full() {
                 errors.count();
             } else {
-                errors.push_uncovered(field, rule_code(error.message()), &error.message());
+                errors.push_uncovered(
+                    field.into_owned(),
+                    rule_code(error.message()),
+                    &error.message(),
+                );
             }
         }
     }
@@ -292,38 +305,33 @@ fn rule_code(message: &str) -> &'static str {
 
 /// `expires_in_days` -> `expiresInDays`, component by component; a raw
 /// identifier's `r#` (`r#type`) is dropped in any case.
-fn spell(path: String, case: FieldCase) -> String {
+fn spell(path: &str, case: FieldCase) -> Cow<'_, str> {
     // Most paths need neither change: spare them the copies.
     let path = if path.contains("r#") {
-        path.replace("r#", "")
+        Cow::Owned(path.replace("r#", ""))
     } else {
-        path
+        Cow::Borrowed(path)
     };
-    if !path.contains('_') {
+    if case == FieldCase::AsIs || !path.contains('_') {
         return path;
     }
-    match case {
-        FieldCase::AsIs => path,
-        FieldCase::CamelCase => {
-            let mut out = String::with_capacity(path.len());
-            let mut upper = false;
-            for c in path.chars() {
-                match c {
-                    '_' => upper = true,
-                    '.' | '[' | ']' => {
-                        upper = false;
-                        out.push(c);
-                    }
-                    c if upper => {
-                        out.extend(c.to_uppercase());
-                        upper = false;
-                    }
-                    c => out.push(c),
-                }
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for c in path.chars() {
+        match c {
+            '_' => upper = true,
+            '.' | '[' | ']' => {
+                upper = false;
+                out.push(c);
             }
-            out
+            c if upper => {
+                out.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
         }
     }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -342,12 +350,12 @@ mod tests {
     #[test]
     fn camel_case_paths() {
         assert_eq!(
-            spell("expires_in_days".into(), FieldCase::CamelCase),
+            spell("expires_in_days", FieldCase::CamelCase),
             "expiresInDays"
         );
-        assert_eq!(spell("a_b.c_d[2]".into(), FieldCase::CamelCase), "aB.cD[2]");
-        assert_eq!(spell("a_b".into(), FieldCase::AsIs), "a_b");
-        assert_eq!(spell("meta.r#type".into(), FieldCase::AsIs), "meta.type");
+        assert_eq!(spell("a_b.c_d[2]", FieldCase::CamelCase), "aB.cD[2]");
+        assert_eq!(spell("a_b", FieldCase::AsIs), "a_b");
+        assert_eq!(spell("meta.r#type", FieldCase::AsIs), "meta.type");
     }
 
     #[test]
