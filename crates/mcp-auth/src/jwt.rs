@@ -259,8 +259,12 @@ impl ClaimsMapper for DefaultClaimsMapper {
         if let Some(issuer) = &claims.iss {
             builder = builder.issuer(issuer.as_ref());
         }
-        if let Some(exp) = claims.exp {
-            builder = builder.expires_at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp));
+        // An `exp` past what the clock can represent is as good as none.
+        if let Some(at) = claims
+            .exp
+            .and_then(|exp| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(exp)))
+        {
+            builder = builder.expires_at(at);
         }
         Ok(builder.build())
     }
@@ -807,6 +811,25 @@ mod tests {
         let claims: Claims<'_> = serde_json::from_str(r#"{"sub": "u1", "exp": "x"}"#).unwrap();
         assert_eq!(claims.exp, None);
         assert_eq!(claims.scopes(), None);
+    }
+
+    #[test]
+    fn the_default_mapper_carries_exp_and_survives_any_exp() {
+        let mapped = |text: &str| {
+            let mut claims: Claims<'_> = serde_json::from_str(text).unwrap();
+            claims.raw = text.as_bytes();
+            DefaultClaimsMapper.map(&claims).unwrap()
+        };
+        let principal = mapped(r#"{"sub": "u1", "exp": 1700000000}"#);
+        assert_eq!(
+            principal.expires_at(),
+            Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000))
+        );
+        // A signed token may carry any exp: one past the clock's range
+        // must not panic (it never expires, as far as a clock can tell).
+        let far = mapped(r#"{"sub": "u1", "exp": 18446744073709551615}"#);
+        assert_eq!(far.subject(), "u1");
+        assert_eq!(mapped(r#"{"sub": "u1"}"#).expires_at(), None);
     }
 
     #[test]

@@ -343,7 +343,8 @@ async fn users_api_follows_the_self_service_rules(db: TestDb) {
             Some(json!({"password": "new-password-1", "currentPassword": "nope"})),
         )
         .await;
-    assert_eq!(status, 403);
+    // A wrong current password is a failed credential: the lockout counts it.
+    assert_eq!(status, 401);
     let (status, _, _) = api
         .call(
             "PATCH",
@@ -878,3 +879,103 @@ async fn cli_users_list_and_refusals(db: TestDb) {
     assert!(stderr.contains("exists"), "{stderr}");
 }
 both_databases!(cli_users_list_and_refusals, cli_users_list_and_refusals);
+
+/// A credential restricted to `admin` administers users, but must not turn
+/// itself unrestricted: making an admin (who logs in unrestricted) or
+/// setting another user's password (then logging in as them) would.
+async fn restricted_admin_cannot_mint_an_unrestricted_login(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    let victim = create_user(&db, "victim@example.com", "victim-password", "admin");
+    let plain = create_user(&db, "plain@example.com", "plain-password", "user");
+    let server = start(&db, &[]);
+    let api = Api::new(&server);
+    let admin = api.login(ADMIN, ADMIN_PW).await;
+    let (status, _, created) = api
+        .call(
+            "POST",
+            "/api/keys",
+            Some(&admin),
+            Some(json!({"name": "user-admin", "scopes": ["admin"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    let with_key = |method: &str, path: String, body: Value| {
+        let request = api
+            .client
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", api.base),
+            )
+            .header("x-api-key", &key)
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    for (method, path, body) in [
+        (
+            "POST",
+            "/api/users".to_owned(),
+            json!({"email": "new-admin@example.com", "password": "new-admin-pw", "name": "N", "role": "admin"}),
+        ),
+        (
+            "PATCH",
+            format!("/api/users/{}", plain["id"].as_str().unwrap()),
+            json!({"role": "admin"}),
+        ),
+        (
+            "PATCH",
+            format!("/api/users/{}", victim["id"].as_str().unwrap()),
+            json!({"password": "taken-over-1"}),
+        ),
+    ] {
+        let (status, problem) = with_key(method, path.clone(), body).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (403, Some("forbidden")),
+            "{method} {path}: {problem}"
+        );
+    }
+    // Nothing changed: the victim's password and the plain user's role.
+    api.login("victim@example.com", "victim-password").await;
+    let (status, _, _) = api
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "new-admin@example.com", "password": "new-admin-pw"})),
+        )
+        .await;
+    assert_eq!(status, 401, "no admin was created");
+    let plain_token = api.login("plain@example.com", "plain-password").await;
+    let (_, _, me) = api
+        .call("GET", "/api/auth/me", Some(&plain_token), None)
+        .await;
+    assert_eq!(me["role"], "user");
+    // Its actual job still works: a plain user, a rename.
+    let (status, body) = with_key(
+        "POST",
+        "/api/users".to_owned(),
+        json!({"email": "new-user@example.com", "password": "new-user-pw", "name": "U"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // The unrestricted admin may do all of it.
+    let (status, _, body) = api
+        .call(
+            "PATCH",
+            &format!("/api/users/{}", plain["id"].as_str().unwrap()),
+            Some(&admin),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+both_databases!(
+    restricted_admin_cannot_mint_an_unrestricted_login,
+    restricted_admin_cannot_mint_an_unrestricted_login
+);

@@ -165,6 +165,24 @@ fn self_service(state: &AppState, principal: &Principal) -> Result<(), Problem> 
     Ok(())
 }
 
+/// A restricted credential administers users, but cannot turn itself into
+/// an unrestricted one: it may not make admins (who log in unrestricted)
+/// nor set another user's password (then log in as them). The same rule as
+/// for keys: never hand out more than one holds.
+fn may_grant(
+    principal: &Principal,
+    role: Option<Role>,
+    sets_others_password: bool,
+) -> Result<(), Problem> {
+    if principal.is_restricted() && (role == Some(Role::Admin) || sets_others_password) {
+        return Err(Problem::forbidden(
+            code::FORBIDDEN,
+            "a restricted credential cannot make admins or set another user's password",
+        ));
+    }
+    Ok(())
+}
+
 fn is_admin(principal: &Principal) -> bool {
     principal.has_role(Role::Admin.as_str()) && principal.has_scope("admin")
 }
@@ -189,6 +207,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<User>), Problem> {
     admin(&state, &principal)?;
     let role = body.role.unwrap_or(Role::User);
+    may_grant(&principal, Some(role), false)?;
     let user = create_user(&state, body, role).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -239,6 +258,7 @@ pub async fn update(
             "only an admin can change an e-mail address",
         ));
     }
+    may_grant(&principal, body.role, !own && body.password.is_some())?;
     if own && body.role.is_some() {
         return Err(Problem::forbidden(
             code::FORBIDDEN,
@@ -255,8 +275,9 @@ pub async fn update(
         })?;
         let hash = users::password_hash(&state.db, id).await?;
         if !state.passwords.verify(current, hash).await {
-            return Err(Problem::forbidden(
-                code::FORBIDDEN,
+            // A 401, so the auth-failure lockout counts the guess.
+            return Err(Problem::unauthorized(
+                code::INVALID_CREDENTIALS,
                 "the current password is wrong",
             ));
         }

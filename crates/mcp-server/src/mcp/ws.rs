@@ -58,6 +58,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let stack = ServiceBuilder::new()
         .layer(middleware::from_fn(token_from_subprotocol))
         .layer(state.auth.layer.clone())
+        // Each upgrade starts an MCP server: the api quota pays for it.
+        .layer(state.limits.api_layer())
         .layer(RequireLayer::scope("mcp").with_challenge(state.auth.challenge.clone()));
     let slots = Slots::new(
         state.config.ws_max_connections_per_principal,
@@ -269,8 +271,14 @@ impl Connection {
             }
         };
         tokio::pin!(expired);
+        // A client that stops reading must not stall the loop: every write
+        // has the idle timeout to complete, or the connection is dropped.
+        let send_timeout = idle_timeout;
         let close = loop {
+            // Biased: shutdown, expiry and revocation win over traffic, and
+            // the server's answers over new requests.
             tokio::select! {
+                biased;
                 () = cancel.cancelled() => {
                     break Close { code: close_code::AWAY, reason: "server shutting down" };
                 }
@@ -279,6 +287,29 @@ impl Connection {
                 }
                 _ = recheck.tick() => {
                     if let Some(close) = self.still_valid().await {
+                        break close;
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= idle_timeout {
+                        break Close { code: close_code::AWAY, reason: "idle timeout" };
+                    }
+                    if let Err(close) = send(&mut socket_tx, Message::Ping(Default::default()), send_timeout).await {
+                        break close;
+                    }
+                    // A client may answer only the latest ping (RFC 6455
+                    // 5.5.3), so at most one is owed at a time.
+                    owed_pongs = 1;
+                }
+                outgoing = from_server.next() => {
+                    let Some(message) = outgoing else {
+                        break Close { code: close_code::NORMAL, reason: "" };
+                    };
+                    let Ok(text) = serde_json::to_string(&message) else {
+                        tracing::error!("an MCP message could not be serialized");
+                        continue;
+                    };
+                    if let Err(close) = send(&mut socket_tx, Message::Text(text.into()), send_timeout).await {
                         break close;
                     }
                 }
@@ -313,40 +344,19 @@ impl Connection {
                     };
                     match self.receive(metered, text.as_str()) {
                         Step::Forward(message) => {
-                            if to_server.send(*message).await.is_err() {
-                                break Close { code: close_code::NORMAL, reason: "" };
+                            match tokio::time::timeout(send_timeout, to_server.send(*message)).await {
+                                Ok(Ok(())) => {}
+                                Ok(Err(_)) => break Close { code: close_code::NORMAL, reason: "" },
+                                Err(_) => break STALLED,
                             }
                         }
                         Step::Answer(answer) => {
-                            if socket_tx.send(Message::Text(answer)).await.is_err() {
-                                break Close { code: close_code::NORMAL, reason: "" };
+                            if let Err(close) = send(&mut socket_tx, Message::Text(answer), send_timeout).await {
+                                break close;
                             }
                         }
                         Step::Ignore => {}
                     }
-                }
-                outgoing = from_server.next() => {
-                    let Some(message) = outgoing else {
-                        break Close { code: close_code::NORMAL, reason: "" };
-                    };
-                    let Ok(text) = serde_json::to_string(&message) else {
-                        tracing::error!("an MCP message could not be serialized");
-                        continue;
-                    };
-                    if socket_tx.send(Message::Text(text.into())).await.is_err() {
-                        break Close { code: close_code::NORMAL, reason: "" };
-                    }
-                }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() >= idle_timeout {
-                        break Close { code: close_code::AWAY, reason: "idle timeout" };
-                    }
-                    if socket_tx.send(Message::Ping(Default::default())).await.is_err() {
-                        break Close { code: close_code::NORMAL, reason: "" };
-                    }
-                    // A client may answer only the latest ping (RFC 6455
-                    // 5.5.3), so at most one is owed at a time.
-                    owed_pongs = 1;
                 }
             }
         };
@@ -357,12 +367,17 @@ impl Connection {
                 "closing WebSocket"
             );
         }
-        let _ = socket_tx
-            .send(Message::Close(Some(CloseFrame {
+        // The tools stop first, so nothing more is produced for a client
+        // that is going away.
+        cancel.cancel();
+        let _ = tokio::time::timeout(
+            CLOSE_GRACE,
+            socket_tx.send(Message::Close(Some(CloseFrame {
                 code: close.code,
                 reason: Utf8Bytes::from_static(close.reason),
-            })))
-            .await;
+            }))),
+        )
+        .await;
         // The closing handshake: wait (briefly) for the client's Close, so
         // frames still in flight are not answered with a reset that would
         // discard our close frame before the client reads it.
@@ -374,7 +389,6 @@ impl Connection {
             }
         })
         .await;
-        cancel.cancel();
         drop(to_server);
         let _ = server_task.await;
     }
@@ -521,6 +535,31 @@ fn read_error(error: axum::Error) -> Close {
                 code: close_code::PROTOCOL,
                 reason: "",
             }
+        }
+    }
+}
+
+/// A client that does not read what it is sent.
+const STALLED: Close = Close {
+    code: close_code::POLICY,
+    reason: "not reading",
+};
+
+/// Sends `message`, within `limit`: a client that does not read is closed.
+async fn send(
+    socket: &mut futures::stream::SplitSink<WebSocket, Message>,
+    message: Message,
+    limit: Duration,
+) -> Result<(), Close> {
+    match tokio::time::timeout(limit, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Close {
+            code: close_code::NORMAL,
+            reason: "",
+        }),
+        Err(_) => {
+            tracing::info!("closing a WebSocket whose client stopped reading");
+            Err(STALLED)
         }
     }
 }
