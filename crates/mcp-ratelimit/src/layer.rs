@@ -22,6 +22,7 @@ use crate::quota::{Decision, Policy, ceil_secs};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type Skip = Arc<dyn Fn(&RequestInfo<'_>) -> bool + Send + Sync>;
+type Attempts = Arc<dyn Fn(&RequestInfo<'_>) -> bool + Send + Sync>;
 type Counts = Arc<dyn Fn(http::StatusCode, &http::Extensions) -> bool + Send + Sync>;
 
 /// What to do when the backend cannot decide (Redis down, cap reached).
@@ -290,6 +291,45 @@ impl Shared {
             (Decider::Fallback, FailurePolicy::Fallback(fallback)) => &**fallback,
             _ => &*self.backend,
         }
+    }
+}
+
+/// Whether one more request for `key` would pass, without counting it,
+/// following the failure policy (fallback included).
+async fn peeked(shared: &Shared, key: &RateKey) -> Outcome {
+    let result = shared.backend.peek(&shared.policy, key).decision().await;
+    if let Some(outcome) = settle(shared, result) {
+        return outcome;
+    }
+    let FailurePolicy::Fallback(fallback) = &shared.failure else {
+        return Outcome::Unlimited;
+    };
+    match fallback.peek(&shared.policy, key).decision().await {
+        Ok(decision) => Outcome::Decided(decision),
+        Err(_) => Outcome::Unlimited,
+    }
+}
+
+/// Counts one unit for `key` without waiting for the answer: now when the
+/// backend is in process, else from a task (following the failure policy
+/// either way). For a failure that no reservation was made for.
+fn charge(shared: Arc<Shared>, key: RateKey) {
+    let pending = match shared.backend.check(&shared.policy, &key, 1) {
+        Check::Ready(result) => {
+            if settle(&shared, result).is_none()
+                && let FailurePolicy::Fallback(fallback) = &shared.failure
+            {
+                // In process: counted as it is asked.
+                let _ = fallback.check(&shared.policy, &key, 1);
+            }
+            false
+        }
+        Check::Pending(_) => true,
+    };
+    if pending && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = outcome(&shared, &key).await;
+        });
     }
 }
 
@@ -715,7 +755,18 @@ where
 /// [refunded](RateLimitBackend::refund) otherwise (also when the service
 /// errs, or the request is dropped before it answers). So however many
 /// guesses are sent at once, at most the quota of them reach the service,
-/// and at most that many attempts from one key are in flight together.
+/// and at most that many attempts from one key are in flight together. The
+/// refund is never waited for: it is made at once by an in-process backend
+/// and from a background task over the network, so the response is not
+/// delayed by it.
+///
+/// Only requests that can fail need a reservation: say which with
+/// [`attempts`](Self::attempts) (by default every request is an attempt).
+/// Any other request is only **looked at** ([`peek`](RateLimitBackend::peek),
+/// nothing counted): refused while the key is locked out, never refused
+/// for being one too many in flight, so a busy address without credentials
+/// is not limited by the failure quota. Should one of them fail after all,
+/// the failure is counted once its response is known (not atomically).
 ///
 /// Which responses count is up to `counts`, given the response head; a
 /// server counts `401`s for refused credentials, not for missing ones:
@@ -743,6 +794,7 @@ pub struct FailureLimitLayer {
     settings: Settings,
     key: Arc<dyn KeyExtractor>,
     counts: Counts,
+    attempts: Option<Attempts>,
 }
 
 impl FailureLimitLayer {
@@ -756,6 +808,7 @@ impl FailureLimitLayer {
             settings: Settings::new(backend, policy),
             key: Arc::new(PeerIp),
             counts: Arc::new(counts),
+            attempts: None,
         }
     }
 
@@ -770,6 +823,35 @@ impl FailureLimitLayer {
     #[must_use]
     pub fn skip(mut self, skip: impl Fn(&RequestInfo<'_>) -> bool + Send + Sync + 'static) -> Self {
         self.settings.skip = Some(Arc::new(skip));
+        self
+    }
+
+    /// Which requests are attempts, the ones that can fail (present a
+    /// credential, or log in): only they reserve a unit of the quota. The
+    /// others are refused while their key is locked out and otherwise pass
+    /// without being counted. Default: every request is an attempt.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mcp_ratelimit::{FailureLimitLayer, InMemoryBackend, Policy, RequestInfo};
+    ///
+    /// let layer = FailureLimitLayer::new(
+    ///     Arc::new(InMemoryBackend::new()),
+    ///     Policy::new("auth-failures", "30/60s".parse().unwrap()),
+    ///     |status: http::StatusCode, _: &http::Extensions| status == 401,
+    /// )
+    /// .attempts(|request: &RequestInfo<'_>| {
+    ///     request.headers.contains_key(http::header::AUTHORIZATION)
+    ///         || request.uri.path() == "/login"
+    /// });
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn attempts(
+        mut self,
+        attempts: impl Fn(&RequestInfo<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.attempts = Some(Arc::new(attempts));
         self
     }
 
@@ -798,6 +880,7 @@ impl<S> Layer<S> for FailureLimitLayer {
             shared: self.settings.build(),
             key: self.key.clone(),
             counts: self.counts.clone(),
+            attempts: self.attempts.clone(),
         }
     }
 }
@@ -809,6 +892,7 @@ pub struct FailureLimit<S> {
     shared: Arc<Shared>,
     key: Arc<dyn KeyExtractor>,
     counts: Counts,
+    attempts: Option<Attempts>,
 }
 
 /// A unit of a failure quota taken before the service ran: kept once the
@@ -828,20 +912,11 @@ impl Reservation {
         self.shared.allowed.increment(1);
     }
 
-    /// The attempt did not fail: the unit is given back.
-    async fn refund(mut self) {
-        self.armed = false;
-        let result = self
-            .shared
-            .decider(self.decider)
-            .refund(&self.shared.policy, &self.key, 1)
-            .wait()
-            .await;
-        if let Err(error) = result {
-            // The unit stays used until it refills: erring on the side of
-            // limiting.
-            self.shared.log_error(&error);
-        }
+    /// The attempt did not fail: the unit is given back, without waiting
+    /// (the drop does it: at once in process, else from a task).
+    fn refund(self) {
+        debug_assert!(self.armed);
+        drop(self);
     }
 }
 
@@ -850,6 +925,8 @@ impl Drop for Reservation {
         if !self.armed {
             return;
         }
+        // A refund that fails leaves the unit used until it refills: erring
+        // on the side of limiting.
         let pending =
             match self
                 .shared
@@ -904,6 +981,10 @@ where
         let info = RequestInfo::of(&request);
         let shared = self.shared.clone();
         let skip = shared.skip.as_ref().is_some_and(|skip| skip(&info));
+        let attempt = self
+            .attempts
+            .as_ref()
+            .is_none_or(|attempts| attempts(&info));
         let key = self.key.extract(&info).unwrap_or_else(keyless);
         let counts = self.counts.clone();
         let clone = self.inner.clone();
@@ -911,6 +992,23 @@ where
         Box::pin(async move {
             if skip {
                 return inner.call(request).await;
+            }
+            if !attempt {
+                // Cannot fail: only refused while locked out, never reserved.
+                match peeked(&shared, &key).await {
+                    Outcome::Decided(decision) if !decision.allowed => {
+                        return Ok(shared.limited_response(&decision));
+                    }
+                    Outcome::Unavailable(_) => return Ok(shared.unavailable()),
+                    Outcome::Decided(_) | Outcome::Unlimited => {}
+                }
+                let response = inner.call(request).await;
+                if let Ok(response) = &response
+                    && counts(response.status(), response.extensions())
+                {
+                    charge(shared, key);
+                }
+                return response;
             }
             // Check and count in one step: a peek first would let every
             // concurrent guess through before any of them is counted.
@@ -935,7 +1033,7 @@ where
                 Ok(response) if counts(response.status(), response.extensions()) => {
                     reservation.keep();
                 }
-                _ => reservation.refund().await,
+                _ => reservation.refund(),
             }
             response
         })

@@ -812,3 +812,282 @@ async fn a_dropped_attempt_is_refunded() {
         "the dropped attempt gave its unit back"
     );
 }
+
+/// Sends `n` requests made by `make` at once through `service`; the inner
+/// service (`answer`, behind a gate) answers only once every request has
+/// reached it or been answered without it. The statuses.
+async fn all_in_flight<S>(
+    layer: impl Fn(
+        tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>,
+    ) -> S,
+    n: usize,
+    make: impl Fn() -> Request<Full<Bytes>>,
+) -> Vec<u16>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    use tokio::sync::{Semaphore, mpsc};
+    let (events, mut arrived) = mpsc::unbounded_channel::<()>();
+    let gate = Arc::new(Semaphore::new(0));
+    let inner = {
+        let (events, gate) = (events.clone(), gate.clone());
+        tower::util::BoxCloneSyncService::new(service_fn(move |req: Request<Full<Bytes>>| {
+            let (events, gate) = (events.clone(), gate.clone());
+            async move {
+                let _ = events.send(());
+                let _permit = gate.acquire().await.expect("the gate is never closed");
+                auth_service(req).await
+            }
+        }))
+    };
+    let service = layer(inner);
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (service, events, request) = (service.clone(), events.clone(), make());
+            tokio::spawn(async move {
+                let status = service.oneshot(request).await.unwrap().status().as_u16();
+                if status == 429 {
+                    let _ = events.send(());
+                }
+                status
+            })
+        })
+        .collect();
+    for _ in 0..n {
+        arrived.recv().await.expect("every request reports");
+    }
+    gate.add_permits(n);
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses
+}
+
+/// Attempts are the requests with an `x-code` (a credential, here).
+fn has_credential(request: &RequestInfo<'_>) -> bool {
+    request.headers.contains_key("x-code")
+}
+
+/// More requests that cannot fail in flight from one address than the
+/// quota: none is reserved, so none is refused; attempts beside them are
+/// still reserved, and once the address is locked out every request is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_cannot_fail_are_never_reserved() {
+    let clock = ManualClock::at_unix(T0);
+    let layer = FailureLimitLayer::new(
+        backend(&clock),
+        policy("auth-failures", 5, 3600),
+        counts_refused,
+    )
+    .attempts(has_credential);
+    let statuses = all_in_flight(
+        |inner| layer.layer(inner),
+        64,
+        || request_from("198.51.100.40"),
+    )
+    .await;
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "no credentials, none may be 429: {statuses:?}"
+    );
+    // The same layer still reserves every attempt in flight.
+    let statuses = all_in_flight(
+        |inner| layer.layer(inner),
+        64,
+        || {
+            let mut request = request_from("198.51.100.40");
+            request
+                .headers_mut()
+                .insert("x-code", "invalid_token".parse().unwrap());
+            request
+        },
+    )
+    .await;
+    let refused = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(refused, 5, "exactly the quota of guesses: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 59);
+    // Locked out: a request that cannot fail is refused too, with headers.
+    let response = layer
+        .layer(service_fn(auth_service))
+        .oneshot(request_from("198.51.100.40"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(body_json(response).await["policy"], "auth-failures");
+    // Another address is free.
+    let response = layer
+        .layer(service_fn(auth_service))
+        .oneshot(request_from("198.51.100.41"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// A request the predicate did not expect to fail, failing after all, is
+/// still counted (once its response is known).
+#[tokio::test]
+async fn an_unexpected_failure_is_counted_after_the_fact() {
+    let clock = ManualClock::at_unix(T0);
+    // Nothing is an attempt: every failure is unexpected.
+    let service = FailureLimitLayer::new(
+        backend(&clock),
+        policy("auth-failures", 2, 60),
+        counts_refused,
+    )
+    .attempts(|_: &RequestInfo<'_>| false)
+    .layer(service_fn(auth_service));
+    let bad = || {
+        let mut request = request_from("198.51.100.42");
+        request
+            .headers_mut()
+            .insert("x-code", "invalid_token".parse().unwrap());
+        request
+    };
+    for i in 0..2 {
+        let response = service.clone().oneshot(bad()).await.unwrap();
+        assert_eq!(response.status(), 401, "failure {i}");
+    }
+    assert_eq!(service.clone().oneshot(bad()).await.unwrap().status(), 429);
+    assert_eq!(
+        service
+            .oneshot(request_from("198.51.100.42"))
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+}
+
+/// The in-process backend, with refunds over a "network" that answers only
+/// when the test says so: the response must not wait for its refund.
+struct SlowRefunds {
+    memory: Arc<InMemoryBackend>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl RateLimitBackend for SlowRefunds {
+    fn check<'a>(&'a self, policy: &'a Policy, key: &'a RateKey, cost: u32) -> Check<'a> {
+        self.memory.check(policy, key, cost)
+    }
+    fn peek<'a>(&'a self, policy: &'a Policy, key: &'a RateKey) -> Check<'a> {
+        self.memory.peek(policy, key)
+    }
+    fn refund<'a>(&'a self, policy: &'a Policy, key: &'a RateKey, cost: u32) -> Check<'a, ()> {
+        Check::Pending(Box::pin(async move {
+            let _permit = self.gate.acquire().await.expect("never closed");
+            self.memory.refund(policy, key, cost).wait().await
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_does_not_wait_for_its_refund() {
+    let clock = ManualClock::at_unix(T0);
+    let memory = backend(&clock);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let policy = policy("auth-failures", 1, 3600);
+    let service = FailureLimitLayer::new(
+        Arc::new(SlowRefunds {
+            memory: memory.clone(),
+            gate: gate.clone(),
+        }),
+        policy.clone(),
+        counts_refused,
+    )
+    .layer(service_fn(auth_service));
+    // The refund cannot complete until the gate opens: the response comes
+    // first (with the unit still reserved).
+    let response = tokio::time::timeout(
+        Duration::from_secs(30),
+        service.clone().oneshot(request_from("198.51.100.43")),
+    )
+    .await
+    .expect("the response does not wait for the refund")
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let key = RateKey::ip("198.51.100.43".parse().unwrap());
+    assert!(
+        !memory.peek(&policy, &key).wait().await.unwrap().allowed,
+        "the refund is still pending"
+    );
+    // Once the network answers, the refund lands in the background.
+    gate.add_permits(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !memory.peek(&policy, &key).wait().await.unwrap().allowed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background refund never landed"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        service
+            .oneshot(request_from("198.51.100.43"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+/// The backend failing with a fallback: the lockout holds in process, for
+/// attempts and for the requests only looked at.
+#[tokio::test]
+async fn the_lockout_falls_back_in_process() {
+    let clock = ManualClock::at_unix(T0);
+    let service = FailureLimitLayer::new(
+        Arc::new(Down),
+        policy("auth-failures", 2, 60),
+        counts_refused,
+    )
+    .attempts(has_credential)
+    .on_failure(FailurePolicy::Fallback(backend(&clock)))
+    .layer(service_fn(auth_service));
+    let bad = || {
+        let mut request = request_from("198.51.100.44");
+        request
+            .headers_mut()
+            .insert("x-code", "invalid_token".parse().unwrap());
+        request
+    };
+    for _ in 0..5 {
+        let response = service
+            .clone()
+            .oneshot(request_from("198.51.100.44"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "no credentials, nothing counted");
+    }
+    for i in 0..2 {
+        assert_eq!(
+            service.clone().oneshot(bad()).await.unwrap().status(),
+            401,
+            "{i}"
+        );
+    }
+    assert_eq!(service.clone().oneshot(bad()).await.unwrap().status(), 429);
+    assert_eq!(
+        service
+            .clone()
+            .oneshot(request_from("198.51.100.44"))
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(
+        service
+            .oneshot(request_from("198.51.100.44"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

@@ -351,10 +351,75 @@ async fn refund_moves_the_arrival_time_back_on_redis() {
     );
 }
 
+/// Waits (polling, with a deadline) until one more request for `key` would
+/// pass: refunds land in the background.
+async fn until_free(backend: &RedisBackend, policy: &Policy, key: &RateKey) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !backend.peek(policy, key).decision().await.unwrap().allowed {
+        assert!(Instant::now() < deadline, "the refund never landed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Every request is an attempt here (no `attempts`), so each success
+/// reserves the only unit and gives it back from the background.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn successes_do_not_use_the_failure_quota_on_redis() {
     let Some(backend) = shared_redis("successes_do_not_use_the_failure_quota_on_redis").await
     else {
+        return;
+    };
+    let policy = Policy::new(
+        "auth-failures",
+        Quota::per(1, Duration::from_secs(3600)).unwrap(),
+    );
+    let key = RateKey::ip("192.0.2.50".parse().unwrap());
+    let service = mcp_ratelimit::FailureLimitLayer::new(
+        Arc::new(backend.clone()),
+        policy.clone(),
+        common::counts_refused,
+    )
+    .layer(service_fn(bad_or_ok));
+    for _ in 0..10 {
+        assert_eq!(
+            service.clone().oneshot(request()).await.unwrap().status(),
+            200
+        );
+        until_free(&backend, &policy, &key).await;
+    }
+    assert_eq!(service.clone().oneshot(bad()).await.unwrap().status(), 401);
+    assert!(
+        !backend
+            .peek(&policy, &key)
+            .decision()
+            .await
+            .unwrap()
+            .allowed,
+        "the poll looks at the layer's bucket"
+    );
+    assert_eq!(service.oneshot(request()).await.unwrap().status(), 429);
+}
+
+async fn bad_or_ok(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(if req.headers().contains_key("x-bad") {
+        mcp_core::Problem::unauthorized("invalid_api_key", "no").into_response()
+    } else {
+        Response::new(Full::new(Bytes::new()))
+    })
+}
+
+fn bad() -> Request<Full<Bytes>> {
+    let mut bad = request();
+    bad.headers_mut().insert("x-bad", "1".parse().unwrap());
+    bad
+}
+
+/// With `attempts`, a request that cannot fail costs one look (no
+/// reservation, no refund): successes never touch the quota, and a
+/// locked-out address is still refused on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_cannot_fail_only_look_on_redis() {
+    let Some(backend) = shared_redis("requests_that_cannot_fail_only_look_on_redis").await else {
         return;
     };
     let service = mcp_ratelimit::FailureLimitLayer::new(
@@ -365,23 +430,17 @@ async fn successes_do_not_use_the_failure_quota_on_redis() {
         ),
         common::counts_refused,
     )
-    .layer(service_fn(|req: Request<Full<Bytes>>| async move {
-        Ok::<_, Infallible>(if req.headers().contains_key("x-bad") {
-            mcp_core::Problem::unauthorized("invalid_api_key", "no").into_response()
-        } else {
-            Response::new(Full::new(Bytes::new()))
-        })
-    }));
-    for _ in 0..10 {
+    .attempts(|request: &mcp_ratelimit::RequestInfo<'_>| request.headers.contains_key("x-bad"))
+    .layer(service_fn(bad_or_ok));
+    for _ in 0..20 {
         assert_eq!(
             service.clone().oneshot(request()).await.unwrap().status(),
             200
         );
     }
     for _ in 0..2 {
-        let mut bad = request();
-        bad.headers_mut().insert("x-bad", "1".parse().unwrap());
-        assert_eq!(service.clone().oneshot(bad).await.unwrap().status(), 401);
+        assert_eq!(service.clone().oneshot(bad()).await.unwrap().status(), 401);
     }
+    assert_eq!(service.clone().oneshot(bad()).await.unwrap().status(), 429);
     assert_eq!(service.oneshot(request()).await.unwrap().status(), 429);
 }

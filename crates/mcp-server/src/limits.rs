@@ -12,13 +12,16 @@ use mcp_ratelimit::{
 
 use crate::StartError;
 use crate::config::Config;
+use crate::mcp::ws::TOKEN_SUBPROTOCOL_PREFIX;
 
 /// The server's limiters.
 #[derive(Clone)]
 pub struct Limits {
     backend: Arc<dyn RateLimitBackend>,
     redis: Option<RedisBackend>,
-    memory: Option<Arc<InMemoryBackend>>,
+    /// Where the auth-failures lockout counts when the backend fails: the
+    /// in-process backend itself without Redis, a backend of its own with.
+    lockout_fallback: Arc<InMemoryBackend>,
     api: Policy,
     auth: Policy,
     /// One limiter for every WebSocket message of every connection.
@@ -62,6 +65,9 @@ impl Limits {
                 (memory.clone(), None, Some(memory))
             }
         };
+        let lockout_fallback = memory
+            .clone()
+            .unwrap_or_else(|| Arc::new(InMemoryBackend::new()));
         let failure = if rl.fail_closed {
             FailurePolicy::Closed
         } else {
@@ -72,7 +78,7 @@ impl Limits {
                 .on_failure(failure.clone()),
             backend,
             redis,
-            memory,
+            lockout_fallback,
             api: Policy::new("api", rl.api),
             auth: Policy::new("auth", rl.auth),
             auth_failures: Policy::new("auth-failures", rl.auth_failures),
@@ -85,11 +91,13 @@ impl Limits {
     }
 
     /// Starts the background work: evicting idle keys of the in-process
-    /// backend every minute.
+    /// backend every minute (the backend itself without Redis, the
+    /// lockout's fallback with it).
     pub fn start(&self) -> Option<tokio::task::JoinHandle<()>> {
-        self.memory
-            .as_ref()
-            .map(|memory| memory.start_eviction(Duration::from_secs(60)))
+        Some(
+            self.lockout_fallback
+                .start_eviction(Duration::from_secs(60)),
+        )
     }
 
     /// The api policy, keyed by API key id or user id, else client IP.
@@ -121,6 +129,11 @@ impl Limits {
     /// The auth-failures policy: refused credentials and failed logins per
     /// client IP; once used up, that IP gets `429` before any credential is
     /// checked. Health checks are never limited.
+    ///
+    /// Only requests that can fail for credentials ([`can_fail`]) reserve an
+    /// attempt; the others are refused only while their IP is locked out.
+    /// The lockout never fails open: when the backend (Redis) fails, it
+    /// counts in process (per replica), whatever `MCP_RATE_LIMIT_FAIL` says.
     pub fn failures_layer(&self) -> FailureLimitLayer {
         FailureLimitLayer::new(
             self.backend.clone(),
@@ -134,7 +147,8 @@ impl Limits {
         )
         .key(self.client_ip.clone())
         .skip(|request: &RequestInfo<'_>| request.uri.path().starts_with("/health"))
-        .on_failure(self.failure.clone())
+        .attempts(can_fail)
+        .on_failure(FailurePolicy::Fallback(self.lockout_fallback.clone()))
         .headers(self.headers)
     }
 
@@ -155,4 +169,23 @@ impl Limits {
             _ => ("down", self.fail_closed),
         }
     }
+}
+
+/// Whether a request can end in a counted failure: it presents a credential
+/// (`Authorization`, `X-API-Key`, or a `bearer.<token>` WebSocket
+/// subprotocol, which the `/ws` route turns into `Authorization`), or it is
+/// a login or registration, which check a password or refuse an account.
+/// Everything else reaching the failures layer has nothing to refuse: a
+/// missing credential is `401 missing_credentials`, never counted.
+pub fn can_fail(request: &RequestInfo<'_>) -> bool {
+    let headers = request.headers;
+    headers.contains_key(http::header::AUTHORIZATION)
+        || headers.contains_key(mcp_apikeys::API_KEY_HEADER)
+        || headers
+            .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|protocol| protocol.trim().starts_with(TOKEN_SUBPROTOCOL_PREFIX))
+        || matches!(request.uri.path(), "/api/auth/login" | "/api/auth/register")
 }

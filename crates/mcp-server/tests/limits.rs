@@ -339,3 +339,222 @@ async fn redis_down_fails_open_or_closed_as_configured() {
     assert_eq!(api.call("GET", "/health", None, None).await.0, 200);
     assert!(closed.logs().contains("rate limit backend failed"));
 }
+
+/// The server's auth-failures layer (`Limits::failures_layer`, built from
+/// `env`) around an inner service, without HTTP: what the limits wiring
+/// decides, deterministically.
+mod failures_layer {
+    use std::convert::Infallible;
+    use std::ffi::OsString;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::Full;
+    use mcp_core::Problem;
+    use mcp_server::config::Config;
+    use mcp_server::limits::Limits;
+    use tokio::sync::{Semaphore, mpsc};
+    use tower::{Layer, ServiceExt, service_fn};
+
+    fn limits(env: &[(&str, &str)]) -> Limits {
+        let env = env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .chain([(
+                OsString::from(super::SECRET.0),
+                OsString::from(super::SECRET.1),
+            )]);
+        let (config, _) = Config::load(None, env).expect("a valid configuration");
+        Limits::new(&config).expect("limits")
+    }
+
+    fn from(ip: &str, path: &str) -> Request<Full<Bytes>> {
+        let mut request = Request::get(path).body(Full::new(Bytes::new())).unwrap();
+        request
+            .extensions_mut()
+            .insert(format!("{ip}:40000").parse::<SocketAddr>().unwrap());
+        request
+    }
+
+    /// Refuses any presented credential, `200` otherwise (like a route
+    /// that needs none).
+    async fn refusing(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let h = request.headers();
+        let presented = h.contains_key("authorization")
+            || h.contains_key("x-api-key")
+            || h.contains_key("sec-websocket-protocol")
+            || request.uri().path().starts_with("/api/auth/");
+        Ok(if presented {
+            Problem::unauthorized("invalid_token", "no").into_response()
+        } else {
+            Response::new(Full::new(Bytes::new()))
+        })
+    }
+
+    /// Sends `n` copies of `make()` at once; the inner service answers only
+    /// once every request has reached it or been answered without it.
+    async fn all_in_flight(
+        limits: &Limits,
+        n: usize,
+        make: impl Fn() -> Request<Full<Bytes>>,
+    ) -> Vec<u16> {
+        let (events, mut arrived) = mpsc::unbounded_channel::<()>();
+        let gate = Arc::new(Semaphore::new(0));
+        let inner = {
+            let (events, gate) = (events.clone(), gate.clone());
+            service_fn(move |request: Request<Full<Bytes>>| {
+                let (events, gate) = (events.clone(), gate.clone());
+                async move {
+                    let _ = events.send(());
+                    let _permit = gate.acquire().await.expect("never closed");
+                    refusing(request).await
+                }
+            })
+        };
+        let service = limits.failures_layer().layer(inner);
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (service, events, request) = (service.clone(), events.clone(), make());
+                tokio::spawn(async move {
+                    let response = service.oneshot(request).await.unwrap();
+                    let status = response.status().as_u16();
+                    if status == 429 {
+                        let _ = events.send(());
+                    }
+                    status
+                })
+            })
+            .collect();
+        for _ in 0..n {
+            arrived.recv().await.expect("every request reports");
+        }
+        gate.add_permits(n);
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.unwrap());
+        }
+        statuses
+    }
+
+    /// A busy NAT: more requests without credentials in flight from one
+    /// address than the failure quota. None of them can fail for
+    /// credentials, so none is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_without_credentials_in_flight_are_never_limited() {
+        let limits = limits(&[("MCP_RATE_LIMIT_AUTH_FAILURES", "5/3600s")]);
+        let statuses = all_in_flight(&limits, 64, || from("198.51.100.60", "/mcp")).await;
+        assert!(
+            statuses.iter().all(|s| *s == 200),
+            "64 uncredentialed requests in flight, none may be 429: {statuses:?}"
+        );
+    }
+
+    /// An address, a path and the credential header it presents.
+    type Form = (
+        &'static str,
+        &'static str,
+        Option<(&'static str, &'static str)>,
+    );
+
+    /// Every way of presenting a credential (and the login and register
+    /// routes) is still reserved before the service runs: however many are
+    /// in flight, at most the quota reach it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_credential_form_is_reserved() {
+        let limits = limits(&[("MCP_RATE_LIMIT_AUTH_FAILURES", "3/3600s")]);
+        let forms: [Form; 5] = [
+            (
+                "198.51.100.61",
+                "/api/auth/me",
+                Some(("authorization", "Bearer x")),
+            ),
+            (
+                "198.51.100.62",
+                "/api/auth/me",
+                Some(("x-api-key", "mcp_nope")),
+            ),
+            (
+                "198.51.100.63",
+                "/ws",
+                Some(("sec-websocket-protocol", "mcp, bearer.abc")),
+            ),
+            ("198.51.100.64", "/api/auth/login", None),
+            ("198.51.100.65", "/api/auth/register", None),
+        ];
+        for (ip, path, header) in forms {
+            let statuses = all_in_flight(&limits, 16, || {
+                let mut request = from(ip, path);
+                if let Some((name, value)) = header {
+                    request.headers_mut().insert(name, value.parse().unwrap());
+                }
+                request
+            })
+            .await;
+            let refused = statuses.iter().filter(|s| **s == 401).count();
+            let limited = statuses.iter().filter(|s| **s == 429).count();
+            assert!(refused <= 3, "{path} {header:?}: {statuses:?}");
+            assert_eq!(refused + limited, 16, "{path} {header:?}: {statuses:?}");
+            // Locked out: even a request without credentials is refused.
+            let response = limits
+                .failures_layer()
+                .layer(service_fn(refusing))
+                .oneshot(from(ip, "/mcp"))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+        }
+    }
+
+    /// Redis unreachable and the server failing open: the brute-force
+    /// lockout still holds (in process), whatever `MCP_RATE_LIMIT_FAIL`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_lockout_holds_while_redis_is_down() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dead = format!("redis://127.0.0.1:{port}");
+        for fail in ["open", "closed"] {
+            let limits = limits(&[
+                ("REDIS_URL", dead.as_str()),
+                ("MCP_RATE_LIMIT_FAIL", fail),
+                ("MCP_RATE_LIMIT_AUTH_FAILURES", "3/3600s"),
+            ]);
+            let service = limits.failures_layer().layer(service_fn(refusing));
+            let ip = if fail == "open" {
+                "198.51.100.70"
+            } else {
+                "198.51.100.71"
+            };
+            let bad = || {
+                let mut request = from(ip, "/api/auth/me");
+                request
+                    .headers_mut()
+                    .insert("authorization", "Bearer guess".parse().unwrap());
+                request
+            };
+            for i in 0..3 {
+                let status = service.clone().oneshot(bad()).await.unwrap().status();
+                assert_eq!(status, 401, "fail={fail}: guess {i}");
+            }
+            let status = service.clone().oneshot(bad()).await.unwrap().status();
+            assert_eq!(status, 429, "fail={fail}: the 4th guess is locked out");
+            let status = service
+                .clone()
+                .oneshot(from(ip, "/mcp"))
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 429, "fail={fail}: and so is the rest of the IP");
+            let status = service
+                .oneshot(from("198.51.100.72", "/mcp"))
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200, "fail={fail}: other IPs pass");
+        }
+    }
+}
