@@ -19,17 +19,26 @@ pub fn limits(body_limit: usize) -> Limits {
     }
 }
 
-/// Checks the content type of `headers` and parses and validates `body`:
-/// for handlers that must authorize (by path or owner) before validating,
-/// as the order of checks requires.
-pub fn validated<T>(limits: &Limits, headers: &http::HeaderMap, body: &[u8]) -> Result<T, Problem>
+/// Checks the content type of `headers` and parses and validates `body`
+/// (large ones off the async workers): for handlers that must authorize (by
+/// path or owner) before validating, as the order of checks requires.
+pub async fn validated<T>(
+    limits: &Limits,
+    headers: &http::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<T, Problem>
 where
-    T: DeserializeOwned + Validate<Context = ()>,
+    T: DeserializeOwned + Validate<Context = ()> + Send + 'static,
 {
-    mcp_validate::from_slice(headers.get(CONTENT_TYPE), body, limits)
+    if !mcp_validate::is_json(headers.get(CONTENT_TYPE)) {
+        return Err(Problem::unsupported_media_type(
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    mcp_validate::parse_blocking(body, *limits).await
 }
 
-/// Parses and validates `bytes` as `T` (for the CLI).
+/// Parses and validates `bytes` as `T` (for the CLI and tool arguments).
 pub fn parse<T>(bytes: &[u8]) -> Result<T, Problem>
 where
     T: DeserializeOwned + Validate<Context = ()>,

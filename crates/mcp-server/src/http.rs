@@ -4,8 +4,6 @@
 
 use std::any::Any;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,8 +15,6 @@ use axum::response::Response;
 use http::header::{self, HeaderValue};
 use mcp_core::{PROBLEM_CONTENT_TYPE, Problem, code};
 use mcp_headers::SecurityHeadersLayer;
-use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -289,41 +285,6 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops
-/// accepting, lets in-flight requests finish for at most `grace`, and
-/// returns.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let signalled = Arc::new(Notify::new());
-    let notify = signalled.clone();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        notify.notify_one();
-    });
-    let deadline = async move {
-        signalled.notified().await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server => result,
-        () = deadline => {
-            tracing::warn!(
-                grace = %humantime::format_duration(grace),
-                "in-flight requests still running after the shutdown timeout; closing them"
-            );
-            Ok(())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,85 +437,5 @@ mod tests {
             .append(X_REQUEST_ID, HeaderValue::from_static("two"));
         let (_, headers, _) = send(request).await;
         assert!(uuid::Uuid::parse_str(headers[X_REQUEST_ID].to_str().unwrap()).is_ok());
-    }
-
-    #[tokio::test]
-    async fn graceful_shutdown_finishes_in_flight_requests() {
-        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
-        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-        let started = Arc::new(std::sync::Mutex::new(Some(started_tx)));
-        let release = Arc::new(tokio::sync::Mutex::new(Some(release_rx)));
-        let routes = Router::new().route(
-            "/slow",
-            get(move || {
-                let started = started.clone();
-                let release = release.clone();
-                async move {
-                    if let Some(tx) = started.lock().unwrap().take() {
-                        let _ = tx.send(());
-                    }
-                    if let Some(rx) = release.lock().await.take() {
-                        let _ = rx.await;
-                    }
-                    "finished"
-                }
-            }),
-        );
-        let app = spine(routes, SpineSettings::new(1024, Duration::from_secs(10)));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(
-            listener,
-            app,
-            async move {
-                let _ = stop_rx.await;
-            },
-            Duration::from_secs(10),
-        ));
-
-        let client = reqwest::Client::new();
-        let in_flight = tokio::spawn(client.get(format!("http://{addr}/slow")).send());
-        started_rx.await.unwrap();
-        stop_tx.send(()).unwrap();
-        // New connections are refused once shutdown has begun.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(
-            reqwest::Client::new()
-                .get(format!("http://{addr}/slow"))
-                .send()
-                .await
-                .is_err()
-        );
-        release_tx.send(()).unwrap();
-        let response = in_flight.await.unwrap().unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.text().await.unwrap(), "finished");
-        server.await.unwrap().unwrap();
-    }
-
-    #[tokio::test]
-    async fn shutdown_gives_up_after_the_grace_period() {
-        let routes = Router::new().route("/forever", get(std::future::pending::<&'static str>));
-        let app = spine(routes, SpineSettings::new(1024, Duration::from_secs(60)));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(
-            listener,
-            app,
-            async move {
-                let _ = stop_rx.await;
-            },
-            Duration::from_millis(100),
-        ));
-        let _in_flight = tokio::spawn(reqwest::get(format!("http://{addr}/forever")));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        stop_tx.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("serve returned after the grace period")
-            .unwrap()
-            .unwrap();
     }
 }

@@ -6,11 +6,12 @@ use http::header::CONTENT_TYPE;
 use mcp_core::Problem;
 use serde::de::DeserializeOwned;
 
-use crate::{Limits, is_json, parse, read_limited};
+use crate::{Limits, is_json, parse_blocking, read_limited};
 
 /// A JSON body of type `T` that passed every check (see the [crate
 /// documentation](crate)). The limits are the [`Limits`] in the request's
-/// extensions (put there with `axum::Extension`), or the defaults.
+/// extensions (put there with `axum::Extension`), or the defaults. Large
+/// bodies are checked off the async workers ([`parse_blocking`](crate::parse_blocking)).
 ///
 /// ```
 /// use garde::Validate;
@@ -36,7 +37,7 @@ pub struct Valid<T>(pub T);
 impl<S, T> FromRequest<S> for Valid<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned + Validate<Context = ()>,
+    T: DeserializeOwned + Validate<Context = ()> + Send + 'static,
 {
     type Rejection = Problem;
 
@@ -52,6 +53,6 @@ where
             ));
         }
         let bytes = read_limited(request.into_body(), limits.max_bytes).await?;
-        parse(&bytes, &limits).map(Valid)
+        parse_blocking(bytes, limits).await.map(Valid)
     }
 }

@@ -37,6 +37,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod blocking;
 mod collect;
 #[cfg(feature = "axum")]
 mod extract;
@@ -55,6 +57,8 @@ use mcp_core::{FieldError, Problem};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+#[cfg(feature = "tokio")]
+pub use blocking::{BLOCKING_ABOVE, parse_blocking};
 #[cfg(feature = "axum")]
 pub use extract::Valid;
 pub use secret::Secret;

@@ -263,7 +263,12 @@ fn missing_fields_of_list_elements_are_each_listed() {
     let fields: Vec<&str> = problem.errors().iter().map(|e| e.field.as_str()).collect();
     assert_eq!(
         fields,
-        ["items[0].owner", "items[0].level", "items[1].level", "items[1].owner"]
+        [
+            "items[0].owner",
+            "items[0].level",
+            "items[1].level",
+            "items[1].owner"
+        ]
     );
 }
 

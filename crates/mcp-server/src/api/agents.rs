@@ -103,7 +103,7 @@ pub async fn update(
     body: Bytes,
 ) -> Result<Json<Agent>, Problem> {
     let agent = visible(&state, &principal, &id).await?;
-    let body: AgentUpdate = validated(&state.validation, &headers, &body)?;
+    let body: AgentUpdate = validated(&state.validation, &headers, body).await?;
     let changes = AgentChanges {
         name: body.name,
         kind: body.r#type,

@@ -281,7 +281,7 @@ pub async fn update(
 ) -> Result<Json<ApiKeyRecord>, Problem> {
     // Visibility before validation, so a foreign id is 404 whatever the body.
     let record = authorized(&state, &principal, &id, modify).await?;
-    let body: KeyUpdate = validated(&state.validation, &headers, &body)?;
+    let body: KeyUpdate = validated(&state.validation, &headers, body).await?;
     if let Some(scopes) = &body.scopes {
         authorize_key(
             &state,
@@ -325,7 +325,7 @@ pub async fn regenerate(
     let body: Regenerate = if body.iter().all(u8::is_ascii_whitespace) {
         Regenerate::default()
     } else {
-        validated(&state.validation, &headers, &body)?
+        validated(&state.validation, &headers, body).await?
     };
     let grace = body.grace_period_seconds.map(Duration::from_secs);
     let (record, secret) = state

@@ -251,7 +251,7 @@ pub async fn update(
         }
         self_service(&state, &principal)?;
     }
-    let body: UserUpdate = crate::extract::validated(&state.validation, &headers, &body)?;
+    let body: UserUpdate = crate::extract::validated(&state.validation, &headers, body).await?;
     if !admin && body.email.is_some() {
         return Err(Problem::forbidden(
             code::FORBIDDEN,

@@ -123,12 +123,16 @@ fn invalid(problem: &mcp_core::Problem) -> Failure {
 
 /// The arguments of a call as a `T`, checked like a REST body (every
 /// failing field at once); wrong ones are a tool error, not a protocol one.
-fn arguments<T>(arguments: JsonObject) -> Result<T, Failure>
+async fn arguments<T>(state: &AppState, arguments: JsonObject) -> Result<T, Failure>
 where
-    T: serde::de::DeserializeOwned + garde::Validate<Context = ()>,
+    T: serde::de::DeserializeOwned + garde::Validate<Context = ()> + Send + 'static,
 {
     let bytes = serde_json::to_vec(&Value::Object(arguments)).map_err(internal)?;
-    crate::extract::parse(&bytes).map_err(|problem| invalid(&problem))
+    // The body limit bounds the arguments; large ones are checked off the
+    // async workers, as REST bodies are.
+    mcp_validate::parse_blocking(bytes.into(), state.validation)
+        .await
+        .map_err(|problem| invalid(&problem))
 }
 
 /// The input schema of a tool taking a `T`.
@@ -280,7 +284,7 @@ impl McpServer {
 
     async fn get(&self, principal: &Principal, args: JsonObject) -> Outcome {
         require(principal, "agents:read")?;
-        let AgentId { id } = arguments(args)?;
+        let AgentId { id } = arguments(&self.state, args).await?;
         let agent = self.visible(principal, &id).await?;
         serde_json::to_value(agent).map_err(internal)
     }
@@ -289,7 +293,7 @@ impl McpServer {
         require(principal, "agents:write")?;
         let owner_id = owner(principal)?;
         // The same schema as POST /api/agents.
-        let checked: crate::schemas::AgentCreate = arguments(args)?;
+        let checked: crate::schemas::AgentCreate = arguments(&self.state, args).await?;
         let agent = agents::create(
             &self.state.db,
             NewAgent {
@@ -309,7 +313,7 @@ impl McpServer {
 
     async fn set_status(&self, principal: &Principal, args: JsonObject) -> Outcome {
         require(principal, "agents:write")?;
-        let UpdateStatus { id, status } = arguments(args)?;
+        let UpdateStatus { id, status } = arguments(&self.state, args).await?;
         let agent = self.visible(principal, &id).await?;
         let changes = AgentChanges {
             status: Some(status),
