@@ -1106,6 +1106,63 @@ mod ws {
         );
     }
 
+    /// A client that asks for a lot and never reads used to park the
+    /// connection loop in a write forever: no recheck, no expiry, no idle
+    /// close, its per-user place held. A write that cannot complete within
+    /// the idle timeout now drops the connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn websocket_drops_a_client_that_stops_reading() {
+        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_stall").await else {
+            return;
+        };
+        create_user(&db, "owner@example.com", "owner-password", "user");
+        let server = TestServer::start(
+            &db,
+            &[
+                SECRET,
+                ("MCP_RATE_LIMIT_API", "100000/60s"),
+                ("MCP_WS_IDLE_TIMEOUT", "500ms"),
+                ("MCP_WS_MAX_CONNECTIONS_PER_PRINCIPAL", "1"),
+            ],
+        );
+        let api = Api::new(&server);
+        let jwt = api.login("owner@example.com", "owner-password").await;
+        // 200 agents of 16 KB metadata: each list_agents answer is ~3 MB.
+        let filler = "x".repeat(16 * 1024 - 64);
+        // In batches: more credentialed requests in flight from one address
+        // than the auth-failures quota would be refused.
+        for batch in 0..10 {
+            let creates = (0..20).map(|i| {
+                let body = json!({"name": format!("a{batch}-{i}"), "type": "t", "metadata": {"pad": filler}});
+                let (api, jwt) = (&api, &jwt);
+                async move { api.call("POST", "/api/agents", Some(jwt), Some(body)).await.0 }
+            });
+            for status in futures::future::join_all(creates).await {
+                assert_eq!(status, 201);
+            }
+        }
+        let (key, _) = create_key(&api, &jwt, "stall", json!(["mcp", "agents:read"])).await;
+        let (mut stalled, _) = open(&server, &[("x-api-key", &key)]).await.unwrap();
+        handshake(&mut stalled).await;
+        // Far more than loopback's socket buffers hold; then read nothing.
+        for id in 0..10 {
+            send(&mut stalled, &tool_call(10 + id, "list_agents", json!({}))).await;
+        }
+        // The place is freed once the server gives up on the writes.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(8);
+        let bearer = format!("Bearer {jwt}");
+        loop {
+            match open(&server, &[("authorization", &bearer)]).await {
+                Ok(_) => break,
+                Err((429, _)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(refusal) => panic!("the stalled connection kept its place: {refusal:?}"),
+            }
+        }
+        drop(stalled);
+    }
+
     /// One user cannot hold the server's connections, whichever of their
     /// keys and tokens they use.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
