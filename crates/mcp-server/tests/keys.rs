@@ -164,8 +164,12 @@ async fn key_lifecycle_over_http_leaks_nothing(db: TestDb) {
         (status, refused["code"].as_str()),
         (401, Some("invalid_api_key"))
     );
-    let unknown = format!("mcp_{}", &key[4..]);
-    let (_, unknown_body) = call_key(&api, "GET", "/api/auth/me", &unknown, None).await;
+    // A well-formed key (good checksum) that the server never issued.
+    let unknown = mcp_apikeys::ApiKeySecret::generate();
+    assert_ne!(unknown.expose(), key);
+    let (status, unknown_body) =
+        call_key(&api, "GET", "/api/auth/me", unknown.expose(), None).await;
+    assert_eq!(status, 401);
     assert_eq!(refused, unknown_body, "inactive and unknown look the same");
     api.call(
         "PATCH",
