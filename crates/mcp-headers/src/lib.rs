@@ -295,11 +295,10 @@ mod tests {
             h["content-security-policy"],
             "default-src 'none'; frame-ancestors 'none'"
         );
-        assert!(
-            h["strict-transport-security"]
-                .to_str()
-                .unwrap()
-                .starts_with("max-age=")
+        // A year, subdomains included: `max-age=0` would switch HSTS off.
+        assert_eq!(
+            h["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
         );
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(h["x-frame-options"], "DENY");
@@ -337,6 +336,9 @@ mod tests {
 
     #[tokio::test]
     async fn set_replaces_and_remove_drops() {
+        // Present by default, so its absence below is the removal's doing.
+        let default = respond(SecurityHeadersLayer::new(), &[]).await;
+        assert_eq!(default.headers()["x-xss-protection"], "0");
         let layer = SecurityHeadersLayer::new()
             .set(
                 header::X_FRAME_OPTIONS,
