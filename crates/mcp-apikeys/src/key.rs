@@ -245,4 +245,41 @@ mod tests {
         assert_ne!(peppered, KeyHasher::peppered(b"other").hash(key.expose()));
         assert!(!format!("{plain:?}").contains(key.expose()));
     }
+
+    /// `shown` holds no run of 8 characters of `secret` as text, hex or a
+    /// list of bytes.
+    fn assert_hidden(shown: &str, secret: &[u8]) {
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let decimal: String = secret.iter().map(u8::to_string).collect();
+        let spellings = [
+            String::from_utf8_lossy(secret).into_owned(),
+            hex.clone(),
+            hex.to_uppercase(),
+            decimal,
+        ];
+        // Byte lists (`[6d, 63, ...]`) read as one run once squeezed.
+        let squeezed: String = shown.split(", ").collect();
+        for hay in [shown, squeezed.as_str()] {
+            for spelling in &spellings {
+                for run in spelling.as_bytes().windows(8) {
+                    let run = String::from_utf8_lossy(run);
+                    assert!(!hay.contains(run.as_ref()), "{shown} shows {run}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn debug_shows_only_the_display_prefix_and_never_the_pepper() {
+        let key = ApiKeySecret::generate();
+        let shown = format!("{key:?}");
+        // The prefix is what lists show anyway; the rest is the secret.
+        let secret = &key.expose()[key.display_prefix().len()..];
+        assert_hidden(&shown, secret.as_bytes());
+        assert_hidden(&format!("{key:#?}"), secret.as_bytes());
+        let pepper = b"pepper-material-0123456789";
+        let hasher = KeyHasher::peppered(pepper);
+        assert_hidden(&format!("{hasher:?}"), pepper);
+        assert_hidden(&format!("{hasher:#?}"), pepper);
+    }
 }
