@@ -246,16 +246,37 @@ mod tests {
         assert_eq!(text, format!("hello ada, from user-1 (key {})", record.id));
         client.cancel().await.unwrap();
 
-        assert!(connect(None).await.is_err(), "no key: 401");
+        // The client's error names the refusal: rmcp maps 401 to "Auth
+        // required" and 403 insufficient_scope to "Insufficient scope".
+        let refusal = |result: Result<_, rmcp::service::ClientInitializeError>| {
+            let Err(error) = result else {
+                panic!("the connection was accepted");
+            };
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text.push_str(" | ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        };
+        let no_key = refusal(connect(None).await);
         assert!(
-            connect(Some(no_mcp.expose().to_owned())).await.is_err(),
-            "a key without scope mcp: 403"
+            no_key.contains("Auth required"),
+            "no key: 401, got {no_key}"
+        );
+        let no_scope = refusal(connect(Some(no_mcp.expose().to_owned())).await);
+        assert!(
+            no_scope.contains("Insufficient scope"),
+            "a key without scope mcp: 403, got {no_scope}"
         );
         let revoked = keys.delete(record.id).await;
         assert!(revoked.is_ok());
+        let deleted = refusal(connect(Some(key.expose().to_owned())).await);
         assert!(
-            connect(Some(key.expose().to_owned())).await.is_err(),
-            "a deleted key stops working at once"
+            deleted.contains("Auth required"),
+            "a deleted key stops working at once (401), got {deleted}"
         );
         pool.close().await;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
