@@ -2,7 +2,8 @@
 //! `401` with the right code through the real layer, never a `500`.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -119,6 +120,64 @@ async fn expect_refused(layer: &AuthLayer, token: &str, code: &str, what: &str) 
         challenge.starts_with("Bearer realm=\"mcp\", error=\"invalid_token\""),
         "{what}: {challenge}"
     );
+}
+
+/// A listener on 127.0.0.1 that records every connection it gets (with the
+/// first line sent on it) and answers 404, so a test can tell whether the
+/// verifier fetched a URL named in a token.
+struct Trap {
+    base: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Trap {
+    fn start() -> Trap {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        // A thread, not a task: it accepts even if the runtime is blocked.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                // Counted before reading: a bare connect is a fetch too.
+                let index = {
+                    let mut seen = record.lock().unwrap();
+                    seen.push("(connected, nothing sent)".to_owned());
+                    seen.len() - 1
+                };
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+                let mut buffer = [0u8; 512];
+                let read = stream.read(&mut buffer).unwrap_or(0);
+                if let Some(line) = String::from_utf8_lossy(&buffer[..read]).lines().next() {
+                    record.lock().unwrap()[index] = line.to_owned();
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Trap { base, seen }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Gives a late or spawned fetch 200 ms (the runtime stays free to run
+    /// it), then asserts the listener saw no connection at all.
+    async fn assert_untouched(&self, what: &str) {
+        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(200)))
+            .await
+            .unwrap();
+        let seen = self.seen.lock().unwrap();
+        assert!(
+            seen.is_empty(),
+            "{what}: the verifier connected to {} {} time(s): {seen:?}",
+            self.base,
+            seen.len()
+        );
+    }
 }
 
 #[tokio::test]
@@ -298,30 +357,38 @@ async fn unknown_kid_jku_and_embedded_jwk_are_refused() {
     let token = rs256(unknown, &claims(), RSA_PRIVATE);
     expect_refused(&layer, &token, "invalid_token", "unknown kid").await;
 
-    // The attacker points jku at a JWKS of theirs and signs with their key.
+    // The attacker points jku at a JWKS of theirs and signs with their key;
+    // the URLs lead to a live listener, so a fetch would show.
+    let trap = Trap::start();
     let mut jku = Header::new(Algorithm::RS256);
     jku.kid = Some("attacker".into());
-    jku.jku = Some("https://evil.example/jwks.json".into());
+    jku.jku = Some(trap.url("/jwks.json"));
     let token = rs256(jku, &claims(), ATTACKER_RSA_PRIVATE);
     expect_refused(&layer, &token, "invalid_token", "jku elsewhere").await;
+    trap.assert_untouched("jku elsewhere").await;
     // ... and with our kid.
     let mut jku = Header::new(Algorithm::RS256);
     jku.kid = Some("k1".into());
-    jku.jku = Some("https://evil.example/jwks.json".into());
-    jku.x5u = Some("https://evil.example/cert.pem".into());
+    jku.jku = Some(trap.url("/jwks.json"));
+    jku.x5u = Some(trap.url("/cert.pem"));
     let token = rs256(jku, &claims(), ATTACKER_RSA_PRIVATE);
     expect_refused(&layer, &token, "invalid_token", "jku/x5u with our kid").await;
+    trap.assert_untouched("jku/x5u with our kid").await;
 
-    // The attacker embeds their public key in the header.
+    // The attacker embeds their public key in the header, with an x5u of
+    // its own.
     let attacker_jwk = {
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(ATTACKER_RSA_PRIVATE).unwrap();
-        jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap()
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+        jwk.common.x509_url = Some(trap.url("/jwk-cert.pem"));
+        jwk
     };
     let mut embedded = Header::new(Algorithm::RS256);
     embedded.kid = Some("k1".into());
     embedded.jwk = Some(attacker_jwk);
     let token = rs256(embedded, &claims(), ATTACKER_RSA_PRIVATE);
     expect_refused(&layer, &token, "invalid_token", "embedded jwk").await;
+    trap.assert_untouched("embedded jwk").await;
     let _ = ATTACKER_RSA_PUBLIC;
 }
 
