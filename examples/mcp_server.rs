@@ -143,44 +143,27 @@ mod tests {
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
     use sqlx::postgres::PgPoolOptions;
 
-    /// A pool on a schema of its own, or `None` (skipped, loudly) when
-    /// PostgreSQL is unreachable outside CI.
-    async fn test_pool() -> Option<(sqlx::PgPool, sqlx::PgPool, String)> {
-        let url = std::env::var("TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let admin = match sqlx::PgPool::connect(&url).await {
-            Ok(pool) => pool,
-            Err(error) => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "PostgreSQL is required under CI: {error}"
-                );
-                eprintln!("SKIPPED: PostgreSQL unreachable at {url}: {error}");
-                return None;
-            }
-        };
-        let schema = format!("example_mcp_{}", std::process::id());
-        // The name is ours (a process id), not input.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        )))
-        .execute(&admin)
-        .await
-        .unwrap();
-        let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    /// A pool on a schema of its own (dropped with the schema value, also
+    /// when the test fails).
+    async fn test_pool() -> (sqlx::PgPool, mcp_testkit::PgSchema) {
+        let schema = mcp_testkit::PgSchema::create("example_mcp").await;
+        let options: sqlx::postgres::PgConnectOptions =
+            mcp_testkit::postgres_url().parse().unwrap();
         let pool = PgPoolOptions::new()
             .max_connections(4)
-            .connect_with(options.options([("search_path", schema.as_str())]))
+            .connect_with(options.options([("search_path", schema.name())]))
             .await
             .unwrap();
-        Some((pool, admin, schema))
+        (pool, schema)
     }
 
     #[tokio::test]
+    #[cfg_attr(
+        not(test_postgres),
+        ignore = "needs PostgreSQL: MCP_TEST_SERVICES=postgres (CI=true implies it)"
+    )]
     async fn a_real_client_calls_a_tool_with_a_key_from_postgres() {
-        let Some((pool, admin, schema)) = test_pool().await else {
-            return;
-        };
+        let (pool, _schema) = test_pool().await;
         let keys = key_service(pool.clone()).await;
         let (record, key) = keys
             .create("user-1", "client", Some(vec!["mcp".into()]), None)
@@ -279,9 +262,5 @@ mod tests {
             "a deleted key stops working at once (401), got {deleted}"
         );
         pool.close().await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(&admin)
-            .await
-            .unwrap();
     }
 }

@@ -2,9 +2,10 @@
 //! PostgreSQL and SQLite (the last two over real connections).
 //!
 //! PostgreSQL comes from `TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`), one schema per test. When it
-//! is unreachable the PostgreSQL cases fail under `CI=true` and are skipped,
-//! loudly, elsewhere.
+//! `postgres://postgres@127.0.0.1:5432/test`), one schema per test. The
+//! PostgreSQL cases are ignored unless the run promises it (`CI=true` or
+//! `MCP_TEST_SERVICES`, see `build/test-services.rs`), and fail when it was
+//! promised and is missing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -15,7 +16,6 @@ use mcp_apikeys::{
     ApiKeyError, ApiKeyService, ApiKeyStore, KeyChanges, KeyHash, KeyHasher, MemoryStore, SqlStore,
 };
 use mcp_core::ManualClock;
-use sqlx::Connection;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -28,47 +28,7 @@ struct Fixture {
     /// A second store on the same database (another replica).
     twin: Option<Arc<dyn ApiKeyStore>>,
     _dir: Option<tempfile::TempDir>,
-    schema: Option<String>,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(schema) = self.schema.take() {
-            let url = postgres_url();
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                            "DROP SCHEMA IF EXISTS {schema} CASCADE"
-                        )))
-                        .execute(&mut conn)
-                        .await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
-
-fn postgres_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-fn skip_or_fail(test: &str, error: &dyn std::fmt::Display) {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("PostgreSQL is required under CI=true but unreachable: {error}");
-    }
-    eprintln!(
-        "\n==================== SKIPPED ====================\n\
-         {test}: PostgreSQL unreachable ({error}).\n\
-         =================================================\n"
-    );
+    _schema: Option<mcp_testkit::PgSchema>,
 }
 
 async fn memory() -> Option<Fixture> {
@@ -76,7 +36,7 @@ async fn memory() -> Option<Fixture> {
         store: Arc::new(MemoryStore::new()),
         twin: None,
         _dir: None,
-        schema: None,
+        _schema: None,
     })
 }
 
@@ -100,46 +60,30 @@ async fn sqlite() -> Option<Fixture> {
         store: Arc::new(store),
         twin: None,
         _dir: Some(dir),
-        schema: None,
+        _schema: None,
     })
 }
 
-async fn postgres(test: &str) -> Option<Fixture> {
-    let url = postgres_url();
-    let mut conn =
-        match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url)).await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                skip_or_fail(test, &e);
-                return None;
-            }
-            Err(e) => {
-                skip_or_fail(test, &e);
-                return None;
-            }
-        };
-    let schema = format!("k_{}", uuid::Uuid::new_v4().simple());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+async fn postgres() -> Option<Fixture> {
+    let schema = mcp_testkit::PgSchema::create("k").await;
+    let url = mcp_testkit::postgres_url();
     let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-    let options = options.options([("search_path", schema.as_str())]);
+    let options = options.options([("search_path", schema.name())]);
     let pool = || {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
     };
-    let store = SqlStore::postgres(pool().await.unwrap()).channel(format!("keys_{schema}"));
+    let store =
+        SqlStore::postgres(pool().await.unwrap()).channel(format!("keys_{}", schema.name()));
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
-    let twin = SqlStore::postgres(pool().await.unwrap()).channel(format!("keys_{schema}"));
+    let twin = SqlStore::postgres(pool().await.unwrap()).channel(format!("keys_{}", schema.name()));
     Some(Fixture {
         store: Arc::new(store),
         twin: Some(Arc::new(twin)),
         _dir: None,
-        schema: Some(schema),
+        _schema: Some(schema),
     })
 }
 
@@ -172,8 +116,12 @@ macro_rules! every_store {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(test_postgres),
+                ignore = "needs PostgreSQL: MCP_TEST_SERVICES=postgres (CI=true implies it)"
+            )]
             async fn postgres() {
-                if let Some(f) = super::postgres(concat!(stringify!($name), "::postgres")).await {
+                if let Some(f) = super::postgres().await {
                     super::$name(f).await;
                 }
             }
@@ -596,8 +544,12 @@ every_store!(shutdown_writes_every_pending_use_and_stops_the_writer);
 /// Two replicas on one PostgreSQL: a key deactivated through one stops
 /// working in the other's cache at once, by NOTIFY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(test_postgres),
+    ignore = "needs PostgreSQL: MCP_TEST_SERVICES=postgres (CI=true implies it)"
+)]
 async fn replicas_follow_each_other_by_notify() {
-    let Some(f) = postgres("replicas_follow_each_other_by_notify").await else {
+    let Some(f) = postgres().await else {
         return;
     };
     let clock = ManualClock::at_unix(T0);

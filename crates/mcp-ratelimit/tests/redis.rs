@@ -1,8 +1,9 @@
 //! The Redis backend against real Redis servers: the shared one at
 //! `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) and, for outages, one
 //! this test starts and kills itself. Each test uses its own key prefix.
-//! Without Redis the tests fail under `CI=true` and are skipped, loudly,
-//! elsewhere.
+//! They are ignored unless the run promises Redis (`CI=true` or
+//! `MCP_TEST_SERVICES`, see `build/test-services.rs`), and fail when it was
+//! promised and is missing.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,45 +16,21 @@ use http::{Request, Response};
 use http_body_util::Full;
 use mcp_ratelimit::{
     FailurePolicy, InMemoryBackend, Policy, Quota, RateKey, RateLimitBackend, RateLimitLayer,
-    RateLimiter, RedisBackend,
+    RedisBackend,
 };
 use tower::{Layer, ServiceExt, service_fn};
 
 mod common;
 
 fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    mcp_testkit::redis_url()
 }
 
 fn prefix() -> String {
-    format!("test:{}", uuid_like())
+    mcp_testkit::unique("test")
 }
 
-fn uuid_like() -> String {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    format!("{:016x}", h.finish())
-}
-
-fn unavailable(test: &str, error: &dyn std::fmt::Display) {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("Redis is required under CI=true but unreachable: {error}");
-    }
-    eprintln!(
-        "\n==================== SKIPPED ====================\n\
-         {test}: Redis unreachable ({error}).\n\
-         =================================================\n"
-    );
-}
-
-async fn shared_redis(test: &str) -> Option<RedisBackend> {
+async fn shared_redis() -> RedisBackend {
     match tokio::time::timeout(
         Duration::from_secs(5),
         RedisBackend::connect(&redis_url(), &prefix()),
@@ -68,29 +45,22 @@ async fn shared_redis(test: &str) -> Option<RedisBackend> {
                 .decision()
                 .await
             {
-                Ok(_) => Some(backend),
-                Err(e) => {
-                    unavailable(test, &e);
-                    None
-                }
+                Ok(_) => backend,
+                Err(e) => mcp_testkit::unreachable("Redis", &e),
             }
         }
-        Ok(Err(e)) => {
-            unavailable(test, &e);
-            None
-        }
-        Err(e) => {
-            unavailable(test, &e);
-            None
-        }
+        Ok(Err(e)) => mcp_testkit::unreachable("Redis", &e),
+        Err(e) => mcp_testkit::unreachable("Redis", &e),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(test_redis),
+    ignore = "needs Redis: MCP_TEST_SERVICES=redis (CI=true implies it)"
+)]
 async fn sixty_four_clients_get_exactly_the_quota() {
-    let Some(backend) = shared_redis("sixty_four_clients_get_exactly_the_quota").await else {
-        return;
-    };
+    let backend = shared_redis().await;
     let backend = Arc::new(backend);
     let policy = Arc::new(Policy::new(
         "api",
@@ -126,10 +96,12 @@ async fn sixty_four_clients_get_exactly_the_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(test_redis),
+    ignore = "needs Redis: MCP_TEST_SERVICES=redis (CI=true implies it)"
+)]
 async fn two_backends_share_one_quota() {
-    let Some(first) = shared_redis("two_backends_share_one_quota").await else {
-        return;
-    };
+    let first = shared_redis().await;
     // A second, independent connection on the same prefix (another replica).
     let prefix = prefix();
     let a = RedisBackend::connect(&redis_url(), &prefix).await.unwrap();
@@ -206,14 +178,6 @@ impl Drop for OwnRedis {
     }
 }
 
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn ok(_req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::new(Full::new(Bytes::new())))
 }
@@ -227,17 +191,15 @@ fn request() -> Request<Full<Bytes>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(test_redis),
+    ignore = "needs Redis: MCP_TEST_SERVICES=redis (CI=true implies it)"
+)]
 async fn an_outage_fails_open_or_closed_and_limiting_resumes() {
-    let port = spare_port();
+    let port = mcp_testkit::spare_port();
     let mut redis = match OwnRedis::start(port) {
         Ok(redis) => redis,
-        Err(e) => {
-            unavailable(
-                "an_outage_fails_open_or_closed_and_limiting_resumes (redis-server)",
-                &e,
-            );
-            return;
-        }
+        Err(e) => mcp_testkit::unreachable("redis-server", &e),
     };
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let backend: Arc<dyn RateLimitBackend> =
@@ -289,9 +251,16 @@ async fn an_outage_fails_open_or_closed_and_limiting_resumes() {
     // Back on the same port, empty: limiting resumes.
     let _redis = OwnRedis::start(port).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let limiter = RateLimiter::new(backend.clone(), Policy::new("resume", policy.quota()));
+    // Ask the backend itself: a limiter would fail open and answer Ok while
+    // Redis is still unreachable.
+    let probe = Policy::new("resume", policy.quota());
     loop {
-        if limiter.check(&RateKey::text("x")).await.is_ok() {
+        if backend
+            .check(&probe, &RateKey::text("x"), 1)
+            .decision()
+            .await
+            .is_ok()
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the backend did not reconnect");
@@ -304,12 +273,12 @@ async fn an_outage_fails_open_or_closed_and_limiting_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(test_redis),
+    ignore = "needs Redis: MCP_TEST_SERVICES=redis (CI=true implies it)"
+)]
 async fn concurrent_bad_credentials_get_at_most_the_quota_on_redis() {
-    let Some(backend) =
-        shared_redis("concurrent_bad_credentials_get_at_most_the_quota_on_redis").await
-    else {
-        return;
-    };
+    let backend = shared_redis().await;
     let results = common::concurrent_bad_credentials(Arc::new(backend), 5).await;
     let unauthorized = results.iter().filter(|s| **s == 401).count();
     let limited = results.iter().filter(|s| **s == 429).count();
@@ -321,10 +290,12 @@ async fn concurrent_bad_credentials_get_at_most_the_quota_on_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(test_redis),
+    ignore = "needs Redis: MCP_TEST_SERVICES=redis (CI=true implies it)"
+)]
 async fn refund_moves_the_arrival_time_back_on_redis() {
-    let Some(backend) = shared_redis("refund_moves_the_arrival_time_back_on_redis").await else {
-        return;
-    };
+    let backend = shared_redis().await;
     let policy = Policy::new("refund", Quota::per(3, Duration::from_secs(3600)).unwrap());
     let key = RateKey::text("k");
     let check = || async { backend.check(&policy, &key, 1).decision().await.unwrap() };
@@ -364,11 +335,12 @@ async fn until_free(backend: &RedisBackend, policy: &Policy, key: &RateKey) {
 /// Every request is an attempt here (no `attempts`), so each success
 /// reserves the only unit and gives it back from the background.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(test_redis),
+    ignore = "needs Redis: MCP_TEST_SERVICES=redis (CI=true implies it)"
+)]
 async fn successes_do_not_use_the_failure_quota_on_redis() {
-    let Some(backend) = shared_redis("successes_do_not_use_the_failure_quota_on_redis").await
-    else {
-        return;
-    };
+    let backend = shared_redis().await;
     let policy = Policy::new(
         "auth-failures",
         Quota::per(1, Duration::from_secs(3600)).unwrap(),
@@ -418,10 +390,12 @@ fn bad() -> Request<Full<Bytes>> {
 /// reservation, no refund): successes never touch the quota, and a
 /// locked-out address is still refused on them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(test_redis),
+    ignore = "needs Redis: MCP_TEST_SERVICES=redis (CI=true implies it)"
+)]
 async fn requests_that_cannot_fail_only_look_on_redis() {
-    let Some(backend) = shared_redis("requests_that_cannot_fail_only_look_on_redis").await else {
-        return;
-    };
+    let backend = shared_redis().await;
     let service = mcp_ratelimit::FailureLimitLayer::new(
         Arc::new(backend),
         Policy::new(

@@ -68,18 +68,15 @@ fn outcome(dom: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(test_chromium),
+    ignore = "needs Chromium: MCP_TEST_SERVICES=chromium (CI=true implies it)"
+)]
 async fn the_browser_enforces_the_cors_policy() {
     if !Path::new(CHROMIUM).exists() {
-        common::unavailable(
-            "Chromium",
-            "the_browser_enforces_the_cors_policy",
-            &"/usr/bin/chromium is missing",
-        );
-        return;
+        mcp_testkit::unreachable("Chromium", &"/usr/bin/chromium is missing");
     }
-    let Some(db) = TestDb::new(Backend::Sqlite, "browser").await else {
-        return;
-    };
+    let db = TestDb::new(Backend::Sqlite).await;
     create_user(&db, "ada@example.com", "ada-password", "user");
     let url = db.url();
     let (code, stdout, _) = common::run_binary(

@@ -16,10 +16,8 @@ use tokio::net::{TcpSocket, TcpStream};
 /// Longest a test waits for the server to close a connection.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-async fn db(test: &str) -> TestDb {
-    TestDb::new(Backend::Sqlite, test)
-        .await
-        .expect("SQLite is always available")
+async fn db() -> TestDb {
+    TestDb::new(Backend::Sqlite).await
 }
 
 /// Connects to `server` from the loopback address `from` (Linux answers on
@@ -167,7 +165,7 @@ async fn served_again(server: SocketAddr, from: Ipv4Addr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_a_request_head_is_closed_after_the_header_read_timeout() {
-    let db = db("half_a_request_head").await;
+    let db = db().await;
     let server = TestServer::start(&db, &[("MCP_HEADER_READ_TIMEOUT", "300ms")]);
     let mut stream = connect(server.addr).await;
     stream
@@ -187,7 +185,7 @@ async fn half_a_request_head_is_closed_after_the_header_read_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() {
-    let db = db("idle_keep_alive").await;
+    let db = db().await;
     let server = TestServer::start(
         &db,
         &[
@@ -214,7 +212,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_per_ip_cap_are_refused() {
-    let db = db("per_ip_cap").await;
+    let db = db().await;
     let server = TestServer::start(&db, &[("MCP_MAX_CONNECTIONS_PER_IP", "3")]);
     let local = Ipv4Addr::LOCALHOST;
     let mut open = Vec::new();
@@ -232,7 +230,7 @@ async fn connections_over_the_per_ip_cap_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_global_cap_are_refused() {
-    let db = db("global_cap").await;
+    let db = db().await;
     let server = TestServer::start(&db, &[("MCP_MAX_CONNECTIONS", "3")]);
     let mut open = vec![
         held(server.addr, Ipv4Addr::LOCALHOST).await,
@@ -248,7 +246,7 @@ async fn connections_over_the_global_cap_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_request_head_gets_431() {
-    let db = db("oversized_head").await;
+    let db = db().await;
     let server = TestServer::start(&db, &[]);
     // Under the 16 KiB default: served.
     let mut stream = connect(server.addr).await;
@@ -278,7 +276,7 @@ async fn an_oversized_request_head_gets_431() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_header_limit_is_configurable() {
-    let db = db("header_limit_setting").await;
+    let db = db().await;
     let server = TestServer::start(&db, &[("MCP_MAX_HEADER_BYTES", "4KiB")]);
     let mut stream = connect(server.addr).await;
     let filler = "a".repeat(6 * 1024);
@@ -295,7 +293,7 @@ async fn the_header_limit_is_configurable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_for_idle_or_half_open_connections() {
-    let db = db("shutdown_idle").await;
+    let db = db().await;
     let server = TestServer::start(&db, &[("MCP_SHUTDOWN_TIMEOUT", "20s")]);
     let mut idle = connect(server.addr).await;
     let raw = get(&mut idle, server.addr, "/health", "").await.unwrap();

@@ -9,23 +9,7 @@ use serde_json::{Value, json};
 const SECRET: (&str, &str) = ("MCP_JWT_SECRET", "0123456789abcdef0123456789abcdef");
 
 fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn redis_reachable(test: &str) -> bool {
-    let url = url::Url::parse(&redis_url()).unwrap();
-    let addr = format!(
-        "{}:{}",
-        url.host_str().unwrap_or("127.0.0.1"),
-        url.port().unwrap_or(6379)
-    );
-    match std::net::TcpStream::connect(&addr) {
-        Ok(_) => true,
-        Err(e) => {
-            common::unavailable("Redis", test, &e);
-            false
-        }
-    }
+    mcp_testkit::redis_url()
 }
 
 fn unique_prefix() -> String {
@@ -119,9 +103,7 @@ both_databases!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_policy_headers_and_health_is_never_limited() {
-    let Some(db) = TestDb::new(Backend::Sqlite, "api_policy_headers").await else {
-        return;
-    };
+    let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db, &[SECRET, ("MCP_RATE_LIMIT_API", "3/60s")]);
     let api = Api::new(&server);
     for _ in 0..20 {
@@ -147,9 +129,7 @@ async fn api_policy_headers_and_health_is_never_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_proxies_decide_whose_address_counts() {
-    let Some(db) = TestDb::new(Backend::Sqlite, "trusted_proxies").await else {
-        return;
-    };
+    let db = TestDb::new(Backend::Sqlite).await;
     let send = |api: &Api, forwarded: &'static str| {
         let request = api
             .client
@@ -189,9 +169,7 @@ async fn trusted_proxies_decide_whose_address_counts() {
 /// the client names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_configured_forwarding_header_counts() {
-    let Some(db) = TestDb::new(Backend::Sqlite, "forwarded_header").await else {
-        return;
-    };
+    let db = TestDb::new(Backend::Sqlite).await;
     let send = |api: &Api, headers: &[(&'static str, String)]| {
         let mut request = api
             .client
@@ -261,9 +239,6 @@ async fn only_the_configured_forwarding_header_counts() {
 
 /// Two server processes on one database and one Redis enforce one quota.
 async fn two_servers_share_one_quota_through_redis(db: TestDb) {
-    if !redis_reachable("two_servers_share_one_quota_through_redis") {
-        return;
-    }
     let prefix = unique_prefix();
     let url = redis_url();
     let env = [
@@ -291,21 +266,16 @@ async fn two_servers_share_one_quota_through_redis(db: TestDb) {
 }
 both_databases!(
     two_servers_share_one_quota_through_redis,
-    two_servers_share_one_quota_through_redis
+    two_servers_share_one_quota_through_redis,
+    needs_redis
 );
 
 /// Redis unreachable: open by default (requests pass, readiness says
 /// `redis: down` but stays 200), closed when configured (503).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_fails_open_or_closed_as_configured() {
-    let Some(db) = TestDb::new(Backend::Sqlite, "redis_down").await else {
-        return;
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let port = mcp_testkit::spare_port();
     let dead = format!("redis://127.0.0.1:{port}");
     let open = TestServer::start(&db, &[SECRET, ("REDIS_URL", dead.as_str())]);
     let api = Api::new(&open);
@@ -511,11 +481,7 @@ mod failures_layer {
     /// lockout still holds (in process), whatever `MCP_RATE_LIMIT_FAIL`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_lockout_holds_while_redis_is_down() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = mcp_testkit::spare_port();
         let dead = format!("redis://127.0.0.1:{port}");
         for fail in ["open", "closed"] {
             let limits = limits(&[

@@ -348,9 +348,7 @@ both_databases!(tools_and_agents_through_rmcp, tools_and_agents_through_rmcp);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals() {
-    let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::refusals").await else {
-        return;
-    };
+    let db = TestDb::new(common::Backend::Sqlite).await;
     create_user(&db, "owner@example.com", "owner-password", "user");
     let server = TestServer::start(&db, &[SECRET]);
     let api = Api::new(&server);
@@ -570,9 +568,7 @@ async fn refusals() {
 /// with a plain-text 403).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rmcp_host_and_origin_checks_agree_with_the_guard() {
-    let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::rmcp_guard").await else {
-        return;
-    };
+    let db = TestDb::new(common::Backend::Sqlite).await;
     create_user(&db, "owner@example.com", "owner-password", "user");
     let server = TestServer::start(
         &db,
@@ -624,9 +620,7 @@ async fn rmcp_host_and_origin_checks_agree_with_the_guard() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_belong_to_their_principal() {
-    let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::sessions").await else {
-        return;
-    };
+    let db = TestDb::new(common::Backend::Sqlite).await;
     create_user(&db, "alice@example.com", "alice-password", "user");
     create_user(&db, "mallory@example.com", "mallory-password", "user");
     let server = TestServer::start(&db, &[SECRET]);
@@ -778,9 +772,7 @@ mod ws {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_transport() {
-        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws").await else {
-            return;
-        };
+        let db = TestDb::new(common::Backend::Sqlite).await;
         create_user(&db, "owner@example.com", "owner-password", "user");
         let server = TestServer::start(
             &db,
@@ -928,9 +920,7 @@ mod ws {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn oversized_and_idle_connections_are_closed() {
-        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_idle").await else {
-            return;
-        };
+        let db = TestDb::new(common::Backend::Sqlite).await;
         create_user(&db, "owner@example.com", "owner-password", "user");
         let server = TestServer::start(
             &db,
@@ -992,9 +982,7 @@ mod ws {
     /// a user who is deleted must each end it (1008).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_ends_with_its_credentials() {
-        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_recheck").await else {
-            return;
-        };
+        let db = TestDb::new(common::Backend::Sqlite).await;
         create_user(&db, "admin@example.com", "admin-password", "admin");
         create_user(&db, "owner@example.com", "owner-password", "user");
         create_user(&db, "leaver@example.com", "leaver-password", "user");
@@ -1052,9 +1040,7 @@ mod ws {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_closes_at_the_tokens_expiry() {
-        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_exp").await else {
-            return;
-        };
+        let db = TestDb::new(common::Backend::Sqlite).await;
         create_user(&db, "owner@example.com", "owner-password", "user");
         let server = TestServer::start(&db, &[SECRET, ("MCP_JWT_TTL", "1s")]);
         let api = Api::new(&server);
@@ -1073,9 +1059,7 @@ mod ws {
     /// are metered, and a flood of them closes the connection.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_meters_every_frame() {
-        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_meter").await else {
-            return;
-        };
+        let db = TestDb::new(common::Backend::Sqlite).await;
         create_user(&db, "owner@example.com", "owner-password", "user");
         let server = TestServer::start(&db, &[SECRET, ("MCP_RATE_LIMIT_WS", "3/60s")]);
         let api = Api::new(&server);
@@ -1112,9 +1096,7 @@ mod ws {
     /// the idle timeout now drops the connection.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_drops_a_client_that_stops_reading() {
-        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_stall").await else {
-            return;
-        };
+        let db = TestDb::new(common::Backend::Sqlite).await;
         create_user(&db, "owner@example.com", "owner-password", "user");
         let server = TestServer::start(
             &db,
@@ -1167,9 +1149,7 @@ mod ws {
     /// keys and tokens they use.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_connections_per_user_are_capped() {
-        let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::ws_cap").await else {
-            return;
-        };
+        let db = TestDb::new(common::Backend::Sqlite).await;
         create_user(&db, "owner@example.com", "owner-password", "user");
         create_user(&db, "other@example.com", "other-password", "user");
         let server = TestServer::start(
@@ -1255,9 +1235,7 @@ async fn scrape_until(api: &Api, credential: (&str, &str), done: impl Fn(&str) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_traffic() {
-    let Some(db) = TestDb::new(common::Backend::Sqlite, "mcp::metrics").await else {
-        return;
-    };
+    let db = TestDb::new(common::Backend::Sqlite).await;
     create_user(&db, "admin@example.com", "admin-password", "admin");
     create_user(&db, "user@example.com", "user-password", "user");
     let server = TestServer::start(&db, &[SECRET]);

@@ -310,11 +310,12 @@ both_databases!(
 /// meaning for PostgreSQL: a proxy between the server and PostgreSQL cuts
 /// every connection and refuses new ones, then lets them through again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(test_postgres),
+    ignore = "needs PostgreSQL: MCP_TEST_SERVICES=postgres (CI=true implies it)"
+)]
 async fn ready_names_an_unreachable_database_and_recovers() {
-    let Some(db) = TestDb::new(Backend::Postgres, "ready_names_an_unreachable_database").await
-    else {
-        return;
-    };
+    let db = TestDb::new(Backend::Postgres).await;
     let proxy = Proxy::start(common::postgres_socket_addr()).await;
     let url = db.url_via(Some(proxy.addr));
     let server = TestServer::start(
@@ -388,11 +389,7 @@ fn bad_settings_stop_start_up_with_one_line() {
 fn an_unreachable_database_at_start_is_one_line_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = mcp_testkit::spare_port();
     let url = format!("postgres://postgres:hunter2@127.0.0.1:{port}/test");
     let (code, _, stderr) = run_binary(
         dir.path(),

@@ -2,8 +2,9 @@
 //!
 //! Every test gets its own SQLite file or its own PostgreSQL schema, so tests
 //! run in parallel. PostgreSQL comes from `TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`); when it is unreachable the
-//! test fails under `CI=true` and is skipped, loudly, elsewhere.
+//! `postgres://postgres@127.0.0.1:5432/test`). Tests that need it are
+//! ignored unless the run promises it (`CI=true` or `MCP_TEST_SERVICES`, see
+//! `build/test-services.rs`), and fail when it was promised and is missing.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -14,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use sqlx::Connection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
@@ -37,51 +37,47 @@ macro_rules! both_databases {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                if let Some(db) = $crate::common::TestDb::new(
-                    $crate::common::Backend::Sqlite,
-                    concat!(stringify!($name), "::sqlite"),
-                )
-                .await
-                {
-                    $body(db).await;
-                }
+                $body($crate::common::TestDb::new($crate::common::Backend::Sqlite).await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(test_postgres),
+                ignore = "needs PostgreSQL: MCP_TEST_SERVICES=postgres (CI=true implies it)"
+            )]
             async fn postgres() {
-                if let Some(db) = $crate::common::TestDb::new(
-                    $crate::common::Backend::Postgres,
-                    concat!(stringify!($name), "::postgres"),
-                )
-                .await
-                {
-                    $body(db).await;
-                }
+                $body($crate::common::TestDb::new($crate::common::Backend::Postgres).await).await;
+            }
+        }
+    };
+    // Both databases, and Redis too.
+    ($name:ident, $body:path, needs_redis) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(test_redis),
+                ignore = "needs Redis: MCP_TEST_SERVICES=redis (CI=true implies it)"
+            )]
+            async fn sqlite() {
+                $body($crate::common::TestDb::new($crate::common::Backend::Sqlite).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(all(test_postgres, test_redis)),
+                ignore = "needs PostgreSQL and Redis: MCP_TEST_SERVICES=postgres,redis (CI=true implies it)"
+            )]
+            async fn postgres() {
+                $body($crate::common::TestDb::new($crate::common::Backend::Postgres).await).await;
             }
         }
     };
 }
 
 pub fn postgres_admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Fails under CI, otherwise prints a loud skip notice.
-pub fn unavailable(service: &str, test: &str, error: &dyn std::fmt::Display) {
-    if in_ci() {
-        panic!("{service} is required under CI=true but unreachable: {error}");
-    }
-    eprintln!(
-        "\n==================== SKIPPED ====================\n\
-         {test}: {service} unreachable ({error}).\n\
-         Start it or set CI=true to make this a failure.\n\
-         =================================================\n"
-    );
+    mcp_testkit::postgres_url()
 }
 
 /// A database of a test's own: a directory for SQLite, a schema in PostgreSQL.
@@ -89,47 +85,22 @@ pub struct TestDb {
     pub backend: Backend,
     /// Working directory of servers started on this database.
     pub dir: tempfile::TempDir,
-    pub schema: Option<String>,
+    /// Dropped with the `TestDb`, also when the test fails.
+    pub schema: Option<mcp_testkit::PgSchema>,
 }
 
 impl TestDb {
-    /// `None` when the database is unreachable outside CI (already reported).
-    pub async fn new(backend: Backend, test: &str) -> Option<TestDb> {
+    /// Fails the test when PostgreSQL was promised and is unreachable.
+    pub async fn new(backend: Backend) -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
-        match backend {
-            Backend::Sqlite => Some(TestDb {
-                backend,
-                dir,
-                schema: None,
-            }),
-            Backend::Postgres => {
-                let url = postgres_admin_url();
-                let connect =
-                    tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url))
-                        .await;
-                let mut conn = match connect {
-                    Ok(Ok(conn)) => conn,
-                    Ok(Err(e)) => {
-                        unavailable("PostgreSQL", test, &e);
-                        return None;
-                    }
-                    Err(e) => {
-                        unavailable("PostgreSQL", test, &e);
-                        return None;
-                    }
-                };
-                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create schema");
-                let _ = conn.close().await;
-                Some(TestDb {
-                    backend,
-                    dir,
-                    schema: Some(schema),
-                })
-            }
+        let schema = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(mcp_testkit::PgSchema::create("t").await),
+        };
+        TestDb {
+            backend,
+            dir,
+            schema,
         }
     }
 
@@ -148,7 +119,7 @@ impl TestDb {
                     url.set_host(Some(&proxy.ip().to_string())).expect("host");
                     url.set_port(Some(proxy.port())).expect("port");
                 }
-                let schema = self.schema.as_deref().unwrap_or("public");
+                let schema = self.schema.as_ref().map_or("public", |s| s.name());
                 url.query_pairs_mut()
                     .append_pair("options", &format!("-c search_path={schema}"));
                 url.to_string()
@@ -166,32 +137,6 @@ impl TestDb {
         })
         .await
         .expect("connect to the test database")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(schema) = self.schema.take() else {
-            return;
-        };
-        // Drop runs outside any runtime guarantee; use a thread of our own.
-        let url = postgres_admin_url();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
