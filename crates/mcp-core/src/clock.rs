@@ -148,6 +148,21 @@ mod tests {
     }
 
     #[test]
+    fn manual_clock_debug_shows_its_current_time() {
+        let clock = ManualClock::at_unix(100);
+        let at = |t: SystemTime| format!("ManualClock {{ now: {t:?} }}");
+        assert_eq!(
+            format!("{clock:?}"),
+            at(UNIX_EPOCH + Duration::from_secs(100))
+        );
+        clock.advance(Duration::from_millis(2500));
+        assert_eq!(
+            format!("{clock:?}"),
+            at(UNIX_EPOCH + Duration::from_millis(102_500))
+        );
+    }
+
+    #[test]
     fn system_clock_is_close_to_now() {
         let a = SystemClock.now();
         let b = SystemTime::now();

@@ -290,6 +290,7 @@ impl PrincipalBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn empty_scope_list_allows_nothing() {
@@ -332,6 +333,69 @@ mod tests {
         assert!(q.has_role("user") && !q.has_role("admin"));
         assert_eq!(q.key_id(), Some("k"));
         assert!(q.has_scope("mcp") && !q.has_scope("x"));
+    }
+
+    fn full_principal() -> Principal {
+        Principal::builder("user-7", AuthMethod::Jwt)
+            .roles(["user", "admin"])
+            .scopes(["mcp", "keys:read"])
+            .issuer("https://issuer.example")
+            .expires_at(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+            .key_id("key-42")
+            .email("a@example.com")
+            .build()
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_principal_returns_exactly_what_it_was_built_with() {
+        let p = full_principal();
+        assert_eq!(p.subject(), "user-7");
+        assert_eq!(p.roles(), &set(&["admin", "user"]));
+        assert_eq!(p.scopes(), Some(&set(&["keys:read", "mcp"])));
+        assert_eq!(p.issuer(), Some("https://issuer.example"));
+        assert_eq!(
+            p.expires_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(p.auth_method(), &AuthMethod::Jwt);
+        assert_eq!(p.key_id(), Some("key-42"));
+        assert_eq!(p.email(), Some("a@example.com"));
+    }
+
+    #[test]
+    fn a_bare_principal_has_no_roles_restriction_issuer_or_expiry() {
+        let p = Principal::builder("svc", AuthMethod::ApiKey).build();
+        assert_eq!(p.subject(), "svc");
+        assert!(p.roles().is_empty());
+        assert_eq!(p.scopes(), None);
+        assert_eq!(p.issuer(), None);
+        assert_eq!(p.expires_at(), None);
+        // An empty scope list is a restriction, not the absence of one.
+        let none = Principal::builder("svc", AuthMethod::ApiKey)
+            .scopes(Vec::<String>::new())
+            .build();
+        assert_eq!(none.scopes(), Some(&BTreeSet::new()));
+    }
+
+    #[test]
+    fn with_subject_changes_the_subject_and_keeps_the_rest() {
+        let p = full_principal();
+        let q = p.with_subject("https://issuer.example|user-7");
+        assert_eq!(q.subject(), "https://issuer.example|user-7");
+        assert_ne!(q, p);
+        // Everything but the subject is the original's.
+        assert_eq!(q.with_subject("user-7"), p);
+        assert_eq!(q.roles(), p.roles());
+        assert_eq!(q.scopes(), p.scopes());
+        assert_eq!(q.issuer(), Some("https://issuer.example"));
+        assert_eq!(q.expires_at(), p.expires_at());
+        assert_eq!(q.key_id(), Some("key-42"));
+        // The original is untouched.
+        assert_eq!(p.subject(), "user-7");
     }
 
     #[test]

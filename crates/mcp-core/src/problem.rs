@@ -568,6 +568,129 @@ mod tests {
     }
 
     #[test]
+    fn bare_statuses_render_the_contract_body() {
+        // A bare status gets the contract's code for it, the reason phrase
+        // as title, `about:blank` as type, and no detail.
+        for (status, code, title) in [
+            (400, "bad_request", "Bad Request"),
+            (401, "missing_credentials", "Unauthorized"),
+            (403, "forbidden", "Forbidden"),
+            (404, "not_found", "Not Found"),
+            (409, "conflict", "Conflict"),
+            (413, "payload_too_large", "Payload Too Large"),
+            (429, "rate_limited", "Too Many Requests"),
+            (503, "unavailable", "Service Unavailable"),
+            (504, "timeout", "Gateway Timeout"),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let problem = Problem::from_status(status);
+            assert_eq!(problem.status(), status);
+            assert_eq!(problem.code(), code, "{status}");
+            assert_eq!(problem.detail(), None, "{status}");
+            assert_eq!(
+                body(&problem),
+                json!({"type":"about:blank","title":title,"status":status.as_u16(),"code":code}),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn accessors_return_what_was_set() {
+        let errors = vec![
+            FieldError::new("email", "email", "must be an e-mail address"),
+            FieldError::new("password", "length", "must be at least 8 characters"),
+        ];
+        let problem = Problem::new(StatusCode::CONFLICT, code::CONFLICT)
+            .with_detail("duplicate email")
+            .with_errors(errors.clone())
+            .with_extension("limit", 1024)
+            .with_extension("checks", json!({"database":"down"}))
+            .with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mcp\""),
+            );
+        assert_eq!(problem.status(), StatusCode::CONFLICT);
+        assert_eq!(problem.code(), "conflict");
+        assert_eq!(problem.detail(), Some("duplicate email"));
+        assert_eq!(problem.errors(), errors.as_slice());
+        assert_eq!(problem.extension("limit"), Some(&json!(1024)));
+        assert_eq!(
+            problem.extension("checks"),
+            Some(&json!({"database":"down"}))
+        );
+        assert_eq!(problem.extension("missing"), None);
+        let mut expected = HeaderMap::new();
+        expected.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"mcp\""),
+        );
+        assert_eq!(problem.headers(), &expected);
+
+        // Unset, there is no detail, no errors, no extension and no header.
+        let bare = Problem::new(StatusCode::BAD_REQUEST, code::BAD_REQUEST);
+        assert_eq!(bare.detail(), None);
+        assert!(bare.errors().is_empty());
+        assert_eq!(bare.extension("limit"), None);
+        assert!(bare.headers().is_empty());
+    }
+
+    #[test]
+    fn headers_added_through_headers_mut_are_sent() {
+        let mut problem = Problem::unauthorized(code::INVALID_TOKEN, "bad signature");
+        problem.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+        assert_eq!(
+            problem.headers()[header::WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
+        assert_eq!(problem.headers().len(), 1);
+        let response: Response<Bytes> = problem.into_response();
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
+    }
+
+    #[cfg(feature = "axum")]
+    #[tokio::test]
+    async fn axum_response_renders_status_content_type_headers_and_body() {
+        use http_body_util::BodyExt;
+
+        let problem = Problem::unauthorized(code::TOKEN_EXPIRED, "token expired").with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"mcp\", error=\"invalid_token\""),
+        );
+        let response = axum_core::response::IntoResponse::into_response(problem);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            PROBLEM_CONTENT_TYPE
+        );
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"mcp\", error=\"invalid_token\""
+        );
+        assert_eq!(response.headers().len(), 2);
+        assert_eq!(
+            response
+                .extensions()
+                .get::<ProblemCode>()
+                .map(ProblemCode::as_str),
+            Some("token_expired")
+        );
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            value,
+            json!({"type":"about:blank","title":"Unauthorized","status":401,
+                   "detail":"token expired","code":"token_expired"})
+        );
+    }
+
+    #[test]
     fn validation_errors_are_capped_and_counted() {
         let errors = |n: usize| -> Vec<FieldError> {
             (0..n)
