@@ -541,8 +541,29 @@ async fn shutdown_writes_every_pending_use_and_stops_the_writer(f: Fixture) {
 }
 every_store!(shutdown_writes_every_pending_use_and_stops_the_writer);
 
-/// Two replicas on one PostgreSQL: a key deactivated through one stops
-/// working in the other's cache at once, by NOTIFY.
+/// Polls `b` until validating `secret` gives `expected`, for at most `within`.
+async fn until_b_sees(
+    b: &ApiKeyService,
+    secret: &str,
+    expected: fn(&Result<mcp_apikeys::ApiKeyRecord, ApiKeyError>) -> bool,
+    within: Duration,
+) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let seen = b.validate(secret).await;
+        if expected(&seen) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two replicas on one PostgreSQL: a key deactivated, deleted, regenerated
+/// or removed with its owner through one stops working in the other's
+/// cache by NOTIFY (the cache TTL is an hour: only a notification can do it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(test_postgres),
@@ -557,38 +578,63 @@ async fn replicas_follow_each_other_by_notify() {
     let b = service(f.twin.clone().unwrap(), &clock);
     let _a_task = a.start(Duration::from_secs(3600));
     let _b_task = b.start(Duration::from_secs(3600));
-    // Let both listeners start.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let inactive = |r: &Result<_, ApiKeyError>| matches!(r, Err(ApiKeyError::Inactive));
+    let unknown = |r: &Result<_, ApiKeyError>| matches!(r, Err(ApiKeyError::NotFound));
+    let valid = |r: &Result<_, ApiKeyError>| r.is_ok();
+    let deactivate = KeyChanges {
+        is_active: Some(false),
+        ..Default::default()
+    };
 
-    let (record, secret) = a.create("o", "shared", None, None).await.unwrap();
-    b.validate(secret.expose()).await.unwrap();
-    // b has it cached now; deactivate through a.
-    a.update(
-        record.id,
-        KeyChanges {
-            is_active: Some(false),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match b.validate(secret.expose()).await {
-            Err(ApiKeyError::Inactive) => break,
-            Ok(_) => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "b never heard of the change"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(other) => panic!("{other:?}"),
+    // Readiness without a fixed sleep: b's listener tells b to forget
+    // everything once, when it starts. Until a change made through a has
+    // reached b once, that start may still be ahead; after it, only a
+    // notification can carry a change.
+    let mut ready = false;
+    for probe in 0..50 {
+        let (record, secret) = a
+            .create("probe", &format!("p{probe}"), None, None)
+            .await
+            .unwrap();
+        b.validate(secret.expose()).await.unwrap();
+        a.update(record.id, deactivate.clone()).await.unwrap();
+        if until_b_sees(&b, secret.expose(), inactive, Duration::from_millis(200)).await {
+            ready = true;
+            break;
         }
     }
-    let (_, misses_before) = b.cache_stats().get();
+    assert!(ready, "b's listener never started");
+
+    let (deactivated, d_secret) = a.create("o", "deactivated", None, None).await.unwrap();
+    let (deleted, x_secret) = a.create("o", "deleted", None, None).await.unwrap();
+    let (regenerated, r_secret) = a.create("o", "regenerated", None, None).await.unwrap();
+    let (_, owned_secret) = a.create("gone", "owned", None, None).await.unwrap();
+    for secret in [&d_secret, &x_secret, &r_secret, &owned_secret] {
+        b.validate(secret.expose()).await.unwrap();
+        b.validate(secret.expose()).await.unwrap();
+    }
+    let (hits, _) = b.cache_stats().get();
+    assert!(hits >= 4, "b answers these keys from its cache now");
+
+    a.update(deactivated.id, deactivate.clone()).await.unwrap();
     assert!(
-        misses_before >= 2,
-        "b re-read the key after the notification"
+        until_b_sees(&b, d_secret.expose(), inactive, Duration::from_secs(5)).await,
+        "b never heard of the deactivation"
+    );
+    a.delete(deleted.id).await.unwrap();
+    assert!(
+        until_b_sees(&b, x_secret.expose(), unknown, Duration::from_secs(5)).await,
+        "b never heard of the deletion"
+    );
+    let (_, new_secret) = a.regenerate(regenerated.id, None).await.unwrap();
+    assert!(
+        until_b_sees(&b, r_secret.expose(), unknown, Duration::from_secs(5)).await,
+        "b never heard of the regeneration"
+    );
+    assert!(valid(&b.validate(new_secret.expose()).await));
+    assert_eq!(a.delete_owner("gone").await.unwrap(), 1);
+    assert!(
+        until_b_sees(&b, owned_secret.expose(), unknown, Duration::from_secs(5)).await,
+        "b never heard of the owner's deletion"
     );
 }
