@@ -1,5 +1,6 @@
-//! Overhead of `RateLimitLayer` on the in-process backend (keyed by peer IP,
-//! allowed requests) against a bare service in the same run.
+//! Overhead of `RateLimitLayer` on the in-process backend (keyed by peer IP)
+//! against a bare service in the same run: allowed requests with and without
+//! headers, and refused ones (`429`).
 //!
 //! `cargo bench -p mcp-benches --bench ratelimit`
 
@@ -28,6 +29,8 @@ fn request() -> Request<()> {
     request
 }
 
+const REMAINING: http::HeaderName = http::HeaderName::from_static("ratelimit-remaining");
+
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -38,7 +41,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             runtime.block_on(async {
                 let svc = bare.ready().await.expect("ready");
-                black_box(svc.call(request()).await.expect("call"))
+                let response = svc.call(request()).await.expect("call");
+                // The same checks as the layered runs, so they cost the same.
+                assert_eq!(response.status(), 200);
+                assert!(!response.headers().contains_key(REMAINING));
+                black_box(response)
             })
         })
     });
@@ -54,6 +61,7 @@ fn bench(c: &mut Criterion) {
                 let svc = layered.ready().await.expect("ready");
                 let response = svc.call(request()).await.expect("call");
                 assert_eq!(response.status(), 200);
+                assert!(response.headers().contains_key(REMAINING));
                 black_box(response)
             })
         })
@@ -72,7 +80,35 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             runtime.block_on(async {
                 let svc = headerless.ready().await.expect("ready");
-                black_box(svc.call(request()).await.expect("call"))
+                let response = svc.call(request()).await.expect("call");
+                assert_eq!(response.status(), 200);
+                assert!(!response.headers().contains_key(REMAINING));
+                black_box(response)
+            })
+        })
+    });
+    // Over quota: one request an hour, used up before measuring, so every
+    // measured request is answered 429 (a problem body, `Retry-After`).
+    let mut refusing = RateLimitLayer::new(
+        Arc::new(InMemoryBackend::new()),
+        Policy::new(
+            "api",
+            Quota::per(1, Duration::from_secs(3600)).expect("quota"),
+        ),
+    )
+    .layer(service_fn(handler));
+    runtime.block_on(async {
+        let svc = refusing.ready().await.expect("ready");
+        assert_eq!(svc.call(request()).await.expect("call").status(), 200);
+    });
+    group.bench_function("in_process_refused", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let svc = refusing.ready().await.expect("ready");
+                let response = svc.call(request()).await.expect("call");
+                assert_eq!(response.status(), 429);
+                assert!(response.headers().contains_key(REMAINING));
+                black_box(response)
             })
         })
     });
