@@ -573,6 +573,35 @@ async fn concurrent_bad_credentials_get_at_most_the_quota() {
     assert_eq!(unauthorized + limited, 64, "{results:?}");
 }
 
+/// The same 64 at once while the backend is down, under each failure
+/// policy: open lets every attempt reach the service (as documented),
+/// closed refuses all of them with 503 before the service, and the
+/// in-process fallback holds the quota exactly as the backend would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_bad_credentials_under_each_failure_policy() {
+    let count = |results: &[u16], status: u16| results.iter().filter(|s| **s == status).count();
+    let open =
+        common::concurrent_bad_credentials_failing(Arc::new(Down), 5, FailurePolicy::Open).await;
+    assert_eq!(count(&open, 401), 64, "open: {open:?}");
+
+    let closed =
+        common::concurrent_bad_credentials_failing(Arc::new(Down), 5, FailurePolicy::Closed).await;
+    assert_eq!(count(&closed, 503), 64, "closed: {closed:?}");
+
+    let clock = ManualClock::at_unix(T0);
+    let fallback = common::concurrent_bad_credentials_failing(
+        Arc::new(Down),
+        5,
+        FailurePolicy::Fallback(backend(&clock)),
+    )
+    .await;
+    assert_eq!(
+        (count(&fallback, 401), count(&fallback, 429)),
+        (5, 59),
+        "fallback: {fallback:?}"
+    );
+}
+
 #[tokio::test]
 async fn successes_do_not_use_the_failure_quota() {
     let clock = ManualClock::at_unix(T0);

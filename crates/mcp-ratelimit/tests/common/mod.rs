@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use mcp_core::{Problem, ProblemCode};
-use mcp_ratelimit::{FailureLimitLayer, Policy, Quota, RateLimitBackend};
+use mcp_ratelimit::{FailureLimitLayer, FailurePolicy, Policy, Quota, RateLimitBackend};
 use tower::{Layer, ServiceExt, service_fn};
 
 /// Counts refused credentials, not missing ones (what a server counts).
@@ -29,6 +29,16 @@ pub fn counts_refused(status: StatusCode, extensions: &http::Extensions) -> bool
 pub async fn concurrent_bad_credentials(
     backend: Arc<dyn RateLimitBackend>,
     quota: u32,
+) -> Vec<u16> {
+    concurrent_bad_credentials_failing(backend, quota, FailurePolicy::default()).await
+}
+
+/// [`concurrent_bad_credentials`], with `on_failure` for when the backend
+/// cannot answer.
+pub async fn concurrent_bad_credentials_failing(
+    backend: Arc<dyn RateLimitBackend>,
+    quota: u32,
+    on_failure: FailurePolicy,
 ) -> Vec<u16> {
     use tokio::sync::{Semaphore, mpsc};
     const N: usize = 64;
@@ -52,7 +62,9 @@ pub async fn concurrent_bad_credentials(
         "auth-failures",
         Quota::per(quota, Duration::from_secs(3600)).expect("a valid quota"),
     );
-    let service = FailureLimitLayer::new(backend, policy, counts_refused).layer(inner);
+    let service = FailureLimitLayer::new(backend, policy, counts_refused)
+        .on_failure(on_failure)
+        .layer(inner);
     let tasks: Vec<_> = (0..N)
         .map(|_| {
             let service = service.clone();
