@@ -767,9 +767,17 @@ mod tests {
         let in_flight = tokio::spawn(reqwest::get(format!("http://{addr}/slow")));
         started_rx.await.unwrap();
         stop.send(()).unwrap();
-        // New connections are refused once shutdown has begun.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(reqwest::get(format!("http://{addr}/slow")).await.is_err());
+        // New connections are refused once shutdown has begun (soon, not at
+        // once: the loop sees the signal on its next turn). A bounded poll,
+        // not a guess of how long that takes.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "still accepting 5 s after shutdown began"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         release_tx.send(()).unwrap();
         let response = in_flight.await.unwrap().unwrap();
         assert_eq!(response.status(), 200);
@@ -779,10 +787,21 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_gives_up_after_the_grace_period() {
-        let app = Router::new().route("/forever", get(std::future::pending::<&'static str>));
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let app = Router::new().route(
+            "/forever",
+            get(move || {
+                let started = started_tx.clone();
+                async move {
+                    let _ = started.send(()).await;
+                    std::future::pending::<&'static str>().await
+                }
+            }),
+        );
         let (addr, stop, server) = start(app, Duration::from_millis(100)).await;
         let _in_flight = tokio::spawn(reqwest::get(format!("http://{addr}/forever")));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // In flight for certain before the signal, not after a guessed sleep.
+        started_rx.recv().await.unwrap();
         stop.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(5), server)
             .await
