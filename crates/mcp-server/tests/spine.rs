@@ -258,6 +258,249 @@ both_databases!(
     request_logs_are_one_line_each_and_hold_no_secrets
 );
 
+/// The secrets of one request and the forms a log could hold them in.
+fn encodings(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    vec![
+        secret.to_owned(),
+        STANDARD.encode(secret),
+        URL_SAFE_NO_PAD.encode(secret),
+        hex,
+        // JSON-escaped and percent-encoded forms are the text itself for
+        // the characters used here; a debug print of bytes is not.
+        format!("{:?}", secret.as_bytes()),
+    ]
+}
+
+/// Credentials through every way the auth layer reads them, accepted and
+/// refused, at log level `debug` for every crate: none of the secrets, in
+/// any of their obvious encodings, reaches a log line.
+async fn credentials_on_every_auth_path_stay_out_of_debug_logs(db: TestDb) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    const RIGHT: &str = "Right-PW-7f3a9c";
+    const WRONG: &str = "Wrong-PW-2b8e1d";
+    const FRESH: &str = "Fresh-PW-5c6d0e";
+    const JWT_SECRET: &str = "Jwt-Secret-4e9b27c1d8a05f3e6b7c9d0a";
+    let user = common::create_user(&db, "ada@example.com", RIGHT, "user");
+    let server = TestServer::start(&db, &[("MCP_JWT_SECRET", JWT_SECRET), ("MCP_LOG", "debug")]);
+    let api = common::Api::new(&server);
+    let login = |password: &'static str| {
+        api.call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(serde_json::json!({"email": "ada@example.com", "password": password})),
+        )
+    };
+    let me = |header: &'static str, value: String| {
+        let request = api
+            .client
+            .get(format!("{}/api/auth/me", api.base))
+            .header(header, value);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body["code"].as_str().map(str::to_owned))
+        }
+    };
+
+    // Login: a wrong password, then the right one.
+    let (status, _, body) = login(WRONG).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
+    let (status, _, body) = login(RIGHT).await;
+    assert_eq!(status, 200, "{body}");
+    let jwt = body["accessToken"].as_str().unwrap().to_owned();
+
+    // A key (its secret is in the answer), and one revoked at once.
+    let mut keys = Vec::new();
+    for name in ["kept", "revoked"] {
+        let (status, _, created) = api
+            .call(
+                "POST",
+                "/api/keys",
+                Some(&jwt),
+                Some(serde_json::json!({"name": name})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        keys.push((
+            created["key"].as_str().unwrap().to_owned(),
+            created["id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let (key, revoked) = (keys[0].0.clone(), keys[1].0.clone());
+    let (status, _, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/keys/{}", keys[1].1),
+            Some(&jwt),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    // One character changed: the checksum no longer matches.
+    let mut mistyped = key.clone().into_bytes();
+    mistyped[10] = if mistyped[10] == b'a' { b'b' } else { b'a' };
+    let mistyped = String::from_utf8(mistyped).unwrap();
+    // A well-formed token signed with another secret.
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"sub": user["id"], "exp": 4_000_000_000u64}),
+        &jsonwebtoken::EncodingKey::from_secret(b"Forged-Secret-0123456789abcdefgh"),
+    )
+    .unwrap();
+
+    // /api/auth/me, accepted and refused, by each way of presenting them.
+    assert_eq!(me("authorization", format!("Bearer {jwt}")).await.0, 200);
+    assert_eq!(me("x-api-key", key.clone()).await.0, 200);
+    assert_eq!(me("authorization", format!("Bearer {key}")).await.0, 200);
+    assert_eq!(
+        me("authorization", format!("Bearer {forged}")).await,
+        (401, Some("invalid_token".to_owned()))
+    );
+    assert_eq!(
+        me("x-api-key", mistyped.clone()).await,
+        (401, Some("invalid_api_key".to_owned()))
+    );
+    assert_eq!(
+        me("x-api-key", revoked.clone()).await,
+        (401, Some("invalid_api_key".to_owned()))
+    );
+
+    // A password change: a wrong current password, then the right one.
+    let path = format!("/api/users/{}", user["id"].as_str().unwrap());
+    let (status, _, _) = api
+        .call(
+            "PATCH",
+            &path,
+            Some(&jwt),
+            Some(serde_json::json!({"password": FRESH, "currentPassword": WRONG})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _, body) = api
+        .call(
+            "PATCH",
+            &path,
+            Some(&jwt),
+            Some(serde_json::json!({"password": FRESH, "currentPassword": RIGHT})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The WebSocket: the browser's `bearer.<token>` subprotocol, accepted
+    // (and used for a call) and refused.
+    let upgrade = |token: &str| {
+        let mut request = format!("ws://{}/ws", server.addr)
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            http::HeaderValue::from_str(&format!("mcp, bearer.{token}")).unwrap(),
+        );
+        tokio_tungstenite::connect_async(request)
+    };
+    let (mut socket, response) = upgrade(&jwt).await.expect("a browser's upgrade");
+    assert_eq!(response.status(), 101);
+    let initialize = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "logs", "version": "1"}}
+    });
+    socket
+        .send(Message::text(initialize.to_string()))
+        .await
+        .unwrap();
+    let answer = loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => break text,
+            Some(Ok(_)) => continue,
+            other => panic!("no answer to initialize: {other:?}"),
+        }
+    };
+    assert!(answer.contains("mcp-server"), "{answer}");
+    socket.close(None).await.unwrap();
+    match upgrade(&forged).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401);
+        }
+        other => panic!("a forged subprotocol token: {:?}", other.map(|_| ())),
+    }
+
+    // Everything above was logged (at debug, many lines each) before the
+    // last request's line.
+    let (status, headers, _) = api.call("GET", "/api/auth/me", Some(&key), None).await;
+    assert_eq!(status, 200);
+    let last = headers["x-request-id"].to_str().unwrap().to_owned();
+    assert!(server.wait_for_log(|l| l.contains(&last)).await);
+    let records = server.log_records();
+    assert!(
+        records.iter().any(|r| r["level"] == "DEBUG"),
+        "the log level is really debug"
+    );
+    for (route, status) in [
+        ("/api/auth/login", 401),
+        ("/api/auth/login", 200),
+        ("/api/auth/me", 200),
+        ("/api/auth/me", 401),
+        ("/api/users/{id}", 401),
+        ("/api/users/{id}", 200),
+        ("/ws", 101),
+        ("/ws", 401),
+    ] {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["span"]["route"] == route && r["fields"]["status"] == status),
+            "no {status} line for {route}: the request was not logged"
+        );
+    }
+
+    let signature = |token: &str| token.rsplit('.').next().unwrap().to_owned();
+    let logs = server.logs();
+    let mut secrets = vec![
+        RIGHT.to_owned(),
+        WRONG.to_owned(),
+        FRESH.to_owned(),
+        JWT_SECRET.to_owned(),
+        jwt.clone(),
+        signature(&jwt),
+        forged.clone(),
+        signature(&forged),
+    ];
+    for key in [&key, &revoked, &mistyped] {
+        secrets.push(key.clone());
+        // The secret part without its `mcp_` prefix.
+        secrets.push(key["mcp_".len()..].to_owned());
+    }
+    for secret in &secrets {
+        for form in encodings(secret) {
+            assert!(
+                !logs.contains(&form),
+                "{secret} leaked into the logs{}",
+                if &form == secret {
+                    String::new()
+                } else {
+                    format!(" as {form}")
+                }
+            );
+        }
+    }
+}
+both_databases!(
+    credentials_on_every_auth_path_stay_out_of_debug_logs,
+    credentials_on_every_auth_path_stay_out_of_debug_logs
+);
+
 async fn migrate_applies_and_exits(db: TestDb) {
     let url = db.url();
     let (code, _, stderr) = run_binary(
