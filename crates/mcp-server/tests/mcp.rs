@@ -85,6 +85,44 @@ async fn call_failing(client: &Client, tool: &str, arguments: Value) -> Value {
     structured
 }
 
+/// Why rmcp's client could not start: the status it was refused with (rmcp
+/// tells a 401 from a 403) and the server's `WWW-Authenticate` challenge.
+fn refused_at_initialize(
+    result: Result<Client, rmcp::service::ClientInitializeError>,
+) -> (u16, String) {
+    let error = match result {
+        Ok(_) => panic!("the connection was accepted"),
+        Err(error) => error,
+    };
+    let challenge = error
+        .auth_challenge()
+        .unwrap_or_else(|| panic!("not refused with 401 or 403: {error}"))
+        .to_owned();
+    let status = if error.is_authorization_required() {
+        401
+    } else {
+        403
+    };
+    (status, challenge)
+}
+
+/// The scope a call was refused for with `403 insufficient_scope`, and the
+/// challenge, from the error rmcp's client returns.
+fn refused_for_scope(error: &rmcp::ServiceError) -> (Option<String>, String) {
+    use rmcp::transport::streamable_http_client::InsufficientScopeError;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(refusal) = current.downcast_ref::<InsufficientScopeError>() {
+            return (
+                refusal.required_scope.clone(),
+                refusal.www_authenticate_header.clone(),
+            );
+        }
+        source = current.source();
+    }
+    panic!("not a 403 insufficient_scope: {error}");
+}
+
 async fn tool_names(client: &Client) -> Vec<String> {
     let mut names: Vec<String> = client
         .list_all_tools()
@@ -360,24 +398,43 @@ async fn refusals() {
     assert_eq!(body["code"], "missing_credentials");
     assert_eq!(headers["www-authenticate"], "Bearer realm=\"mcp\"");
     assert_eq!(headers["cache-control"], "no-store");
-    assert!(
+    let (status, challenge) = refused_at_initialize(
         connect(
             &server,
             Credential::None,
-            ProtocolVersion::LATEST_WITH_INITIALIZE
+            ProtocolVersion::LATEST_WITH_INITIALIZE,
         )
-        .await
-        .is_err()
+        .await,
+    );
+    assert_eq!((status, challenge.as_str()), (401, "Bearer realm=\"mcp\""));
+    // A bad token: 401 invalid_token, by hand and through rmcp's client.
+    let (status, headers, body) = post(
+        &api,
+        &[("authorization", "Bearer not-a-token")],
+        initialize(1),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_token")),
+        "{body}"
     );
     assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    let (status, challenge) = refused_at_initialize(
         connect(
             &server,
             Credential::Bearer("not-a-token"),
-            ProtocolVersion::LATEST
+            ProtocolVersion::LATEST,
         )
-        .await
-        .is_err()
+        .await,
     );
+    assert_eq!(status, 401, "{challenge}");
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
 
     // A key without scope `mcp`: 403 naming the scope.
     let (no_mcp, _) = create_key(&api, &jwt, "no-mcp", json!(["agents:read"])).await;
@@ -390,14 +447,18 @@ async fn refusals() {
         "{challenge}"
     );
     assert!(challenge.contains("scope=\"mcp\""), "{challenge}");
-    assert!(
+    let (status, challenge) = refused_at_initialize(
         connect(
             &server,
             Credential::ApiKey(&no_mcp),
-            ProtocolVersion::LATEST_WITH_INITIALIZE
+            ProtocolVersion::LATEST_WITH_INITIALIZE,
         )
-        .await
-        .is_err()
+        .await,
+    );
+    assert_eq!(status, 403, "{challenge}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"mcp\""),
+        "{challenge}"
     );
 
     // A key with `mcp` only: whoami, but not the agent tools.
@@ -413,7 +474,15 @@ async fn refusals() {
         call(&client, "whoami", json!({})).await.unwrap()["scopes"],
         json!(["mcp"])
     );
-    assert!(call(&client, "list_agents", json!({})).await.is_err());
+    let error = call(&client, "list_agents", json!({}))
+        .await
+        .expect_err("list_agents needs agents:read");
+    let (scope, challenge) = refused_for_scope(&error);
+    assert_eq!(scope.as_deref(), Some("agents:read"), "{challenge}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
     client.cancel().await.unwrap();
 
     // The same refusals by hand, to see the status: the body is read...
@@ -525,7 +594,8 @@ async fn refusals() {
         body["result"]["structuredContent"]["scopes"],
         json!(["mcp"])
     );
-    // Hostile bodies are rmcp's to answer, never a 500.
+    // Hostile bodies are rmcp's to answer, never a 500: what does not
+    // deserialize as one JSON-RPC message is rmcp's 415, as a problem.
     for hostile in [
         json!("just a string"),
         json!([]),
@@ -533,7 +603,11 @@ async fn refusals() {
         json!({"method": 7}),
     ] {
         let (status, _, body) = post(&api, &in_session, hostile.clone()).await;
-        assert!((400..500).contains(&status), "{hostile} -> {status} {body}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (415, Some("unsupported_media_type")),
+            "{hostile} -> {body}"
+        );
     }
 
     // A foreign Host and a foreign Origin are refused before anything else.
@@ -659,10 +733,12 @@ async fn sessions_belong_to_their_principal() {
             .send()
             .await
             .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
         assert_eq!(
-            response.status(),
-            404,
-            "another principal cannot end the session"
+            (status, body["code"].as_str()),
+            (404, Some("not_found")),
+            "another principal cannot end the session: {body}"
         );
     }
     let (status, _, body) = post(
@@ -816,7 +892,12 @@ mod ws {
         // A token in the query string is not a credential.
         let url = format!("ws://{}/ws?access_token={jwt}", server.addr);
         match tokio_tungstenite::connect_async(url).await {
-            Err(Error::Http(response)) => assert_eq!(response.status(), 401),
+            Err(Error::Http(response)) => {
+                assert_eq!(response.status(), 401);
+                let body: Value = serde_json::from_slice(response.body().as_deref().unwrap())
+                    .expect("a problem body");
+                assert_eq!(body["code"], "missing_credentials", "{body}");
+            }
             other => panic!("query-string token accepted: {:?}", other.map(|_| ())),
         }
 
