@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "admin@example.com";
 const ADMIN_PW: &str = "admin-password-1";
+/// A password too short to be accepted, whose text cannot appear in an
+/// error message by accident (as `short` would in "too short").
+const TOO_SHORT: &str = "Qz7#vK";
 const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../mcp-auth/tests/keys/");
 
 fn secret_env() -> Vec<(&'static str, String)> {
@@ -216,11 +219,23 @@ async fn users_api_follows_the_self_service_rules(db: TestDb) {
             "POST",
             "/api/users",
             Some(&admin),
-            Some(json!({"email": "x", "password": "short", "name": "", "role": "root"})),
+            Some(json!({"email": "x", "password": TOO_SHORT, "name": "", "role": "root"})),
         )
         .await;
     assert_eq!(status, 400);
     assert_eq!(problem["code"], "validation_failed");
+    assert!(
+        problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["field"] == "password"),
+        "{problem}"
+    );
+    assert!(
+        !problem.to_string().contains(TOO_SHORT),
+        "the password echoed: {problem}"
+    );
 
     // Lists page with a cursor.
     let (status, _, page) = api
@@ -860,14 +875,14 @@ async fn cli_users_list_and_refusals(db: TestDb) {
         db.dir.path(),
         &["users", "create", "--email", "bad", "--name", "X"],
         &env,
-        "short\n",
+        &format!("{TOO_SHORT}\n"),
     );
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains("email") && stderr.contains("password"),
         "{stderr}"
     );
-    assert!(!stderr.contains("short\n"));
+    assert!(!stderr.contains(TOO_SHORT), "the password echoed: {stderr}");
     let (code, _, stderr) = common::run_binary_with_stdin(
         db.dir.path(),
         &["users", "create", "--email", ADMIN, "--name", "X"],
