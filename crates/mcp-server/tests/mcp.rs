@@ -760,6 +760,116 @@ async fn sessions_belong_to_their_principal() {
     assert!(!server.logs().contains(&alice_key));
 }
 
+/// A session belongs to the credential that opened it, not to its user: a
+/// less-scoped key of the same user cannot call, in the session of a key
+/// with more scopes, what its own scopes do not allow (`403
+/// insufficient_scope` naming the scope, nothing created), nor use that
+/// session at all (`404 not_found`, as for a stranger), nor end it; neither
+/// can the user's own login token. The session goes on for its key.
+async fn a_narrower_key_of_the_same_user_cannot_use_a_wider_keys_session(db: TestDb) {
+    create_user(&db, "owner@example.com", "owner-password", "user");
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let jwt = api.login("owner@example.com", "owner-password").await;
+    let (wide, wide_id) = create_key(
+        &api,
+        &jwt,
+        "wide",
+        json!(["mcp", "agents:read", "agents:write"]),
+    )
+    .await;
+    let (narrow, _) = create_key(&api, &jwt, "narrow", json!(["mcp"])).await;
+    let session = open_session(&api, ("x-api-key", &wide)).await;
+    let bearer = format!("Bearer {jwt}");
+    let in_session = |credential: (&'static str, String)| {
+        vec![
+            (credential.0, credential.1),
+            ("mcp-session-id", session.clone()),
+            ("mcp-protocol-version", "2025-11-25".to_owned()),
+        ]
+    };
+    let send = |headers: Vec<(&'static str, String)>, body: Value| {
+        let api = &api;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            post(api, &headers, body).await
+        }
+    };
+
+    let narrow_in_wide = in_session(("x-api-key", narrow.clone()));
+    for (id, tool) in [(2, "create_agent"), (3, "update_agent_status")] {
+        let (status, headers, body) = send(
+            narrow_in_wide.clone(),
+            tool_call(
+                id,
+                tool,
+                json!({"id": "x", "name": "x", "type": "y", "status": "active"}),
+            ),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("insufficient_scope")),
+            "{tool} with the narrow key in the wide key's session: {body}"
+        );
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("scope=\"agents:write\"")
+        );
+    }
+    for (credential, what) in [
+        (("x-api-key", narrow.clone()), "the narrow key"),
+        (("authorization", bearer.clone()), "the user's login token"),
+    ] {
+        for message in [
+            tool_call(4, "whoami", json!({})),
+            json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}),
+        ] {
+            let (status, _, body) = send(in_session(credential.clone()), message.clone()).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (404, Some("not_found")),
+                "{what} in the wide key's session: {message} -> {body}"
+            );
+        }
+        let response = api
+            .client
+            .delete(format!("{}/mcp", api.base))
+            .header(credential.0, &credential.1)
+            .header("mcp-session-id", &session)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("not_found")),
+            "{what} cannot end the wide key's session: {body}"
+        );
+    }
+    // Nothing was created, and the session is still the wide key's.
+    let (status, _, agents) = api.call("GET", "/api/agents", Some(&jwt), None).await;
+    assert_eq!((status, agents["items"].clone()), (200, json!([])));
+    let (status, _, body) = send(
+        in_session(("x-api-key", wide.clone())),
+        tool_call(6, "whoami", json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"]["structuredContent"]["keyId"],
+        wide_id.as_str()
+    );
+}
+both_databases!(
+    a_narrower_key_of_the_same_user_cannot_use_a_wider_keys_session,
+    a_narrower_key_of_the_same_user_cannot_use_a_wider_keys_session
+);
+
 // ---- WebSocket (`/ws`) with a real client ---------------------------------
 
 mod ws {
