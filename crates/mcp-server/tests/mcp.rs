@@ -870,6 +870,86 @@ both_databases!(
     a_narrower_key_of_the_same_user_cannot_use_a_wider_keys_session
 );
 
+/// JSON-RPC batches: the policy reads every message of one, so a batch
+/// that hides a refused call behind an allowed one is refused as a whole
+/// (`403 insufficient_scope` naming the refused call's scope), whichever
+/// comes first. No protocol version rmcp speaks takes batches (2025-03-26,
+/// which had them, included): a batch the policy allows is refused by
+/// rmcp (`415`). Either way no call of the batch runs.
+async fn a_batch_cannot_smuggle_a_refused_tool_call(db: TestDb) {
+    create_user(&db, "owner@example.com", "owner-password", "user");
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let jwt = api.login("owner@example.com", "owner-password").await;
+    let (narrow, _) = create_key(&api, &jwt, "narrow", json!(["mcp"])).await;
+    let (wide, _) = create_key(&api, &jwt, "wide", json!(["mcp", "agents:write"])).await;
+    let create = |id: u64| tool_call(id, "create_agent", json!({"name": "smuggled", "type": "t"}));
+    let whoami = |id: u64| tool_call(id, "whoami", json!({}));
+
+    let key = ("x-api-key", narrow.as_str());
+    let session = open_session(&api, key).await;
+    let in_session = [
+        key,
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    for batch in [json!([whoami(2), create(3)]), json!([create(4), whoami(5)])] {
+        let (status, headers, body) = post(&api, &in_session, batch.clone()).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("insufficient_scope")),
+            "{batch} -> {body}"
+        );
+        assert_eq!(body["scope"], "agents:write", "{body}");
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("scope=\"agents:write\"")
+        );
+    }
+    // A batch of allowed calls is no way in either: rmcp takes one message
+    // per request, on the newest version and on 2025-03-26.
+    let (status, _, body) = post(&api, &in_session, json!([whoami(6), whoami(7)])).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (415, Some("unsupported_media_type")),
+        "{body}"
+    );
+    let wide = ("x-api-key", wide.as_str());
+    let mut old = initialize(1);
+    old["params"]["protocolVersion"] = json!("2025-03-26");
+    let (status, headers, answer) = post(&api, &[wide], old).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["protocolVersion"], "2025-03-26");
+    let old_session = headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let in_old = [
+        wide,
+        ("mcp-session-id", old_session.as_str()),
+        ("mcp-protocol-version", "2025-03-26"),
+    ];
+    let (status, _, _) = post(
+        &api,
+        &in_old,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (status, _, body) = post(&api, &in_old, json!([whoami(8), create(9)])).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (415, Some("unsupported_media_type")),
+        "{body}"
+    );
+    // No call of any batch ran.
+    let (status, _, agents) = api.call("GET", "/api/agents", Some(&jwt), None).await;
+    assert_eq!((status, agents["items"].clone()), (200, json!([])));
+}
+both_databases!(
+    a_batch_cannot_smuggle_a_refused_tool_call,
+    a_batch_cannot_smuggle_a_refused_tool_call
+);
+
 // ---- WebSocket (`/ws`) with a real client ---------------------------------
 
 mod ws {
