@@ -993,3 +993,73 @@ both_databases!(
     restricted_admin_cannot_mint_an_unrestricted_login,
     restricted_admin_cannot_mint_an_unrestricted_login
 );
+
+/// A key restricted to `keys:read` is for the keys API: it may not touch
+/// its own user's record, neither read it nor rename, re-address, promote
+/// or re-password it (`403 insufficient_scope`, the scope being `admin`),
+/// whether its user is a plain user or an admin; the record is unchanged.
+async fn a_restricted_key_cannot_edit_its_own_user(db: TestDb) {
+    let admin_user = create_user(&db, ADMIN, ADMIN_PW, "admin");
+    let plain = create_user(&db, "plain@example.com", "plain-password", "user");
+    let server = start(&db, &[]);
+    let api = Api::new(&server);
+    for (user, email, password) in [
+        (&plain, "plain@example.com", "plain-password"),
+        (&admin_user, ADMIN, ADMIN_PW),
+    ] {
+        let token = api.login(email, password).await;
+        let (status, _, created) = api
+            .call(
+                "POST",
+                "/api/keys",
+                Some(&token),
+                Some(json!({"name": "reader", "scopes": ["keys:read"]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let key = created["key"].as_str().unwrap().to_owned();
+        // The key works for what it is for.
+        let (status, _, _) = api.call("GET", "/api/keys", Some(&key), None).await;
+        assert_eq!(status, 200);
+
+        let path = format!("/api/users/{}", user["id"].as_str().unwrap());
+        let (_, _, before) = api.call("GET", &path, Some(&token), None).await;
+        assert_eq!(before["email"], email);
+        let (status, headers, problem) = api.call("GET", &path, Some(&key), None).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (403, Some("insufficient_scope")),
+            "{email}: GET own record: {problem}"
+        );
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("scope=\"admin\""),
+            "{headers:?}"
+        );
+        for change in [
+            json!({"name": "Renamed"}),
+            json!({"email": "taken@example.com"}),
+            json!({"role": "admin"}),
+            json!({"role": "user"}),
+            json!({"password": "taken-over-1", "currentPassword": password}),
+        ] {
+            let (status, _, problem) = api
+                .call("PATCH", &path, Some(&key), Some(change.clone()))
+                .await;
+            assert_eq!(
+                (status, problem["code"].as_str()),
+                (403, Some("insufficient_scope")),
+                "{email}: PATCH own record with {change}: {problem}"
+            );
+        }
+        let (_, _, after) = api.call("GET", &path, Some(&token), None).await;
+        assert_eq!(after, before, "{email}: the record is unchanged");
+        api.login(email, password).await;
+    }
+}
+both_databases!(
+    a_restricted_key_cannot_edit_its_own_user,
+    a_restricted_key_cannot_edit_its_own_user
+);
