@@ -1063,3 +1063,63 @@ both_databases!(
     a_restricted_key_cannot_edit_its_own_user,
     a_restricted_key_cannot_edit_its_own_user
 );
+
+/// A user who is not an admin cannot change another user, by token or by
+/// unrestricted key: `404 not_found` (ids are not probed), for each field,
+/// and the other user is unchanged (record and password).
+async fn a_user_cannot_patch_another_user(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    create_user(&db, "mallory@example.com", "mallory-password", "user");
+    let bob = create_user(&db, "bob@example.com", "bob-password", "user");
+    let server = start(&db, &[]);
+    let api = Api::new(&server);
+    let admin = api.login(ADMIN, ADMIN_PW).await;
+    let mallory = api.login("mallory@example.com", "mallory-password").await;
+    let (status, _, created) = api
+        .call(
+            "POST",
+            "/api/keys",
+            Some(&mallory),
+            Some(json!({"name": "unrestricted"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let mallory_key = created["key"].as_str().unwrap().to_owned();
+    let path = format!("/api/users/{}", bob["id"].as_str().unwrap());
+    let (status, _, before) = api.call("GET", &path, Some(&admin), None).await;
+    assert_eq!(status, 200);
+    for credential in [&mallory, &mallory_key] {
+        for change in [
+            json!({"name": "Pwned"}),
+            json!({"email": "mallory+bob@example.com"}),
+            json!({"role": "admin"}),
+            json!({"password": "taken-over-1"}),
+            json!({"password": "taken-over-1", "currentPassword": "bob-password"}),
+        ] {
+            let (status, _, problem) = api
+                .call("PATCH", &path, Some(credential), Some(change.clone()))
+                .await;
+            assert_eq!(
+                (status, problem["code"].as_str()),
+                (404, Some("not_found")),
+                "PATCH another user with {change}: {problem}"
+            );
+        }
+    }
+    let (_, _, after) = api.call("GET", &path, Some(&admin), None).await;
+    assert_eq!(after, before, "the other user is unchanged");
+    api.login("bob@example.com", "bob-password").await;
+    let (status, _, _) = api
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "bob@example.com", "password": "taken-over-1"})),
+        )
+        .await;
+    assert_eq!(status, 401, "the password was not set");
+}
+both_databases!(
+    a_user_cannot_patch_another_user,
+    a_user_cannot_patch_another_user
+);
