@@ -1123,3 +1123,56 @@ both_databases!(
     a_user_cannot_patch_another_user,
     a_user_cannot_patch_another_user
 );
+
+/// An unknown e-mail address costs a login as much as a wrong password for
+/// a known one (the password is checked against a dummy hash), so timing
+/// does not tell which addresses exist. Medians of interleaved attempts,
+/// compared with each other rather than with a fixed time.
+async fn unknown_email_and_wrong_password_take_the_same_time(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    let server = start(
+        &db,
+        &[
+            ("MCP_RATE_LIMIT_AUTH", "1000/60s"),
+            ("MCP_RATE_LIMIT_AUTH_FAILURES", "1000/60s"),
+        ],
+    );
+    let api = Api::new(&server);
+    let attempt = |email: &str| {
+        let request = api
+            .client
+            .post(format!("{}/api/auth/login", api.base))
+            .json(&json!({"email": email, "password": "wrong-password-1"}));
+        async move {
+            let started = std::time::Instant::now();
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            response.bytes().await.unwrap();
+            (status, started.elapsed())
+        }
+    };
+    // Warm up both paths (connections, caches, the first hash).
+    attempt(ADMIN).await;
+    attempt("nobody-0@example.com").await;
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for i in 0..9 {
+        let (status, elapsed) = attempt(&format!("nobody-{}@example.com", i + 1)).await;
+        assert_eq!(status, 401);
+        unknown.push(elapsed);
+        let (status, elapsed) = attempt(ADMIN).await;
+        assert_eq!(status, 401);
+        wrong.push(elapsed);
+    }
+    unknown.sort();
+    wrong.sort();
+    let (unknown, wrong) = (unknown[4], wrong[4]);
+    let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
+    assert!(
+        (0.5..=2.0).contains(&ratio),
+        "median unknown e-mail {unknown:?} vs wrong password {wrong:?}: ratio {ratio:.2}"
+    );
+}
+both_databases!(
+    unknown_email_and_wrong_password_take_the_same_time,
+    unknown_email_and_wrong_password_take_the_same_time
+);
