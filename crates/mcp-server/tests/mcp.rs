@@ -1199,7 +1199,7 @@ mod ws {
                 SECRET,
                 ("MCP_BODY_LIMIT", "4KiB"),
                 ("MCP_WS_PING_INTERVAL", "100ms"),
-                ("MCP_WS_IDLE_TIMEOUT", "300ms"),
+                ("MCP_WS_IDLE_TIMEOUT", "800ms"),
             ],
         );
         let api = Api::new(&server);
@@ -1212,16 +1212,24 @@ mod ws {
         let _ = socket.send(Message::text(huge.to_string())).await;
         assert_eq!(next(&mut socket).await.err(), Some(Some(CloseCode::Size)));
 
-        // A client that reads nothing (so answers no ping) and says nothing
-        // is closed once the idle timeout has passed.
-        let (mut silent, _) = open(&server, &[("authorization", &bearer)]).await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-        assert_eq!(next(&mut silent).await.err(), Some(Some(CloseCode::Away)));
+        // A client that answers no ping and says nothing is closed once the
+        // idle timeout has passed, and not before. It speaks raw TCP: a
+        // WebSocket library would answer the pings as it reads.
+        let (mut silent, opened) = silent_upgrade(&server, &bearer).await;
+        let (code, after) = close_code_within(&mut silent, std::time::Duration::from_secs(10))
+            .await
+            .expect("the silent client was closed within 10 s");
+        assert_eq!(code, 1001, "going away (idle timeout)");
+        let lived = after.duration_since(opened);
+        assert!(
+            lived >= std::time::Duration::from_millis(700),
+            "closed after {lived:?}, before the 800 ms idle timeout"
+        );
 
         // A client that answers pings stays connected past the timeout.
         let (mut alive, _) = open(&server, &[("authorization", &bearer)]).await.unwrap();
         handshake(&mut alive).await;
-        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(700);
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(1600);
         while tokio::time::Instant::now() < until {
             // Reading lets the client answer the server's pings.
             let _ = tokio::time::timeout_at(until, alive.next()).await;
@@ -1232,6 +1240,75 @@ mod ws {
         )
         .await;
         assert_eq!(next(&mut alive).await.unwrap()["id"], 9);
+    }
+
+    /// A WebSocket upgrade by hand on a raw TCP stream (so nothing answers
+    /// the server's pings), and when its `101` arrived.
+    async fn silent_upgrade(
+        server: &TestServer,
+        bearer: &str,
+    ) -> (tokio::net::TcpStream, tokio::time::Instant) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "GET /ws HTTP/1.1\r\nhost: {}\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+             sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             authorization: {bearer}\r\n\r\n",
+            server.addr
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        let mut byte = [0u8; 1];
+        while !response.ends_with(b"\r\n\r\n") {
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut byte))
+                    .await
+                    .expect("an upgrade answer within 10 s")
+                    .unwrap();
+            assert_eq!(read, 1, "closed during the upgrade: {response:?}");
+            response.push(byte[0]);
+        }
+        let opened = tokio::time::Instant::now();
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with("HTTP/1.1 101"), "{response}");
+        (stream, opened)
+    }
+
+    /// Reads server frames (unmasked) from a raw stream, ignoring pings and
+    /// answering nothing, until a close frame: its code and when it came.
+    async fn close_code_within(
+        stream: &mut tokio::net::TcpStream,
+        within: std::time::Duration,
+    ) -> Option<(u16, tokio::time::Instant)> {
+        use tokio::io::AsyncReadExt;
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let mut head = [0u8; 2];
+            tokio::time::timeout_at(until, stream.read_exact(&mut head))
+                .await
+                .ok()?
+                .ok()?;
+            let opcode = head[0] & 0x0f;
+            let len = match head[1] & 0x7f {
+                126 => {
+                    let mut ext = [0u8; 2];
+                    stream.read_exact(&mut ext).await.ok()?;
+                    u64::from(u16::from_be_bytes(ext))
+                }
+                127 => {
+                    let mut ext = [0u8; 8];
+                    stream.read_exact(&mut ext).await.ok()?;
+                    u64::from_be_bytes(ext)
+                }
+                short => u64::from(short),
+            };
+            let mut payload = vec![0u8; usize::try_from(len).ok()?];
+            stream.read_exact(&mut payload).await.ok()?;
+            if opcode == 0x8 {
+                let code = u16::from_be_bytes([*payload.first()?, *payload.get(1)?]);
+                return Some((code, tokio::time::Instant::now()));
+            }
+        }
     }
 
     /// The close code that ends `socket` within `within`, answering pings
