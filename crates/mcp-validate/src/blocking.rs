@@ -69,6 +69,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
+
     use super::*;
 
     #[derive(Debug, serde::Deserialize, garde::Validate)]
@@ -117,6 +119,106 @@ mod tests {
             unfinished > 0,
             "every check was done before a cheap task ran"
         );
+    }
+
+    /// The thread a body was deserialized on.
+    #[derive(Debug)]
+    struct Here(std::thread::ThreadId);
+
+    impl<'de> serde::Deserialize<'de> for Here {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            serde::de::IgnoredAny::deserialize(d)?;
+            Ok(Here(std::thread::current().id()))
+        }
+    }
+
+    #[derive(Debug, serde::Deserialize, garde::Validate)]
+    struct Padded {
+        #[garde(skip)]
+        here: Here,
+        #[serde(rename = "pad")]
+        #[garde(skip)]
+        _pad: String,
+    }
+
+    /// A good `Padded` body of exactly `len` bytes.
+    fn padded(len: usize) -> Bytes {
+        let mut body = br#"{"here":0,"pad":""#.to_vec();
+        let end = br#""}"#;
+        body.resize(len - end.len(), b'x');
+        body.extend_from_slice(end);
+        assert_eq!(body.len(), len);
+        Bytes::from(body)
+    }
+
+    /// On a current-thread runtime, a body checked inline is deserialized
+    /// on the caller's thread, and its answer is ready at the first poll.
+    async fn checked_where(body: Bytes, limits: Limits) -> std::thread::ThreadId {
+        parse_blocking::<Padded>(body, limits).await.unwrap().here.0
+    }
+
+    #[test]
+    fn the_threshold_is_16_kib() {
+        assert_eq!(BLOCKING_ABOVE, 16_384);
+    }
+
+    /// 16,384 bytes and more: the blocking pool; 16,383 and fewer: inline.
+    #[tokio::test]
+    async fn bodies_from_16_kib_on_go_to_the_blocking_pool_smaller_ones_do_not() {
+        let caller = std::thread::current().id();
+        for len in [20, 1_040, 16_383] {
+            let answer = parse_blocking::<Padded>(padded(len), Limits::default()).now_or_never();
+            let here = answer.expect("answered at the first poll").unwrap().here.0;
+            assert_eq!(here, caller, "{len} bytes");
+        }
+        for len in [16_384, 16_385, 102_400] {
+            let here = checked_where(padded(len), Limits::default()).await;
+            assert_ne!(here, caller, "{len} bytes");
+        }
+        // A large body exactly at the size limit passes it: checked off the
+        // caller's thread too.
+        let limits = Limits {
+            max_bytes: 16_384,
+            ..Limits::default()
+        };
+        assert_ne!(checked_where(padded(16_384), limits).await, caller);
+    }
+
+    /// A body over the limit is refused at once, whatever its size: it
+    /// waits neither for a permit nor for another thread.
+    #[tokio::test]
+    async fn an_oversized_large_body_is_refused_at_the_first_poll() {
+        let limits = Limits {
+            max_bytes: 16_384,
+            ..Limits::default()
+        };
+        for len in [16_385, 40_000] {
+            let problem = parse_blocking::<Padded>(padded(len), limits)
+                .now_or_never()
+                .expect("answered at the first poll")
+                .unwrap_err();
+            assert_eq!(problem.status().as_u16(), 413);
+            assert_eq!(
+                problem.detail(),
+                Some("the request body is larger than 16384 bytes")
+            );
+        }
+    }
+
+    /// One fewer permit than the machine's cores, at least one: all of them
+    /// can be held at once, and then not one more.
+    #[tokio::test]
+    async fn the_gate_has_one_permit_fewer_than_the_cores_and_at_least_one() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let expected = if cores > 1 { cores - 1 } else { 1 };
+        let permits = u32::try_from(expected).unwrap();
+        // Other tests of this binary may hold some for a moment: wait.
+        let all = gate().acquire_many(permits).await.unwrap();
+        assert!(
+            gate().try_acquire().is_err(),
+            "more than {expected} permits"
+        );
+        drop(all);
     }
 
     #[tokio::test]

@@ -1326,3 +1326,70 @@ impl<'de> VariantAccess<'de> for Placeholder {
         self.deserialize_struct("", fields, visitor)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    /// Counts the elements of a sequence, reading at most 10.
+    struct Drain;
+
+    impl<'de> Visitor<'de> for Drain {
+        type Value = usize;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut count = 0;
+            while count < 10 && seq.next_element::<de::IgnoredAny>()?.is_some() {
+                count += 1;
+            }
+            Ok(count)
+        }
+    }
+
+    #[test]
+    fn a_tuple_placeholder_has_exactly_its_length() {
+        for len in [0, 1, 3] {
+            let count = Placeholder::new(0).deserialize_tuple(len, Drain).unwrap();
+            assert_eq!(count, len);
+        }
+        assert_eq!(Placeholder::new(0).deserialize_seq(Drain).unwrap(), 0);
+        let pair = <(u32, String)>::deserialize(Placeholder::new(0)).unwrap();
+        assert_eq!(pair, (0, String::new()));
+    }
+
+    /// Four options, each in the one before.
+    type Options = Option<Box<Option<Box<Option<Box<Option<u8>>>>>>>;
+
+    /// How many of the four options are `Some`.
+    fn somes(value: &Options) -> usize {
+        let Some(second) = value else { return 0 };
+        let Some(third) = &**second else { return 1 };
+        let Some(fourth) = &**third else { return 2 };
+        3 + usize::from(fourth.is_some())
+    }
+
+    #[test]
+    fn options_in_a_placeholder_are_some_above_depth_8_and_none_from_it() {
+        // At depth 0 the four nested options are all `Some` (depths 0 to
+        // 3); from depth 5 on, the fourth one (at depth 8) is `None`.
+        let at = |depth| Options::deserialize(Placeholder::new(depth)).unwrap();
+        assert_eq!(somes(&at(0)), 4);
+        assert_eq!(somes(&at(4)), 4);
+        assert_eq!(somes(&at(5)), 3);
+        assert_eq!(somes(&at(8)), 0);
+    }
+
+    #[test]
+    fn placeholders_nest_16_levels_at_most() {
+        assert_eq!(Placeholder::new(0).deeper().unwrap().depth, 1);
+        assert_eq!(Placeholder::new(15).deeper().unwrap().depth, 16);
+        let error = Placeholder::new(16).deeper().unwrap_err();
+        assert_eq!(error.message(), "no placeholder fits this type");
+    }
+}

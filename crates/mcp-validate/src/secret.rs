@@ -115,6 +115,35 @@ mod tests {
     }
 
     #[test]
+    fn it_holds_the_text_it_was_given() {
+        assert_eq!(Secret::new("hunter2".to_owned()).expose(), "hunter2");
+        assert_eq!(Secret::from("hunter2".to_owned()).expose(), "hunter2");
+        let login: Login = serde_json::from_str(r#"{"password":"correct horse"}"#).unwrap();
+        assert_eq!(login.password.expose(), "correct horse");
+        assert_eq!(login.password.clone().expose(), "correct horse");
+        assert!(login.current.is_none());
+    }
+
+    #[derive(Debug, Deserialize, Validate)]
+    struct Pin {
+        #[garde(length(bytes, min = 4, max = 8))]
+        pin: Secret,
+    }
+
+    #[test]
+    fn byte_lengths_count_bytes() {
+        let pin = |text: &str| Pin {
+            pin: Secret::from(text.to_owned()),
+        };
+        // Four characters of two bytes: 8 bytes, within the limit.
+        assert!(pin("éééé").validate().is_ok());
+        assert!(pin("1234").validate().is_ok());
+        // Five such characters: 10 bytes; three ASCII ones: 3 bytes.
+        assert!(pin("ééééé").validate().is_err());
+        assert!(pin("123").validate().is_err());
+    }
+
+    #[test]
     fn zeroize_wipes_it() {
         let mut secret = Secret::from("hunter2".to_owned());
         secret.zeroize();

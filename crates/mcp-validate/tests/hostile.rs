@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::routing::post;
 use garde::Validate;
 use http::{Request, StatusCode};
-use mcp_validate::{FieldCase, Limits, Valid, from_slice, json_body, parse};
+use mcp_validate::{FieldCase, Limits, Valid, from_slice, json_body, parse, read_limited};
 use serde::Deserialize;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -315,5 +315,284 @@ async fn the_axum_extractor() {
     assert_eq!(
         (status, body["code"].as_str()),
         (413, Some("payload_too_large"))
+    );
+}
+
+#[test]
+fn the_size_limit_admits_exactly_max_bytes_and_names_itself() {
+    for max in [30, 102_400] {
+        let limits = Limits {
+            max_bytes: max,
+            ..limits()
+        };
+        let mut body = br#"{"name":"a","type":"b"}"#.to_vec();
+        body.resize(max, b' ');
+        assert!(parse::<AgentCreate>(&body, &limits).is_ok(), "{max} bytes");
+        body.push(b' ');
+        let problem = parse::<AgentCreate>(&body, &limits).unwrap_err();
+        assert_eq!(
+            (problem.status().as_u16(), problem.code()),
+            (413, "payload_too_large")
+        );
+        let detail = format!("the request body is larger than {max} bytes");
+        assert_eq!(problem.detail(), Some(detail.as_str()));
+        assert_eq!(problem.extension("limit"), Some(&Value::from(max)));
+    }
+}
+
+/// `[[...]]` nested `levels` deep.
+fn nest(levels: usize) -> String {
+    "[".repeat(levels) + &"]".repeat(levels)
+}
+
+#[test]
+fn nesting_is_counted_outside_strings_and_32_levels_pass() {
+    let limits = limits();
+    for prefix in [
+        r#"{"name":"a","type":"b","x":"#,
+        // Brackets inside strings are text.
+        r#"{"name":"[[[[[[[[{{{{{{{{","type":"b","x":"#,
+        // An escaped quote does not end the string, the next quote does.
+        r#"{"name":"say \"hi\"","type":"b","x":"#,
+        // An escaped backslash does not escape the quote after it.
+        r#"{"name":"back\\","type":"b","x":"#,
+    ] {
+        // The object is the first level: 1 + 31 = 32 passes.
+        let deepest = format!("{prefix}{}}}", nest(31));
+        let agent = parse::<AgentCreate>(deepest.as_bytes(), &limits);
+        assert!(agent.is_ok(), "{deepest}: {agent:?}");
+        let too_deep = format!("{prefix}{}}}", nest(32));
+        let problem = parse::<AgentCreate>(too_deep.as_bytes(), &limits).unwrap_err();
+        assert_eq!(
+            (problem.status().as_u16(), problem.code()),
+            (400, "malformed_json"),
+            "{too_deep}"
+        );
+        // The 32nd bracket of the array is the 33rd level.
+        let detail = format!(
+            "the body nests deeper than 32 levels (at byte {})",
+            prefix.len() + 31
+        );
+        assert_eq!(problem.detail(), Some(detail.as_str()), "{too_deep}");
+    }
+    // A lower limit counts the same way.
+    let two = Limits {
+        max_depth: 2,
+        ..limits
+    };
+    let problem = parse::<AgentCreate>(br#"{"name":"\"[","type":"b","x":[[]]}"#, &two).unwrap_err();
+    assert_eq!(
+        problem.detail(),
+        Some("the body nests deeper than 2 levels (at byte 30)")
+    );
+    assert!(parse::<AgentCreate>(br#"{"name":"\"[","type":"b","x":[]}"#, &two).is_ok());
+}
+
+/// A body whose second chunk fails to arrive.
+fn broken_body() -> http_body_util::StreamBody<
+    impl futures_util::Stream<Item = Result<http_body::Frame<bytes::Bytes>, std::io::Error>>,
+> {
+    http_body_util::StreamBody::new(futures_util::stream::iter([
+        Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b"{\"name\":",
+        ))),
+        Err(std::io::Error::other("connection reset")),
+    ]))
+}
+
+#[tokio::test]
+async fn a_body_that_fails_to_arrive_is_400_not_413() {
+    let expected = (
+        400,
+        "bad_request".to_owned(),
+        Some("the request body could not be read".to_owned()),
+    );
+    let answer = |problem: mcp_core::Problem| {
+        (
+            problem.status().as_u16(),
+            problem.code().to_owned(),
+            problem.detail().map(str::to_owned),
+        )
+    };
+    let problem = read_limited(broken_body(), 1000).await.unwrap_err();
+    assert_eq!(answer(problem), expected);
+    // Inside axum's body error too: only a length limit's error is 413.
+    let problem = read_limited(Body::new(broken_body()), 1000)
+        .await
+        .unwrap_err();
+    assert_eq!(answer(problem), expected);
+    let request = Request::post("/")
+        .header("content-type", "application/json")
+        .body(broken_body())
+        .unwrap();
+    let problem = json_body::<AgentCreate, _>(request, &limits())
+        .await
+        .unwrap_err();
+    assert_eq!(answer(problem), expected);
+}
+
+#[tokio::test]
+async fn a_streamed_body_of_exactly_the_limit_is_read_whole() {
+    // 10 chunks of 512 bytes: 5,120 bytes.
+    let bytes = read_limited(futures_chunks(), 5_120).await.unwrap();
+    assert_eq!(bytes.len(), 5_120);
+    let problem = read_limited(futures_chunks(), 5_119).await.unwrap_err();
+    assert_eq!(
+        (problem.status().as_u16(), problem.code()),
+        (413, "payload_too_large")
+    );
+    assert_eq!(
+        problem.detail(),
+        Some("the request body is larger than 5119 bytes")
+    );
+}
+
+#[derive(Debug, Deserialize, Validate)]
+struct Renamed {
+    #[serde(rename = "ttl")]
+    #[garde(range(min = 1))]
+    expires: u32,
+    #[serde(default)]
+    #[garde(length(min = 1), inner(length(min = 1)))]
+    tags: Vec<String>,
+}
+
+fn listed(problem: &mcp_core::Problem) -> Vec<(String, String)> {
+    problem
+        .errors()
+        .iter()
+        .map(|e| (e.field.clone(), e.code.to_string()))
+        .collect()
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
+        .collect()
+}
+
+#[test]
+fn rule_errors_of_fields_the_body_lacks() {
+    // A field filled in by `#[serde(default)]` is checked like any other:
+    // an empty list where one entry is needed is reported.
+    let problem = parse::<Renamed>(br#"{"ttl":5}"#, &limits()).unwrap_err();
+    assert_eq!(listed(&problem), pairs(&[("tags", "length")]));
+    // A rule error of a renamed field is reported, under the Rust name.
+    let problem = parse::<Renamed>(br#"{"ttl":0,"tags":["a"]}"#, &limits()).unwrap_err();
+    assert_eq!(listed(&problem), pairs(&[("expires", "range")]));
+    // Once a placeholder stood in for `ttl`, the rule error of that
+    // placeholder (named `expires`, which the body lacks) is not reported;
+    // rule errors of values the body has still are.
+    let problem = parse::<Renamed>(br#"{"ttl":"soon","tags":["a"]}"#, &limits()).unwrap_err();
+    assert_eq!(listed(&problem), pairs(&[("ttl", "type")]));
+    let problem = parse::<Renamed>(br#"{"tags":["a",""]}"#, &limits()).unwrap_err();
+    assert_eq!(
+        listed(&problem),
+        pairs(&[("ttl", "required"), ("tags[1]", "length")])
+    );
+}
+
+fn level_in_range(value: &u32, (): &()) -> garde::Result {
+    if *value == 7 {
+        return Err(garde::Error::new("7 is outside the allowed range"));
+    }
+    Ok(())
+}
+
+fn few_characters(value: &str, (): &()) -> garde::Result {
+    if value.len() > 3 {
+        return Err(garde::Error::new("at most 3 characters"));
+    }
+    Ok(())
+}
+
+fn not_reserved(value: &str, (): &()) -> garde::Result {
+    if value == "root" {
+        return Err(garde::Error::new("is reserved"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, Validate)]
+struct Rules {
+    #[garde(email)]
+    email: String,
+    #[garde(length(min = 2))]
+    short: String,
+    #[garde(length(chars, max = 2))]
+    long: String,
+    #[garde(range(min = 1, max = 10))]
+    low: u32,
+    #[garde(range(min = 1, max = 10))]
+    high: u32,
+    #[garde(custom(level_in_range))]
+    level: u32,
+    #[garde(pattern(r"^[a-z]+$"))]
+    slug: String,
+    #[garde(skip)]
+    password: String,
+    #[garde(matches(password))]
+    password_again: String,
+    #[garde(custom(few_characters))]
+    code: String,
+    #[garde(ascii)]
+    plain: String,
+    #[garde(custom(not_reserved))]
+    owner: String,
+}
+
+#[test]
+fn each_rule_has_its_code() {
+    let problem = parse::<Rules>(
+        r#"{"email":"nope","short":"a","long":"abc","low":0,"high":11,"level":7,
+            "slug":"Not A Slug","password":"one","password_again":"two","code":"abcd",
+            "plain":"é","owner":"root"}"#
+            .as_bytes(),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    let mut codes = listed(&problem);
+    codes.sort();
+    assert_eq!(
+        codes,
+        pairs(&[
+            ("code", "length"),
+            ("email", "email"),
+            ("high", "range"),
+            ("level", "range"),
+            ("long", "length"),
+            ("low", "range"),
+            ("owner", "invalid"),
+            ("password_again", "pattern"),
+            ("plain", "invalid"),
+            ("short", "length"),
+            ("slug", "pattern"),
+        ])
+    );
+}
+
+#[test]
+fn a_struct_of_the_wrong_type_is_reported_and_the_rest_still_checked() {
+    let problem = parse::<AgentCreate>(
+        br#"{"name":"a","type":"b","metadata":5,"capabilities":[""]}"#,
+        &limits(),
+    )
+    .unwrap_err();
+    let errors: Vec<(&str, &str, &str)> = problem
+        .errors()
+        .iter()
+        .map(|e| (e.field.as_str(), e.code.as_ref(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (
+                "metadata",
+                "type",
+                "invalid type: a number, expected an object"
+            ),
+            ("capabilities[0]", "length", "length is lower than 1"),
+        ]
     );
 }
