@@ -12,6 +12,9 @@ use http_body_util::{BodyExt, Full};
 use mcp_cors::OriginGuard;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
+mod common;
+use common::Gate;
+
 /// Status, problem code ("" when the request passed) and whether the inner
 /// service saw the request.
 async fn through_layer(guard: &OriginGuard, request: Request<Full<Bytes>>) -> (u16, String, bool) {
@@ -297,24 +300,6 @@ async fn hyphenated_and_long_allowed_hosts_match_through_the_layer() {
     // Longer than 260 bytes is refused before any comparison.
     assert_eq!(host(&guard, &format!("{longest}:8080")).await, refused());
     assert_eq!(host(&guard, "attackermcp.example.com").await, refused());
-}
-
-/// A service whose readiness is set by the test.
-#[derive(Clone)]
-struct Gate(Poll<Result<(), &'static str>>);
-
-impl Service<Request<Full<Bytes>>> for Gate {
-    type Response = Response<Full<Bytes>>;
-    type Error = &'static str;
-    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0
-    }
-
-    fn call(&mut self, _request: Request<Full<Bytes>>) -> Self::Future {
-        std::future::ready(Ok(Response::new(Full::new(Bytes::new()))))
-    }
 }
 
 #[test]

@@ -11,6 +11,9 @@ use http_body_util::Full;
 use mcp_cors::{CorsPolicy, Origin};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
+mod common;
+use common::Gate;
+
 fn origin(text: &str) -> Option<String> {
     Origin::parse(text.as_bytes()).map(|o| o.as_str().to_owned())
 }
@@ -396,24 +399,6 @@ async fn a_preflight_is_options_with_origin_and_request_method() {
         .await,
         (204, None)
     );
-}
-
-/// A service whose readiness is set by the test.
-#[derive(Clone)]
-struct Gate(Poll<Result<(), &'static str>>);
-
-impl Service<Request<Full<Bytes>>> for Gate {
-    type Response = Response<Full<Bytes>>;
-    type Error = &'static str;
-    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0
-    }
-
-    fn call(&mut self, _request: Request<Full<Bytes>>) -> Self::Future {
-        std::future::ready(Ok(Response::new(Full::new(Bytes::new()))))
-    }
 }
 
 #[test]
