@@ -288,6 +288,86 @@ mod tests {
         body["code"].as_str().unwrap().to_owned()
     }
 
+    /// `AuthLayer::authenticate`, outside any service: the principal of the
+    /// first authenticator that recognises the request, `None` for an
+    /// anonymous request in optional mode, the refusal otherwise.
+    #[tokio::test]
+    async fn authenticate_answers_the_principal_itself() {
+        let parts = |headers: &[(&str, &str)]| {
+            let mut builder = Request::builder();
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            builder.body(()).unwrap().into_parts().0
+        };
+        let required = AuthLayer::required(vec![Arc::new(HeaderAuth)]);
+        let principal = required
+            .authenticate(&parts(&[("x-user", "dora")]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(principal.subject(), "dora");
+        assert_eq!(principal.auth_method(), &AuthMethod::ApiKey);
+        assert_eq!(
+            required.authenticate(&parts(&[])).await,
+            Err(AuthError::MissingCredentials)
+        );
+        assert_eq!(
+            required.authenticate(&parts(&[("x-user", "bad")])).await,
+            Err(AuthError::InvalidApiKey)
+        );
+        let optional = AuthLayer::optional(vec![Arc::new(HeaderAuth)]);
+        assert_eq!(optional.authenticate(&parts(&[])).await, Ok(None));
+        assert_eq!(
+            optional
+                .authenticate(&parts(&[("x-user", "eve")]))
+                .await
+                .unwrap()
+                .map(|p| p.subject().to_owned()),
+            Some("eve".to_owned())
+        );
+    }
+
+    /// An inner service whose readiness is `ready`.
+    #[derive(Clone)]
+    struct Gate {
+        ready: fn() -> Poll<Result<(), &'static str>>,
+    }
+
+    impl Service<Request<()>> for Gate {
+        type Response = Response<Bytes>;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<Response<Bytes>, &'static str>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            (self.ready)()
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Bytes::new())))
+        }
+    }
+
+    /// `Auth` is ready exactly when the service it wraps is: pending while
+    /// it is pending, its error when it fails.
+    #[test]
+    fn readiness_is_the_inner_services() {
+        let layer = AuthLayer::required(vec![Arc::new(HeaderAuth)]);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut pending = layer.layer(Gate {
+            ready: || Poll::Pending,
+        });
+        assert_eq!(pending.poll_ready(&mut cx), Poll::Pending);
+        let mut failing = layer.layer(Gate {
+            ready: || Poll::Ready(Err("overloaded")),
+        });
+        assert_eq!(failing.poll_ready(&mut cx), Poll::Ready(Err("overloaded")));
+        let mut ready = layer.layer(Gate {
+            ready: || Poll::Ready(Ok(())),
+        });
+        assert_eq!(ready.poll_ready(&mut cx), Poll::Ready(Ok(())));
+    }
+
     #[tokio::test]
     async fn required_mode() {
         let layer = AuthLayer::required(vec![Arc::new(HeaderAuth)]);

@@ -298,6 +298,45 @@ mod tests {
         );
     }
 
+    /// An inner service whose readiness is `ready`.
+    struct Gate {
+        ready: fn() -> Poll<Result<(), &'static str>>,
+    }
+
+    impl Service<Request<()>> for Gate {
+        type Response = Response<Bytes>;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<Response<Bytes>, &'static str>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            (self.ready)()
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Bytes::new())))
+        }
+    }
+
+    /// `Require` is ready exactly when the service it wraps is: pending
+    /// while it is pending, its error when it fails.
+    #[test]
+    fn readiness_is_the_inner_services() {
+        let layer = RequireLayer::scope("mcp");
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut pending = layer.layer(Gate {
+            ready: || Poll::Pending,
+        });
+        assert_eq!(pending.poll_ready(&mut cx), Poll::Pending);
+        let mut failing = layer.layer(Gate {
+            ready: || Poll::Ready(Err("overloaded")),
+        });
+        assert_eq!(failing.poll_ready(&mut cx), Poll::Ready(Err("overloaded")));
+        let mut ready = layer.layer(Gate {
+            ready: || Poll::Ready(Ok(())),
+        });
+        assert_eq!(ready.poll_ready(&mut cx), Poll::Ready(Ok(())));
+    }
+
     #[tokio::test]
     async fn no_principal_is_401() {
         let response = call(RequireLayer::scope("mcp"), None).await;
