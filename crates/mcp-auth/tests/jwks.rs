@@ -324,3 +324,214 @@ fn plain_http_jwks_urls_only_on_loopback() {
         Err(JwksUrlError::Malformed(_))
     ));
 }
+
+/// A JWK of `private_pem` without a `kid`, selectable only by algorithm.
+fn unnamed_jwk(private_pem: &[u8], algorithm: Algorithm) -> Jwk {
+    let mut jwk = jwk(private_pem, algorithm, "unused");
+    jwk.common.key_id = None;
+    jwk
+}
+
+#[test]
+fn debug_shows_the_url_only() {
+    let jwks = JwksKeys::new("http://127.0.0.1:9/jwks.json").unwrap();
+    assert_eq!(
+        format!("{jwks:?}"),
+        "JwksKeys { url: \"http://127.0.0.1:9/jwks.json\", .. }"
+    );
+}
+
+/// A token without a `kid` takes the one key of its algorithm, named or
+/// not; when two keys have that algorithm, it takes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_kid_takes_the_only_key_of_its_algorithm() {
+    let server = jwks_server(vec![
+        unnamed_jwk(K1, Algorithm::RS256),
+        jwk(EC, Algorithm::ES256, "ec"),
+    ])
+    .await;
+    let clock = ManualClock::at_unix(NOW);
+    let jwks = JwksKeys::new(&server.url).unwrap().clock(clock.shared());
+    let rsa = jwks.key_for(None, Algorithm::RS256).await.unwrap();
+    assert_eq!((rsa.kid(), rsa.algorithm()), (None, Algorithm::RS256));
+    let ec = jwks.key_for(None, Algorithm::ES256).await.unwrap();
+    assert_eq!((ec.kid(), ec.algorithm()), (Some("ec"), Algorithm::ES256));
+    assert_eq!(
+        jwks.key_for(None, Algorithm::EdDSA).await.unwrap_err(),
+        mcp_auth::AuthError::invalid_token("no key for this algorithm")
+    );
+    // Through the whole verifier as well.
+    let layer = layer(&server.url, &clock);
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = None;
+    let claims = json!({"sub": "ext-user", "iss": ISS, "aud": AUD, "exp": NOW + 3600});
+    let kidless =
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(K1).unwrap()).unwrap();
+    assert_eq!(status(&layer, &kidless).await.0, 200);
+
+    // Two RS256 keys: a kid-less RS256 token is ambiguous.
+    let server = jwks_server(vec![
+        unnamed_jwk(K1, Algorithm::RS256),
+        jwk(K2, Algorithm::RS256, "k2"),
+    ])
+    .await;
+    let jwks = JwksKeys::new(&server.url).unwrap().clock(clock.shared());
+    assert_eq!(
+        jwks.key_for(None, Algorithm::RS256).await.unwrap_err(),
+        mcp_auth::AuthError::invalid_token("no key for this algorithm")
+    );
+    // By kid, the named one is still found.
+    let k2 = jwks.key_for(Some("k2"), Algorithm::RS256).await.unwrap();
+    assert_eq!(k2.kid(), Some("k2"));
+}
+
+/// An unknown kid refetches once `min_refetch_interval` has passed since
+/// the last attempt: not a second earlier, and exactly at the interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_kid_refetches_exactly_at_the_interval() {
+    let server = jwks_server(vec![jwk(K1, Algorithm::RS256, "k1")]).await;
+    let clock = ManualClock::at_unix(NOW);
+    let jwks = JwksKeys::new(&server.url)
+        .unwrap()
+        .clock(clock.shared())
+        .min_refetch_interval(Duration::from_secs(30))
+        .max_age(Duration::from_secs(600));
+    let fetches = || server.fetches.load(Ordering::SeqCst);
+    assert!(jwks.key_for(Some("k1"), Algorithm::RS256).await.is_ok());
+    assert_eq!(fetches(), 1);
+    *server.document.lock().unwrap() = Some(JwkSet {
+        keys: vec![
+            jwk(K1, Algorithm::RS256, "k1"),
+            jwk(K2, Algorithm::RS256, "k2"),
+        ],
+    });
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(
+        jwks.key_for(Some("k2"), Algorithm::RS256)
+            .await
+            .unwrap_err(),
+        mcp_auth::AuthError::invalid_token("unknown key id")
+    );
+    assert_eq!(fetches(), 1, "refetched before the interval");
+    clock.advance(Duration::from_secs(1));
+    let k2 = jwks.key_for(Some("k2"), Algorithm::RS256).await.unwrap();
+    assert_eq!(k2.kid(), Some("k2"));
+    assert_eq!(fetches(), 2, "not refetched at the interval");
+}
+
+/// A set older than `max_age` is refetched, but still at most once per
+/// `min_refetch_interval`: with `max_age` shorter than the interval, the
+/// stale keys serve until the interval has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_set_is_refetched_at_most_once_per_interval() {
+    let server = jwks_server(vec![jwk(K1, Algorithm::RS256, "k1")]).await;
+    let clock = ManualClock::at_unix(NOW);
+    let jwks = JwksKeys::new(&server.url)
+        .unwrap()
+        .clock(clock.shared())
+        .min_refetch_interval(Duration::from_secs(30))
+        .max_age(Duration::from_secs(10));
+    let fetches = || server.fetches.load(Ordering::SeqCst);
+    assert!(jwks.key_for(Some("k1"), Algorithm::RS256).await.is_ok());
+    assert_eq!(fetches(), 1);
+    clock.advance(Duration::from_secs(10));
+    // Stale, but fetched 10 s ago: the old key, no request.
+    assert!(jwks.key_for(Some("k1"), Algorithm::RS256).await.is_ok());
+    assert_eq!(fetches(), 1);
+    clock.advance(Duration::from_secs(19));
+    assert!(jwks.key_for(Some("k1"), Algorithm::RS256).await.is_ok());
+    assert_eq!(fetches(), 1);
+    clock.advance(Duration::from_secs(1));
+    assert!(jwks.key_for(Some("k1"), Algorithm::RS256).await.is_ok());
+    assert_eq!(fetches(), 2);
+}
+
+/// Serves `body` to every request on a raw socket: with a `Content-Length`,
+/// or chunked in pieces of `chunk` bytes (so that no length is announced).
+async fn raw_server(body: Vec<u8>, chunked: Option<usize>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let mut response = Vec::new();
+                response
+                    .extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
+                response.extend_from_slice(b"connection: close\r\n");
+                match chunked {
+                    None => {
+                        response.extend_from_slice(
+                            format!("content-length: {}\r\n\r\n", body.len()).as_bytes(),
+                        );
+                        response.extend_from_slice(&body);
+                    }
+                    Some(size) => {
+                        response.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+                        for piece in body.chunks(size) {
+                            response.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                            response.extend_from_slice(piece);
+                            response.extend_from_slice(b"\r\n");
+                        }
+                        response.extend_from_slice(b"0\r\n\r\n");
+                    }
+                }
+                let _ = stream.write_all(&response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}/jwks.json")
+}
+
+/// A JWKS of k1, padded with trailing white space to exactly `len` bytes.
+fn padded_jwks(len: usize) -> Vec<u8> {
+    let mut body = serde_json::to_vec(&JwkSet {
+        keys: vec![jwk(K1, Algorithm::RS256, "k1")],
+    })
+    .unwrap();
+    assert!(body.len() < len);
+    body.resize(len, b' ');
+    body
+}
+
+/// A JWKS document of up to 256 KiB is read, whether its length is
+/// announced or it comes chunked; one byte more and it is refused, so the
+/// keys are unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwks_document_may_hold_256_kib_and_not_a_byte_more() {
+    const LIMIT: usize = 256 * 1024;
+    for chunked in [None, Some(16 * 1024), Some(100_000)] {
+        let at_limit = raw_server(padded_jwks(LIMIT), chunked).await;
+        let jwks = JwksKeys::new(&at_limit).unwrap();
+        let key = jwks.key_for(Some("k1"), Algorithm::RS256).await;
+        assert_eq!(
+            key.map(|k| k.kid().map(str::to_owned)),
+            Ok(Some("k1".to_owned())),
+            "{LIMIT} bytes, chunked: {chunked:?}"
+        );
+
+        let over = raw_server(padded_jwks(LIMIT + 1), chunked).await;
+        let jwks = JwksKeys::new(&over).unwrap();
+        assert!(
+            matches!(
+                jwks.key_for(Some("k1"), Algorithm::RS256).await,
+                Err(mcp_auth::AuthError::Unavailable(_))
+            ),
+            "{} bytes, chunked: {chunked:?}",
+            LIMIT + 1
+        );
+    }
+}
