@@ -832,6 +832,55 @@ mod tests {
         assert_eq!(mapped(r#"{"sub": "u1"}"#).expires_at(), None);
     }
 
+    /// A NumericDate is a non-negative integer or float within `u64`;
+    /// anything else (a negative or huge number, a string, a list, an
+    /// object) reads as absent, and never fails the whole claim set.
+    #[test]
+    fn numeric_dates_read_numbers_in_range_and_nothing_else() {
+        let exp = |value: &str| {
+            let text =
+                format!(r#"{{"sub": "u1", "exp": {value}, "nbf": {value}, "iat": {value}}}"#);
+            let claims: Claims<'_> =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{value}: {e}"));
+            assert_eq!(claims.exp, claims.nbf, "{value}");
+            assert_eq!(claims.exp, claims.iat, "{value}");
+            claims.exp
+        };
+        assert_eq!(exp("1700000000"), Some(1_700_000_000));
+        assert_eq!(exp("1700000000.9"), Some(1_700_000_000));
+        assert_eq!(exp("0"), Some(0));
+        assert_eq!(exp("0.0"), Some(0));
+        for absent in [
+            "-1",
+            "-1.5",
+            "-1e300",
+            "1e20",
+            "1.8446744073709552e19",
+            "null",
+            "true",
+            "\"1700000000\"",
+            "[1700000000]",
+            "[1, 2]",
+            "{\"t\": 1700000000}",
+        ] {
+            assert_eq!(exp(absent), None, "{absent}");
+        }
+        // Formats that hand integers over as i64 (not JSON, which uses u64
+        // for every non-negative one) read the same.
+        use serde::de::value::{BytesDeserializer, Error, I64Deserializer};
+        assert_eq!(
+            numeric_date(I64Deserializer::<Error>::new(1_700_000_000)),
+            Ok(Some(1_700_000_000))
+        );
+        assert_eq!(numeric_date(I64Deserializer::<Error>::new(-1)), Ok(None));
+        // What no reading accepts is an error that says what was expected.
+        let error = numeric_date(BytesDeserializer::<Error>::new(b"x")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid type: byte array, expected a NumericDate"
+        );
+    }
+
     #[test]
     fn bearer_parsing() {
         let parts = |values: &[&str]| {

@@ -511,4 +511,11 @@ async fn algorithm_families_cannot_be_mixed_across_keys() {
     header.kid = Some("hmac".into());
     let token = rs256(header, &claims(), RSA_PRIVATE);
     expect_refused(&layer, &token, "invalid_token", "RS256 with the HMAC kid").await;
+    // Refused for the algorithm, before any signature check with a key
+    // that was never meant for it.
+    let (_, _, challenge) = send(&layer, "/", Some(&format!("Bearer {token}"))).await;
+    assert!(
+        challenge.contains("error_description=\"algorithm not allowed\""),
+        "{challenge}"
+    );
 }
