@@ -713,4 +713,83 @@ mod tests {
         ));
         assert_eq!(backend.tracked_keys(), before);
     }
+
+    #[test]
+    fn reset_is_the_used_intervals_and_a_refusal_waits_a_full_period_after() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let backend = InMemoryBackend::new().clock(clock.shared());
+        // 3 per minute: one request every 20 s.
+        let policy = Policy::new("p", Quota::per(3, Duration::from_secs(60)).unwrap());
+        for (remaining, reset) in [(2, 20), (1, 40), (0, 60)] {
+            let d = decide(&backend, &policy, "k");
+            assert!(d.allowed);
+            assert_eq!(d.remaining, remaining);
+            // Full again `used` intervals from now.
+            assert_eq!(d.reset, Duration::from_secs(reset), "{remaining} left");
+            assert_eq!(d.retry_after, None);
+        }
+        // Refused: one interval to wait, then the bucket is full a period
+        // later than that minus the interval the next request takes.
+        let refused = decide(&backend, &policy, "k");
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after, Some(Duration::from_secs(20)));
+        assert_eq!(refused.reset, Duration::from_secs(60));
+        clock.advance(Duration::from_secs(5));
+        let refused = decide(&backend, &policy, "k");
+        assert_eq!(refused.retry_after, Some(Duration::from_secs(15)));
+        assert_eq!(refused.reset, Duration::from_secs(55));
+        // 15 s later one is back; taking it leaves the bucket full in 60 s.
+        clock.advance(Duration::from_secs(15));
+        let d = decide(&backend, &policy, "k");
+        assert!(d.allowed);
+        assert_eq!((d.remaining, d.reset), (0, Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn eviction_empties_the_store_and_gives_its_memory_back() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let backend = InMemoryBackend::new().clock(clock.shared());
+        let policy = Policy::new("p", Quota::per(10, Duration::from_secs(60)).unwrap());
+        let state = backend.state(&policy);
+        let limiter = &state.buckets.limiter;
+        assert_eq!(limiter.len(), 0);
+        assert!(limiter.is_empty());
+        for i in 0..10_000 {
+            decide(&backend, &policy, &format!("client-{i}"));
+        }
+        // governor sees the keys through the shared store.
+        assert_eq!(limiter.len(), 10_000);
+        assert!(!limiter.is_empty());
+        let grown = state.buckets.store.0.capacity();
+        assert!(grown >= 10_000, "{grown}");
+        // Still busy: nothing goes, nothing shrinks.
+        assert_eq!(backend.evict_idle(), 10_000);
+        assert_eq!(limiter.len(), 10_000);
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(backend.evict_idle(), 0);
+        assert_eq!(limiter.len(), 0);
+        assert!(limiter.is_empty());
+        // The emptied map is shrunk, not just cleared.
+        let shrunk = state.buckets.store.0.capacity();
+        assert!(shrunk < grown / 10, "{shrunk} of {grown}");
+    }
+
+    #[test]
+    fn debug_shows_the_cap_and_the_tracked_keys() {
+        let clock = ManualClock::at_unix(1_700_000_000);
+        let backend = InMemoryBackend::new().clock(clock.shared()).max_keys(100);
+        assert_eq!(
+            format!("{backend:?}"),
+            "InMemoryBackend { max_keys: 100, tracked: 0 }"
+        );
+        let policy = Policy::new("p", Quota::per(10, Duration::from_secs(60)).unwrap());
+        for key in ["secret-a", "secret-b", "secret-a", "secret-c"] {
+            decide(&backend, &policy, key);
+        }
+        // Counts only: no key is shown.
+        assert_eq!(
+            format!("{backend:?}"),
+            "InMemoryBackend { max_keys: 100, tracked: 3 }"
+        );
+    }
 }

@@ -917,4 +917,191 @@ mod tests {
             assert_eq!(field.key_of_body(body), None);
         }
     }
+
+    #[test]
+    fn forwarded_header_names_round_trip_and_nothing_else_parses() {
+        for (header, name) in [
+            (ForwardedHeader::XForwardedFor, "x-forwarded-for"),
+            (ForwardedHeader::Forwarded, "forwarded"),
+        ] {
+            assert_eq!(header.as_str(), name);
+            assert_eq!(header.to_string(), name);
+            assert_eq!(header.name().as_str(), name, "the header read");
+            assert_eq!(name.parse::<ForwardedHeader>(), Ok(header));
+            assert_eq!(name.to_uppercase().parse::<ForwardedHeader>(), Ok(header));
+            assert_eq!(format!("  {name}\t").parse::<ForwardedHeader>(), Ok(header));
+        }
+        assert_eq!(
+            "X-Forwarded-For".parse::<ForwardedHeader>(),
+            Ok(ForwardedHeader::XForwardedFor)
+        );
+        for garbage in [
+            "",
+            " ",
+            "both",
+            "x-forwarded",
+            "forwarded-for",
+            "x-forwarded-for,forwarded",
+            "x_forwarded_for",
+            "xyzzy",
+        ] {
+            let refused = garbage.parse::<ForwardedHeader>();
+            assert_eq!(refused, Err(ForwardedHeaderError(())), "{garbage:?}");
+            assert_eq!(
+                refused.unwrap_err().to_string(),
+                "expected `x-forwarded-for` or `forwarded`"
+            );
+        }
+    }
+
+    #[test]
+    fn client_addr_ip_is_the_address_unless_hidden() {
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let via: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(ClientAddr::Ip(ip).ip(), Some(ip));
+        assert_eq!(ClientAddr::Hidden { via }.ip(), None);
+    }
+
+    /// The client 198.51.100.7 behind `trusted` proxy hops (10.0.0.1 next to
+    /// it, ..., 10.0.0.<trusted> right-most) and the trusted peer 10.255.0.1.
+    fn behind(trusted: u8) -> String {
+        let mut hops = vec!["198.51.100.7".to_owned()];
+        hops.extend((1..=trusted).map(|i| format!("10.0.0.{i}")));
+        let value = hops.join(", ");
+        client(
+            &["10.0.0.0/8"],
+            "10.255.0.1:1",
+            &[("x-forwarded-for", &value)],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn at_most_32_hops_are_read() {
+        // The client as the 32nd hop from the right is still read.
+        assert_eq!(behind(0), "ip:198.51.100.7");
+        assert_eq!(behind(1), "ip:198.51.100.7");
+        assert_eq!(behind(30), "ip:198.51.100.7");
+        assert_eq!(behind(31), "ip:198.51.100.7");
+        // As the 33rd it is not: the 32nd, the left-most hop read, a
+        // trusted proxy, is the client.
+        assert_eq!(behind(32), "ip:10.0.0.1");
+        assert_eq!(behind(33), "ip:10.0.0.2");
+        assert_eq!(behind(100), "ip:10.0.0.69");
+        // Spread over several header lines, the same count.
+        let mut lines = vec![("x-forwarded-for", "198.51.100.7".to_owned())];
+        lines.extend((1..=32).map(|i| ("x-forwarded-for", format!("10.0.0.{i}"))));
+        let lines: Vec<(&str, &str)> = lines.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        assert_eq!(
+            client(&["10.0.0.0/8"], "10.255.0.1:1", &lines).unwrap(),
+            "ip:10.0.0.1"
+        );
+        // Empty elements are not hops, so they do not use up the 32.
+        let mut hops = vec!["198.51.100.7".to_owned()];
+        hops.extend((1..=31).map(|i| format!("10.0.0.{i}, ")));
+        let value = hops.join(", ");
+        assert_eq!(
+            client(
+                &["10.0.0.0/8"],
+                "10.255.0.1:1",
+                &[("x-forwarded-for", &value)]
+            )
+            .unwrap(),
+            "ip:198.51.100.7"
+        );
+    }
+
+    fn request_with(headers: &[(&str, &str)]) -> String {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let extensions = Extensions::new();
+        let (method, uri) = (Method::POST, Uri::from_static("/mcp"));
+        let info = info_with(&map, &extensions, &method, &uri);
+        let by_tenant = HeaderKey(HeaderName::from_static("x-tenant"));
+        match by_tenant.extract(&info) {
+            Some(key) => key.to_string(),
+            None => "-".to_owned(),
+        }
+    }
+
+    #[test]
+    fn header_key_is_the_first_256_bytes_of_the_value() {
+        assert_eq!(request_with(&[("x-tenant", "acme")]), "h:acme");
+        assert_eq!(request_with(&[("X-Tenant", "globex")]), "h:globex");
+        // The first line of several.
+        assert_eq!(
+            request_with(&[("x-tenant", "acme"), ("x-tenant", "globex")]),
+            "h:acme"
+        );
+        // No header: no key (the layer's shared keyless bucket).
+        assert_eq!(request_with(&[]), "-");
+        assert_eq!(request_with(&[("x-other", "acme")]), "-");
+        let exact = "a".repeat(256);
+        assert_eq!(request_with(&[("x-tenant", &exact)]), format!("h:{exact}"));
+        assert_eq!(
+            request_with(&[("x-tenant", &format!("{exact}tail"))]),
+            format!("h:{exact}")
+        );
+    }
+
+    #[test]
+    fn a_closure_is_a_key_extractor() {
+        fn by_path(request: &RequestInfo<'_>) -> Option<RateKey> {
+            (request.uri.path() != "/").then(|| RateKey::text(request.uri.path()))
+        }
+        let extractor: Arc<dyn KeyExtractor> = Arc::new(by_path);
+        let (headers, extensions) = (HeaderMap::new(), Extensions::new());
+        let method = Method::GET;
+        let (tools, root) = (Uri::from_static("/tools"), Uri::from_static("/"));
+        assert_eq!(
+            extractor.extract(&info_with(&headers, &extensions, &method, &tools)),
+            Some(RateKey::text("/tools"))
+        );
+        assert_eq!(
+            extractor.extract(&info_with(&headers, &extensions, &method, &root)),
+            None
+        );
+    }
+
+    #[test]
+    fn json_field_of_at_most_320_bytes() {
+        let field = JsonBodyField::new("email", 4096, PeerIp);
+        let body = |value: &str| format!(r#"{{"email":"{value}"}}"#);
+        let exact = format!("{}@example.com", "a".repeat(320 - 12));
+        assert_eq!(exact.len(), 320);
+        assert_eq!(
+            field
+                .key_of_body(body(&exact).as_bytes())
+                .unwrap()
+                .to_string(),
+            format!("email:{exact}")
+        );
+        // Measured after trimming.
+        assert!(
+            field
+                .key_of_body(body(&format!("  {exact} ")).as_bytes())
+                .is_some()
+        );
+        let over = format!("a{exact}");
+        assert_eq!(over.len(), 321);
+        assert_eq!(field.key_of_body(body(&over).as_bytes()), None);
+        assert_eq!(
+            field.key_of_body(body("x").as_bytes()).unwrap().to_string(),
+            "email:x"
+        );
+    }
+
+    #[test]
+    fn json_field_debug_shows_the_field_and_the_limit_only() {
+        let field = JsonBodyField::new("email", 40, HeaderKey(HeaderName::from_static("x-secret")));
+        assert_eq!(
+            format!("{field:?}"),
+            r#"JsonBodyField { field: "email", max_bytes: 40, .. }"#
+        );
+    }
 }

@@ -10,8 +10,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use mcp_core::{AuthMethod, ManualClock, Principal, Problem, ProblemCode};
 use mcp_ratelimit::{
-    BackendError, BodyRateLimitLayer, Check, FailureLimitLayer, FailurePolicy, HeaderStyle,
-    InMemoryBackend, JsonBodyField, PeerIp, Policy, PrincipalOrIp, Quota, RateKey,
+    BackendError, BodyRateLimitLayer, Check, FailureLimitLayer, FailurePolicy, HeaderKey,
+    HeaderStyle, InMemoryBackend, JsonBodyField, PeerIp, Policy, PrincipalOrIp, Quota, RateKey,
     RateLimitBackend, RateLimitLayer, RateLimiter, RequestInfo,
 };
 use serde_json::Value;
@@ -1119,4 +1119,215 @@ async fn the_lockout_falls_back_in_process() {
             .status(),
         200
     );
+}
+
+/// The statuses of `requests` sent one after another through `service`.
+async fn statuses<S>(service: &mut S, requests: Vec<Request<Full<Bytes>>>) -> Vec<u16>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible>,
+{
+    let mut out = Vec::new();
+    for request in requests {
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        out.push(response.status().as_u16());
+    }
+    out
+}
+
+fn with_tenant(tenant: Option<&str>) -> Request<Full<Bytes>> {
+    let mut request = request_from("192.0.2.1");
+    if let Some(tenant) = tenant {
+        request
+            .headers_mut()
+            .insert("x-tenant", tenant.parse().unwrap());
+    }
+    request
+}
+
+#[tokio::test]
+async fn header_key_buckets_per_value_and_one_for_the_headerless() {
+    let clock = ManualClock::at_unix(T0);
+    let layer = RateLimitLayer::new(backend(&clock), policy("api", 1, 60))
+        .key(HeaderKey(http::HeaderName::from_static("x-tenant")));
+    let mut service = layer.layer(service_fn(ok_service));
+    // One peer, three buckets: acme, globex, and the headerless.
+    let sent = [
+        Some("acme"),
+        Some("globex"),
+        Some("acme"),
+        None,
+        Some("globex"),
+        None,
+    ];
+    assert_eq!(
+        statuses(&mut service, sent.iter().map(|t| with_tenant(*t)).collect()).await,
+        [200, 200, 429, 200, 429, 429]
+    );
+}
+
+#[tokio::test]
+async fn a_closure_keys_requests() {
+    let clock = ManualClock::at_unix(T0);
+    let by_tenant = |request: &RequestInfo<'_>| {
+        request
+            .headers
+            .get("x-tenant")
+            .and_then(|v| v.to_str().ok())
+            .map(|t| RateKey::text(format!("tenant:{t}")))
+    };
+    let shared = backend(&clock);
+    let layer = RateLimitLayer::new(shared.clone(), policy("api", 2, 60)).key(by_tenant);
+    let mut service = layer.layer(service_fn(ok_service));
+    let sent = [Some("acme"), Some("acme"), Some("acme"), Some("globex")];
+    assert_eq!(
+        statuses(&mut service, sent.iter().map(|t| with_tenant(*t)).collect()).await,
+        [200, 200, 429, 200]
+    );
+    // Counted under the closure's keys, not the peer's.
+    let peek = |key: &str| match shared.peek(&policy("api", 2, 60), &RateKey::text(key)) {
+        Check::Ready(Ok(d)) => d.allowed,
+        _ => unreachable!("in process"),
+    };
+    assert!(!peek("tenant:acme"));
+    assert_eq!(shared.tracked_keys(), 2);
+}
+
+#[tokio::test]
+async fn remaining_and_limit_headers_are_exact_around_the_precomputed_range() {
+    let clock = ManualClock::at_unix(T0);
+    // Values up to 10_000 come from a table, larger ones are formatted.
+    for (limit, first_remaining) in [(1, "0"), (2, "1"), (10_000, "9999"), (10_001, "10000")] {
+        let layer =
+            RateLimitLayer::new(backend(&clock), policy("api", limit, 3600)).headers(HeaderStyle {
+                standard: true,
+                draft: false,
+                legacy: true,
+            });
+        let mut service = layer.layer(service_fn(ok_service));
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request_from("192.0.2.1"))
+            .await
+            .unwrap();
+        let h = response.headers();
+        let limit = limit.to_string();
+        assert_eq!(h["ratelimit-limit"], limit.as_str());
+        assert_eq!(h["x-ratelimit-limit"], limit.as_str());
+        assert_eq!(h["ratelimit-remaining"], first_remaining, "{limit}");
+        assert_eq!(h["x-ratelimit-remaining"], first_remaining, "{limit}");
+    }
+}
+
+/// Counts every counter increment by name and labels, for one scope.
+#[derive(Default)]
+struct Counts(Arc<Mutex<Vec<(String, u64)>>>);
+
+struct Count {
+    key: String,
+    all: Arc<Mutex<Vec<(String, u64)>>>,
+}
+
+impl metrics::CounterFn for Count {
+    fn increment(&self, value: u64) {
+        self.all.lock().unwrap().push((self.key.clone(), value));
+    }
+    fn absolute(&self, _: u64) {}
+}
+
+impl metrics::Recorder for Counts {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        metrics::Counter::from_arc(Arc::new(Count {
+            key: format!("{}{{{}}}", key.name(), labels.join(",")),
+            all: self.0.clone(),
+        }))
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+/// [`Down`], counting how often it is asked to decide.
+#[derive(Default)]
+struct CountedDown(std::sync::atomic::AtomicUsize);
+
+impl RateLimitBackend for CountedDown {
+    fn check<'a>(&'a self, policy: &'a Policy, key: &'a RateKey, cost: u32) -> Check<'a> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Down.check(policy, key, cost)
+    }
+    fn peek<'a>(&'a self, policy: &'a Policy, key: &'a RateKey) -> Check<'a> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Down.peek(policy, key)
+    }
+    fn refund<'a>(&'a self, policy: &'a Policy, key: &'a RateKey, cost: u32) -> Check<'a, ()> {
+        Down.refund(policy, key, cost)
+    }
+}
+
+#[tokio::test]
+async fn a_backend_failure_is_asked_and_counted_once_under_every_failure_policy() {
+    let clock = ManualClock::at_unix(T0);
+    for (failure, expected) in [
+        (FailurePolicy::Open, [200, 200, 200]),
+        (FailurePolicy::Closed, [503, 503, 503]),
+        (FailurePolicy::Fallback(backend(&clock)), [200, 200, 429]),
+    ] {
+        let counts = Counts::default();
+        let all = counts.0.clone();
+        let down = Arc::new(CountedDown::default());
+        let mut service = metrics::with_local_recorder(&counts, || {
+            RateLimitLayer::new(down.clone(), policy("api", 2, 60))
+                .on_failure(failure.clone())
+                .layer(service_fn(ok_service))
+        });
+        let sent = (0..3).map(|_| request_from("192.0.2.1")).collect();
+        assert_eq!(statuses(&mut service, sent).await, expected, "{failure:?}");
+        assert_eq!(
+            down.0.load(std::sync::atomic::Ordering::Relaxed),
+            3,
+            "{failure:?}: the failing backend is asked once a request"
+        );
+        let errors: u64 = all
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k == "ratelimit_backend_errors_total{policy=api}")
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(errors, 3, "{failure:?}: one error counted a request");
+    }
 }
