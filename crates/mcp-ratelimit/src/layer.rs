@@ -343,6 +343,12 @@ async fn outcome(shared: &Shared, key: &RateKey) -> (Outcome, Decider) {
     if let Some(outcome) = settle(shared, result) {
         return (outcome, Decider::Primary);
     }
+    fallback_outcome(shared, key).await
+}
+
+/// Decides for `key` on the fallback backend, the primary having failed
+/// (already logged and counted by [`settle`]).
+async fn fallback_outcome(shared: &Shared, key: &RateKey) -> (Outcome, Decider) {
     let FailurePolicy::Fallback(fallback) = &shared.failure else {
         return (Outcome::Unlimited, Decider::Primary);
     };
@@ -505,21 +511,34 @@ where
         // In process, the decision is already made: no allocation. Over the
         // network the (lazy, unpolled) check is dropped and made again
         // inside a boxed future that owns what it needs.
-        if let Check::Ready(result) = self.shared.backend.check(&self.shared.policy, &key, 1)
-            && let Some(outcome) = settle(&self.shared, result)
-        {
-            return match verdict(&self.shared, outcome) {
-                Verdict::Pass(decision) => {
-                    ResponseFuture::inner(self.inner.call(request), decision, self.shared.clone())
+        // A primary that failed at once is not asked again: the fallback
+        // decides (the failure is logged and counted once).
+        let failed = match self.shared.backend.check(&self.shared.policy, &key, 1) {
+            Check::Ready(result) => match settle(&self.shared, result) {
+                Some(outcome) => {
+                    return match verdict(&self.shared, outcome) {
+                        Verdict::Pass(decision) => ResponseFuture::inner(
+                            self.inner.call(request),
+                            decision,
+                            self.shared.clone(),
+                        ),
+                        Verdict::Stop(response) => ResponseFuture::ready(response),
+                    };
                 }
-                Verdict::Stop(response) => ResponseFuture::ready(response),
-            };
-        }
+                None => true,
+            },
+            Check::Pending(_) => false,
+        };
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         ResponseFuture::boxed(Box::pin(async move {
-            match decide(&shared, &key).await {
+            let answer = if failed {
+                verdict(&shared, fallback_outcome(&shared, &key).await.0)
+            } else {
+                decide(&shared, &key).await
+            };
+            match answer {
                 Verdict::Pass(decision) => {
                     let mut response = inner.call(request).await?;
                     if let Some(decision) = decision {
