@@ -1331,3 +1331,96 @@ async fn a_backend_failure_is_asked_and_counted_once_under_every_failure_policy(
         assert_eq!(errors, 3, "{failure:?}: one error counted a request");
     }
 }
+
+/// A successful attempt's reservation is given back where it was made: with
+/// the backend down, to the fallback that counted it.
+#[tokio::test]
+async fn successes_are_refunded_to_the_fallback_that_counted_them() {
+    let clock = ManualClock::at_unix(T0);
+    let service = FailureLimitLayer::new(
+        Arc::new(Down),
+        policy("auth-failures", 2, 60),
+        counts_refused,
+    )
+    .on_failure(FailurePolicy::Fallback(backend(&clock)))
+    .layer(service_fn(auth_service));
+    let attempt = |code: Option<&str>| {
+        let mut request = request_from("198.51.100.45");
+        if let Some(code) = code {
+            request
+                .headers_mut()
+                .insert("x-code", code.parse().unwrap());
+        }
+        request
+    };
+    for i in 0..5 {
+        let response = service.clone().oneshot(attempt(None)).await.unwrap();
+        assert_eq!(response.status(), 200, "success {i} is not counted");
+    }
+    for i in 0..2 {
+        let response = service
+            .clone()
+            .oneshot(attempt(Some("invalid_token")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "failure {i}");
+    }
+    assert_eq!(service.oneshot(attempt(None)).await.unwrap().status(), 429);
+}
+
+/// An inner service that is never ready.
+#[derive(Clone)]
+struct Overloaded;
+
+impl<B> Service<Request<B>> for Overloaded {
+    type Response = Response<Full<Bytes>>;
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<Response<Full<Bytes>>, &'static str>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), &'static str>> {
+        std::task::Poll::Ready(Err("overloaded"))
+    }
+
+    fn call(&mut self, _: Request<B>) -> Self::Future {
+        unreachable!("never ready")
+    }
+}
+
+#[tokio::test]
+async fn the_layers_are_ready_when_their_service_is() {
+    let clock = ManualClock::at_unix(T0);
+    let mut limited = RateLimitLayer::new(backend(&clock), policy("api", 5, 60)).layer(Overloaded);
+    let mut body = BodyRateLimitLayer::new(
+        backend(&clock),
+        policy("login", 5, 60),
+        JsonBodyField::new("email", 1024, PeerIp),
+    )
+    .layer(Overloaded);
+    let mut failures = FailureLimitLayer::new(
+        backend(&clock),
+        policy("auth-failures", 5, 60),
+        counts_refused,
+    )
+    .layer(Overloaded);
+    assert_eq!(
+        ServiceExt::<Request<Full<Bytes>>>::ready(&mut limited)
+            .await
+            .err(),
+        Some("overloaded")
+    );
+    assert_eq!(
+        ServiceExt::<Request<Full<Bytes>>>::ready(&mut body)
+            .await
+            .err(),
+        Some("overloaded")
+    );
+    assert_eq!(
+        ServiceExt::<Request<Full<Bytes>>>::ready(&mut failures)
+            .await
+            .err(),
+        Some("overloaded")
+    );
+}
