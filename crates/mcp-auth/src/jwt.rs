@@ -881,6 +881,36 @@ mod tests {
         );
     }
 
+    /// Audiences, roles and `scp` read alike whether or not a string holds
+    /// escapes (which JSON cannot hand over borrowed); a value that is
+    /// neither a string nor a list of strings is an error saying so.
+    #[test]
+    fn string_claims_read_escaped_strings_too() {
+        let text = r#"{"sub": "u1", "aud": "https:\/\/mcp.example.com\/mcp",
+            "roles": "admin\u0020ops", "scp": "a\tb"}"#;
+        let claims: Claims<'_> = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            claims.aud.as_deref(),
+            Some(&["https://mcp.example.com/mcp".into()][..])
+        );
+        assert_eq!(
+            claims.roles.as_deref(),
+            Some(&["admin".into(), "ops".into()][..])
+        );
+        assert_eq!(claims.scopes(), Some(vec!["a", "b"]));
+        let claims: Claims<'_> =
+            serde_json::from_str(r#"{"sub": "u1", "aud": null, "roles": null}"#).unwrap();
+        assert_eq!((claims.aud, claims.roles), (None, None));
+
+        let error = serde_json::from_str::<Claims<'_>>(r#"{"sub": "u1", "aud": 5}"#).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid type: integer `5`, expected a string or an array of strings"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn bearer_parsing() {
         let parts = |values: &[&str]| {
