@@ -519,3 +519,48 @@ async fn algorithm_families_cannot_be_mixed_across_keys() {
         "{challenge}"
     );
 }
+
+/// A good HS256 token of exactly `len` bytes, padded by a claim.
+fn token_of_length(len: usize) -> String {
+    // Base64 makes 4 bytes of 3; the rest of the token is under 200 bytes.
+    ((len * 3 / 4).saturating_sub(200)..len)
+        .map(|pad| {
+            let mut claims = claims();
+            claims["pad"] = json!("p".repeat(pad));
+            hs256(&claims)
+        })
+        .find(|token| token.len() >= len)
+        .filter(|token| token.len() == len)
+        .unwrap_or_else(|| panic!("no token of exactly {len} bytes"))
+}
+
+/// Tokens of up to `MAX_TOKEN_BYTES` (8 KiB) are verified; one byte more
+/// and they are refused unread, through the layer and through `verify`.
+#[tokio::test]
+async fn tokens_may_hold_8_kib_and_not_a_byte_more() {
+    assert_eq!(mcp_auth::MAX_TOKEN_BYTES, 8192);
+    let clock = clock();
+    let layer = hmac_verifier(&clock);
+    let jwt = JwtAuthenticator::builder()
+        .trust(TrustedIssuer::new(ISS, AUD).key(VerifyingKey::hmac(SECRET).unwrap()))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+
+    let at_limit = token_of_length(8192);
+    let (status, who, _) = send(&layer, "/", Some(&format!("Bearer {at_limit}"))).await;
+    assert_eq!((status, who.as_str()), (200, "user-1"));
+    assert_eq!(jwt.verify(&at_limit).await.unwrap().subject(), "user-1");
+
+    let over = token_of_length(8193);
+    let (status, code, challenge) = send(&layer, "/", Some(&format!("Bearer {over}"))).await;
+    assert_eq!((status, code.as_str()), (401, "invalid_token"));
+    assert!(
+        challenge.contains("error_description=\"the token is too large\""),
+        "{challenge}"
+    );
+    assert_eq!(
+        jwt.verify(&over).await.unwrap_err(),
+        mcp_auth::AuthError::invalid_token("the token is too large")
+    );
+}
