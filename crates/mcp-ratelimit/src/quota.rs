@@ -281,4 +281,14 @@ mod tests {
         assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
         assert_eq!(ceil_secs(Duration::from_millis(2001)), 3);
     }
+
+    #[test]
+    fn a_period_of_at_least_one_nanosecond_per_request() {
+        let exact = Quota::per(1000, Duration::from_nanos(1000)).unwrap();
+        assert_eq!(exact.emission_interval(), Duration::from_nanos(1));
+        assert_eq!(Quota::per(1000, Duration::from_nanos(999)), None);
+        assert_eq!(Quota::per(1, Duration::from_nanos(1)).unwrap().limit(), 1);
+        assert_eq!(Quota::per(1, Duration::ZERO), None);
+        assert_eq!(Quota::per(0, Duration::from_secs(1)), None);
+    }
 }

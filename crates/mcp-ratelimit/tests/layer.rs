@@ -1424,3 +1424,17 @@ async fn the_layers_are_ready_when_their_service_is() {
         Some("overloaded")
     );
 }
+
+#[test]
+fn rate_limiter_debug_shows_its_policy_only() {
+    let clock = ManualClock::at_unix(T0);
+    let limiter = RateLimiter::new(backend(&clock), policy("ws-messages", 7, 60));
+    let shown = format!("{limiter:?}");
+    assert!(
+        shown.starts_with(r#"RateLimiter { policy: Policy { name: "ws-messages", quota: "#),
+        "{shown}"
+    );
+    assert!(shown.contains("limit: 7"), "{shown}");
+    assert!(shown.ends_with(", .. }"), "{shown}");
+    assert!(!shown.contains("InMemoryBackend"), "{shown}");
+}
