@@ -564,3 +564,84 @@ async fn tokens_may_hold_8_kib_and_not_a_byte_more() {
         mcp_auth::AuthError::invalid_token("the token is too large")
     );
 }
+
+/// `typ`: access-token types always pass (any case), `JWT` or none only
+/// when access tokens are not required, anything else (an ID token, a
+/// security event) never.
+#[tokio::test]
+async fn token_types_follow_rfc_9068() {
+    let clock = clock();
+    let verifier = |required: bool| {
+        JwtAuthenticator::builder()
+            .trust(TrustedIssuer::new(ISS, AUD).key(VerifyingKey::hmac(SECRET).unwrap()))
+            .clock(clock.shared())
+            .require_access_token_type(required)
+            .no_cache()
+            .build()
+            .unwrap()
+    };
+    let typed = |typ: Option<&str>| {
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = typ.map(str::to_owned);
+        sign(header, &claims(), &EncodingKey::from_secret(SECRET))
+    };
+    let wrong = mcp_auth::AuthError::invalid_token("wrong token type");
+    for required in [false, true] {
+        let jwt = verifier(required);
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/AT+JWT",
+        ] {
+            assert!(
+                jwt.verify(&typed(Some(typ))).await.is_ok(),
+                "{typ}, required: {required}"
+            );
+        }
+        for typ in [Some("JWT"), Some("jwt"), None] {
+            let result = jwt
+                .verify(&typed(typ))
+                .await
+                .map(|p| p.subject().to_owned());
+            if required {
+                assert_eq!(result, Err(wrong.clone()), "{typ:?}");
+            } else {
+                assert_eq!(result, Ok("user-1".to_owned()), "{typ:?}");
+            }
+        }
+        for typ in ["secevent+jwt", "id_token+jwt", "JOSE", "at+jwt2"] {
+            assert_eq!(
+                jwt.verify(&typed(Some(typ))).await.unwrap_err(),
+                wrong,
+                "{typ}, required: {required}"
+            );
+        }
+    }
+}
+
+/// A key configured without a kid takes tokens of any kid, but only of its
+/// own algorithm: with an unnamed HMAC key listed first, an RS256 token
+/// still reaches the unnamed RSA key.
+#[tokio::test]
+async fn unnamed_keys_take_any_kid_of_their_algorithm() {
+    let clock = clock();
+    let jwt = JwtAuthenticator::builder()
+        .trust(
+            TrustedIssuer::new(ISS, AUD)
+                .key(VerifyingKey::hmac(SECRET).unwrap())
+                .key(VerifyingKey::rsa_pem(RSA_PUBLIC).unwrap()),
+        )
+        .clock(clock.shared())
+        .no_cache()
+        .build()
+        .unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("whatever".into());
+    let rsa = rs256(header, &claims(), RSA_PRIVATE);
+    assert_eq!(jwt.verify(&rsa).await.unwrap().subject(), "user-1");
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("anything".into());
+    let hmac = sign(header, &claims(), &EncodingKey::from_secret(SECRET));
+    assert_eq!(jwt.verify(&hmac).await.unwrap().subject(), "user-1");
+}
