@@ -169,6 +169,69 @@ mod tests {
     }
 
     #[test]
+    fn well_known_urls_of_a_root_and_of_a_non_url() {
+        let at = |r: &str| ProtectedResourceMetadata::new(r).well_known_url();
+        assert_eq!(
+            at("https://x.com/"),
+            "https://x.com/.well-known/oauth-protected-resource"
+        );
+        assert_eq!(
+            at("https://x.com/a/b"),
+            "https://x.com/.well-known/oauth-protected-resource/a/b"
+        );
+        // No scheme: appended, after any trailing slash.
+        assert_eq!(at("x.com/"), "x.com/.well-known/oauth-protected-resource");
+    }
+
+    /// The document is served as cacheable JSON, by `to_response` and by
+    /// the service alike, which is always ready.
+    #[test]
+    fn the_document_is_served_as_cacheable_json() {
+        use std::future::Future;
+        let metadata = ProtectedResourceMetadata::new("https://x.com/mcp")
+            .authorization_server("https://as.example.com")
+            .authorization_server("https://as2.example.com")
+            .scopes(["mcp", "keys:read"])
+            .resource_name("Example MCP")
+            .resource_documentation("https://x.com/docs");
+        assert_eq!(metadata.resource(), "https://x.com/mcp");
+        let expected = serde_json::json!({
+            "resource": "https://x.com/mcp",
+            "authorization_servers": ["https://as.example.com", "https://as2.example.com"],
+            "scopes_supported": ["mcp", "keys:read"],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "Example MCP",
+            "resource_documentation": "https://x.com/docs"
+        });
+        let check = |response: &Response<Bytes>| {
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+            assert_eq!(response.headers()[CACHE_CONTROL], "public, max-age=3600");
+            let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            assert_eq!(body, expected);
+        };
+        check(&metadata.to_response());
+
+        let mut service = metadata.into_service();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert_eq!(
+            Service::<Request<()>>::poll_ready(&mut service, &mut cx),
+            Poll::Ready(Ok(()))
+        );
+        let mut future = std::pin::pin!(service.call(Request::new(())));
+        let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
+            panic!("the metadata service answers at once");
+        };
+        let (parts, body) = response.into_parts();
+        let Poll::Ready(Some(Ok(frame))) =
+            std::pin::pin!(http_body_util::BodyExt::frame(&mut { body })).poll(&mut cx)
+        else {
+            panic!("a body in one frame");
+        };
+        check(&Response::from_parts(parts, frame.into_data().unwrap()));
+    }
+
+    #[test]
     fn document_shape() {
         let json = serde_json::to_value(
             ProtectedResourceMetadata::new("https://x.com/mcp")
