@@ -291,4 +291,39 @@ mod tests {
         assert_eq!(Quota::per(1, Duration::ZERO), None);
         assert_eq!(Quota::per(0, Duration::from_secs(1)), None);
     }
+
+    #[test]
+    fn policies_are_equal_by_name_and_quota_not_by_hash_alone() {
+        let per_minute = Quota::per(10, Duration::from_secs(60)).unwrap();
+        let per_hour = Quota::per(10, Duration::from_secs(3600)).unwrap();
+        let api = Policy::new("api", per_minute);
+        assert_eq!(api, Policy::new("api", per_minute));
+        // The name is tamed before it is compared.
+        assert_eq!(api, Policy::new("a p i!", per_minute));
+        assert_ne!(api, Policy::new("auth", per_minute), "another name");
+        assert_ne!(api, Policy::new("api", per_hour), "another quota");
+        // A hash collision does not make two policies one.
+        let colliding = Policy {
+            name: "other".to_owned(),
+            quota: per_hour,
+            hash: api.hash,
+        };
+        assert_ne!(api, colliding);
+        assert_ne!(
+            api,
+            Policy {
+                name: "api".to_owned(),
+                quota: per_hour,
+                hash: api.hash,
+            }
+        );
+        assert_ne!(
+            api,
+            Policy {
+                name: "other".to_owned(),
+                quota: per_minute,
+                hash: api.hash,
+            }
+        );
+    }
 }
