@@ -1438,3 +1438,45 @@ fn rate_limiter_debug_shows_its_policy_only() {
     assert!(shown.ends_with(", .. }"), "{shown}");
     assert!(!shown.contains("InMemoryBackend"), "{shown}");
 }
+
+#[tokio::test]
+async fn reset_headers_are_the_seconds_until_the_bucket_is_full_rounded_up() {
+    let clock = ManualClock::at_unix(T0);
+    // 3 per minute: 20 s a request.
+    let layer = RateLimitLayer::new(backend(&clock), policy("api", 3, 60)).headers(HeaderStyle {
+        standard: true,
+        draft: true,
+        legacy: true,
+    });
+    let mut service = layer.layer(service_fn(ok_service));
+    let mut send = async || {
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(request_from("192.0.2.1"))
+            .await
+            .unwrap()
+    };
+    for (remaining, reset) in [("2", "20"), ("1", "40"), ("0", "60")] {
+        let response = send().await;
+        let h = response.headers();
+        assert_eq!(h["ratelimit-remaining"], remaining);
+        assert_eq!(h["ratelimit-reset"], reset, "{remaining} left");
+        assert_eq!(h["x-ratelimit-reset"], reset);
+        assert_eq!(
+            h["ratelimit"],
+            format!("\"api\";r={remaining};t={reset}").as_str()
+        );
+    }
+    clock.advance(Duration::from_millis(500));
+    let refused = send().await;
+    assert_eq!(refused.status(), 429);
+    // 19.5 s to wait, full 59.5 s from now: both rounded up.
+    assert_eq!(refused.headers()["retry-after"], "20");
+    assert_eq!(refused.headers()["ratelimit-reset"], "60");
+    clock.advance(Duration::from_millis(19_500));
+    let again = send().await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["ratelimit-reset"], "60");
+}
