@@ -645,3 +645,52 @@ async fn unnamed_keys_take_any_kid_of_their_algorithm() {
     let hmac = sign(header, &claims(), &EncodingKey::from_secret(SECRET));
     assert_eq!(jwt.verify(&hmac).await.unwrap().subject(), "user-1");
 }
+
+/// With several trusted issuers, a token is checked with the keys of the
+/// issuer its `iss` names, and only those.
+#[tokio::test]
+async fn each_issuer_s_tokens_are_checked_with_its_own_keys() {
+    const OTHER_ISS: &str = "https://other.example.com";
+    const OTHER_SECRET: &[u8] = b"another HMAC secret, long enough too!";
+    let clock = clock();
+    let jwt = JwtAuthenticator::builder()
+        .trust(TrustedIssuer::new(ISS, AUD).key(VerifyingKey::hmac(SECRET).unwrap()))
+        .trust(TrustedIssuer::new(OTHER_ISS, AUD).key(VerifyingKey::hmac(OTHER_SECRET).unwrap()))
+        .clock(clock.shared())
+        .no_cache()
+        .build()
+        .unwrap();
+    let key = |secret| EncodingKey::from_secret(secret);
+    let mut other = claims();
+    other["iss"] = json!(OTHER_ISS);
+    let header = || Header::new(Algorithm::HS256);
+    assert_eq!(
+        jwt.verify(&sign(header(), &claims(), &key(SECRET)))
+            .await
+            .unwrap()
+            .issuer(),
+        Some(ISS)
+    );
+    assert_eq!(
+        jwt.verify(&sign(header(), &other, &key(OTHER_SECRET)))
+            .await
+            .unwrap()
+            .issuer(),
+        Some(OTHER_ISS)
+    );
+    // Signed by one issuer's key in the other's name.
+    assert_eq!(
+        jwt.verify(&sign(header(), &other, &key(SECRET)))
+            .await
+            .unwrap_err(),
+        mcp_auth::AuthError::invalid_token("bad signature")
+    );
+    let mut stranger = claims();
+    stranger["iss"] = json!("https://stranger.example.com");
+    assert_eq!(
+        jwt.verify(&sign(header(), &stranger, &key(SECRET)))
+            .await
+            .unwrap_err(),
+        mcp_auth::AuthError::invalid_token("untrusted issuer")
+    );
+}
