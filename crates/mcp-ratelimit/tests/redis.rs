@@ -418,3 +418,53 @@ async fn requests_that_cannot_fail_only_look_on_redis() {
     assert_eq!(service.clone().oneshot(bad()).await.unwrap().status(), 429);
     assert_eq!(service.oneshot(request()).await.unwrap().status(), 429);
 }
+
+/// `start` returns at once while Redis is down, keeps retrying, and
+/// connects when Redis comes up; `ping` says whether Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(test_redis),
+    ignore = "needs Redis: MCP_TEST_SERVICES=redis (CI=true implies it)"
+)]
+async fn started_while_redis_is_down_it_connects_when_redis_comes_up() {
+    let port = mcp_testkit::spare_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let backend = RedisBackend::start(&url, "late").unwrap();
+    assert_eq!(
+        format!("{backend:?}"),
+        r#"RedisBackend { prefix: "late", .. }"#
+    );
+    assert!(backend.ping().await.is_err(), "nothing listens yet");
+    // Long enough for the first attempts to fail (they retry every second).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(backend.ping().await.is_err(), "still nothing");
+    let policy = Policy::new("late", Quota::per(1, Duration::from_secs(3600)).unwrap());
+    assert!(
+        backend
+            .check(&policy, &RateKey::text("x"), 1)
+            .decision()
+            .await
+            .is_err()
+    );
+    let _redis = match OwnRedis::start(port) {
+        Ok(redis) => redis,
+        Err(e) => mcp_testkit::unreachable("redis-server", &e),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backend.ping().await.is_err() {
+        assert!(Instant::now() < deadline, "the backend never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = backend
+        .check(&policy, &RateKey::text("x"), 1)
+        .decision()
+        .await
+        .unwrap();
+    assert!(first.allowed);
+    let second = backend
+        .check(&policy, &RateKey::text("x"), 1)
+        .decision()
+        .await
+        .unwrap();
+    assert!(!second.allowed, "limited once connected");
+}
