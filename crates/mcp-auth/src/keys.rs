@@ -348,6 +348,28 @@ mod tests {
         ));
     }
 
+    /// A refused algorithm names the key's family.
+    #[test]
+    fn a_wrong_algorithm_names_the_family_of_the_key() {
+        let error = |algorithm, family| check_family(algorithm, family).unwrap_err().to_string();
+        assert_eq!(
+            error(Algorithm::RS256, AlgorithmFamily::Hmac),
+            "algorithm RS256 does not fit a HMAC key"
+        );
+        assert_eq!(
+            error(Algorithm::HS256, AlgorithmFamily::Rsa),
+            "algorithm HS256 does not fit a RSA key"
+        );
+        assert_eq!(
+            error(Algorithm::HS256, AlgorithmFamily::Ec),
+            "algorithm HS256 does not fit a EC key"
+        );
+        assert_eq!(
+            error(Algorithm::HS256, AlgorithmFamily::Ed),
+            "algorithm HS256 does not fit a Ed25519 key"
+        );
+    }
+
     /// `shown` holds no 8-character run of `secret` in any usual spelling:
     /// text, hex, base64 (standard or URL-safe) or a list of bytes.
     fn assert_hidden(shown: &str, secret: &[u8]) {
