@@ -408,6 +408,124 @@ mod tests {
         assert_hidden(&format!("{signing:#?}"), secret);
     }
 
+    const EC_PRIVATE: &[u8] = include_bytes!("../tests/keys/ec-private.pem");
+    const EC384_PRIVATE: &[u8] = include_bytes!("../tests/keys/ec384-private.pem");
+    const ED_PUBLIC: &[u8] = include_bytes!("../tests/keys/ed-public.pem");
+
+    /// A compact JWT signed with `key`, split into the signed message and
+    /// the signature.
+    fn signed(algorithm: Algorithm, key: &EncodingKey) -> (String, String) {
+        install_crypto_provider();
+        let header = jsonwebtoken::Header::new(algorithm);
+        let token = jsonwebtoken::encode(&header, &serde_json::json!({"sub": "u1"}), key).unwrap();
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        (message.to_owned(), signature.to_owned())
+    }
+
+    /// A P-384 JWK gives an `ES384` key, with its kid, that verifies the
+    /// tokens of its private key and no other's.
+    #[test]
+    fn a_p384_jwk_verifies_es384_tokens() {
+        install_crypto_provider();
+        let private = EncodingKey::from_ec_pem(EC384_PRIVATE).unwrap();
+        let mut jwk =
+            jsonwebtoken::jwk::Jwk::from_encoding_key(&private, Algorithm::ES384).unwrap();
+        jwk.common.key_id = Some("p384".to_owned());
+        let key = VerifyingKey::from_jwk(&jwk).unwrap();
+        assert_eq!(
+            (key.algorithm(), key.kid()),
+            (Algorithm::ES384, Some("p384"))
+        );
+        // Without a declared alg, the curve alone chooses ES384.
+        jwk.common.key_algorithm = None;
+        let key = VerifyingKey::from_jwk(&jwk).unwrap();
+        assert_eq!(key.algorithm(), Algorithm::ES384);
+
+        let (message, signature) = signed(Algorithm::ES384, &private);
+        assert_eq!(
+            key.verify_signature(message.as_bytes(), &signature),
+            Ok(true)
+        );
+        let mut other = message.clone();
+        other.push('x');
+        assert_ne!(key.verify_signature(other.as_bytes(), &signature), Ok(true));
+        // A P-256 key's ES256 token is not this key's.
+        let p256 = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
+        let (message, signature) = signed(Algorithm::ES256, &p256);
+        assert_ne!(
+            key.verify_signature(message.as_bytes(), &signature),
+            Ok(true)
+        );
+    }
+
+    /// A symmetric (`oct`) JWK is refused as such; a curve the crate does
+    /// not take is refused as an unsupported curve.
+    #[test]
+    fn symmetric_jwks_and_other_curves_are_refused() {
+        install_crypto_provider();
+        let secret = EncodingKey::from_secret(&[7; 32]);
+        let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&secret, Algorithm::HS256).unwrap();
+        let error = VerifyingKey::from_jwk(&jwk).unwrap_err();
+        assert_eq!(
+            error,
+            KeyError::BadJwk("symmetric keys are not accepted".into())
+        );
+        assert_eq!(
+            error.to_string(),
+            "unusable JWK: symmetric keys are not accepted"
+        );
+        let p521: jsonwebtoken::jwk::Jwk =
+            serde_json::from_str(r#"{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}"#).unwrap();
+        assert_eq!(
+            VerifyingKey::from_jwk(&p521).unwrap_err(),
+            KeyError::BadJwk("unsupported curve".into())
+        );
+    }
+
+    /// `Debug` shows the algorithm and the kid, exactly, and nothing else.
+    #[test]
+    fn debug_shows_algorithm_and_kid() {
+        let hmac = VerifyingKey::hmac(&[3; 32]).unwrap().with_kid("k1");
+        assert_eq!(
+            format!("{hmac:?}"),
+            "VerifyingKey { algorithm: HS256, kid: Some(\"k1\"), .. }"
+        );
+        let ed = VerifyingKey::ed_pem(ED_PUBLIC).unwrap();
+        assert_eq!(
+            format!("{ed:?}"),
+            "VerifyingKey { algorithm: EdDSA, kid: None, .. }"
+        );
+        let ec = SigningKey::ec_pem(EC_PRIVATE).unwrap().with_kid("ec-1");
+        assert_eq!(
+            format!("{ec:?}"),
+            "SigningKey { algorithm: ES256, kid: Some(\"ec-1\"), .. }"
+        );
+        let hs = SigningKey::hmac(&[3; 32])
+            .unwrap()
+            .with_algorithm(Algorithm::HS512)
+            .unwrap();
+        assert_eq!(
+            format!("{hs:?}"),
+            "SigningKey { algorithm: HS512, kid: None, .. }"
+        );
+    }
+
+    /// Each signing key reports the algorithm of its kind, or the one set.
+    #[test]
+    fn signing_keys_report_their_algorithm() {
+        let ec = SigningKey::ec_pem(EC_PRIVATE).unwrap();
+        assert_eq!(ec.algorithm(), Algorithm::ES256);
+        let ed = SigningKey::ed_pem(include_bytes!("../tests/keys/ed-private.pem")).unwrap();
+        assert_eq!(ed.algorithm(), Algorithm::EdDSA);
+        let rsa = SigningKey::rsa_pem(include_bytes!("../tests/keys/rsa-private.pem")).unwrap();
+        assert_eq!(rsa.algorithm(), Algorithm::RS256);
+        let hs = SigningKey::hmac(&[3; 32]).unwrap();
+        assert_eq!(
+            hs.with_algorithm(Algorithm::HS384).unwrap().algorithm(),
+            Algorithm::HS384
+        );
+    }
+
     #[test]
     fn garbage_pem_is_a_typed_error() {
         assert_eq!(

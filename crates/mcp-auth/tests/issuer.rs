@@ -152,3 +152,36 @@ fn debug_shows_the_settings_and_never_the_token_or_the_secret() {
         assert!(!shown.contains(part), "{shown} shows {part}");
     }
 }
+
+/// An issuer with an EC key signs `ES256` tokens (the key's algorithm, not
+/// HMAC's), with the key's kid, that the EC public key verifies.
+#[tokio::test]
+async fn an_ec_issuer_signs_es256_tokens() {
+    let clock = ManualClock::at_unix(NOW);
+    let key = SigningKey::ec_pem(include_bytes!("keys/ec-private.pem"))
+        .unwrap()
+        .with_kid("ec-1");
+    assert_eq!(key.algorithm(), jsonwebtoken::Algorithm::ES256);
+    assert_eq!(key.kid(), Some("ec-1"));
+    let issued = TokenIssuer::new(key, ISS, AUD)
+        .clock(clock.shared())
+        .issue(&AccessToken::new("user-5"))
+        .unwrap();
+    let (header, _) = decode(issued.expose());
+    assert_eq!(
+        header,
+        json!({"alg": "ES256", "typ": "at+jwt", "kid": "ec-1"})
+    );
+    let public = VerifyingKey::ec_pem(include_bytes!("keys/ec-public.pem"))
+        .unwrap()
+        .with_kid("ec-1");
+    let jwt = JwtAuthenticator::builder()
+        .trust(TrustedIssuer::new(ISS, AUD).key(public))
+        .clock(clock.shared())
+        .build()
+        .unwrap();
+    assert_eq!(
+        jwt.verify(issued.expose()).await.unwrap().subject(),
+        "user-5"
+    );
+}
