@@ -526,6 +526,42 @@ mod tests {
         );
     }
 
+    /// With each HMAC algorithm, an HMAC key checks MACs of its own
+    /// length: a correct one verifies, a wrong one of 64 bytes is a bad
+    /// signature, and one longer than HS512's 64 bytes is malformed, never
+    /// checked (the key prepared once reads at most 64 bytes; jsonwebtoken's
+    /// own check would call it a bad signature).
+    #[test]
+    fn hmac_signatures_longer_than_any_mac_are_malformed() {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let secret = [5; 32];
+        let too_long = URL_SAFE_NO_PAD.encode([0u8; 65]);
+        let wrong = URL_SAFE_NO_PAD.encode([0u8; 64]);
+        for algorithm in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let key = VerifyingKey::hmac(&secret)
+                .unwrap()
+                .with_algorithm(algorithm)
+                .unwrap();
+            let (message, signature) = signed(algorithm, &EncodingKey::from_secret(&secret));
+            assert_eq!(
+                key.verify_signature(message.as_bytes(), &signature),
+                Ok(true),
+                "{algorithm:?}"
+            );
+            assert_eq!(
+                key.verify_signature(message.as_bytes(), &wrong),
+                Ok(false),
+                "{algorithm:?}"
+            );
+            assert_eq!(
+                key.verify_signature(message.as_bytes(), &too_long),
+                Err(crate::AuthError::invalid_token("malformed token")),
+                "{algorithm:?}"
+            );
+        }
+    }
+
     #[test]
     fn garbage_pem_is_a_typed_error() {
         assert_eq!(
