@@ -246,6 +246,79 @@ mod tests {
         assert!(!format!("{plain:?}").contains(key.expose()));
     }
 
+    /// Debug texts, exactly: a secret shows its display prefix and an
+    /// ellipsis, a hasher only whether it is peppered, a hash its first two
+    /// bytes in hex.
+    #[test]
+    fn debug_texts_exactly() {
+        let key = ApiKeySecret::generate();
+        assert_eq!(
+            format!("{key:?}"),
+            format!("ApiKeySecret({}…)", &key.expose()[..DISPLAY_PREFIX_LEN])
+        );
+        assert_eq!(
+            format!("{:?}", KeyHasher::sha256()),
+            "KeyHasher { peppered: false }"
+        );
+        assert_eq!(
+            format!("{:?}", KeyHasher::peppered(b"p")),
+            "KeyHasher { peppered: true }"
+        );
+        let mut bytes = [0u8; 32];
+        bytes[0] = 0xab;
+        bytes[1] = 0x0c;
+        bytes[2] = 0xff;
+        assert_eq!(format!("{:?}", KeyHash(bytes)), "KeyHash(ab0c…)");
+    }
+
+    /// SHA-256 without a pepper, HMAC-SHA-256 under one: the known answers
+    /// for the text "abc".
+    #[test]
+    fn hashes_are_sha256_or_hmac_sha256() {
+        let hex = |h: KeyHash| -> String { h.0.iter().map(|b| format!("{b:02x}")).collect() };
+        assert_eq!(
+            hex(KeyHasher::sha256().hash("abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // RFC 4231 test case 2: key "Jefe".
+        assert_eq!(
+            hex(KeyHasher::peppered(b"Jefe").hash("what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let hash = KeyHasher::sha256().hash("abc");
+        assert_eq!(hash.as_bytes(), &hash.0[..]);
+        assert_eq!(KeyHash::from_slice(hash.as_bytes()), Some(hash));
+        assert_eq!(KeyHash::from_slice(&[0; 31]), None);
+        assert_eq!(KeyHash::from_slice(&[0; 33]), None);
+    }
+
+    /// Every one-character change of a valid key fails the checksum or the
+    /// format, so it is refused before any lookup.
+    #[test]
+    fn any_single_character_change_is_refused() {
+        let key = ApiKeySecret::generate();
+        let text = key.expose();
+        for i in 0..text.len() {
+            for replacement in ['0', 'Z', 'z', '_'] {
+                if text.as_bytes()[i] == replacement as u8 {
+                    continue;
+                }
+                let mut changed = text.to_owned();
+                changed.replace_range(i..=i, &replacement.to_string());
+                assert!(!ApiKeySecret::looks_valid(&changed), "{i} {replacement}");
+            }
+        }
+    }
+
+    /// Two generated keys differ (the randomness is used).
+    #[test]
+    fn generated_keys_differ() {
+        let a = ApiKeySecret::generate();
+        let b = ApiKeySecret::generate();
+        assert_ne!(a.expose(), b.expose());
+        assert_ne!(a.display_prefix(), b.display_prefix());
+    }
+
     /// `shown` holds no run of 8 characters of `secret` as text, hex or a
     /// list of bytes.
     fn assert_hidden(shown: &str, secret: &[u8]) {

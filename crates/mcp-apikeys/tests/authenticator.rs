@@ -272,3 +272,126 @@ async fn the_request_path_never_writes() {
             .unwrap();
     assert!(last_used.is_some());
 }
+
+/// Counts the principals it makes.
+#[derive(Default)]
+struct CountingOwners {
+    made: AtomicUsize,
+}
+
+impl mcp_apikeys::OwnerLookup for CountingOwners {
+    fn principal<'a>(
+        &'a self,
+        key: &'a mcp_apikeys::ApiKeyRecord,
+    ) -> mcp_auth::BoxFuture<'a, Result<Option<Principal>, mcp_auth::AuthError>> {
+        self.made.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move { Ok(Some(mcp_apikeys::key_principal(key, Some("admin")))) })
+    }
+}
+
+fn parts(headers: &[(&str, &str)]) -> http::request::Parts {
+    let mut request = Request::new(());
+    for (name, value) in headers {
+        request.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    request.into_parts().0
+}
+
+/// A principal made at t is reused while its age is under the TTL: at
+/// t + 10 s - 1 µs it is, at exactly t + 10 s a new one is made.
+#[tokio::test]
+async fn a_principal_is_reused_for_less_than_its_ttl() {
+    use mcp_auth::Authenticator;
+    let clock = ManualClock::at_unix(T0);
+    let keys = Arc::new(
+        ApiKeyService::builder(Arc::new(MemoryStore::new()))
+            .clock(clock.shared())
+            .build(),
+    );
+    let (_, secret) = keys.create("user-1", "k", None, None).await.unwrap();
+    let owners = Arc::new(CountingOwners::default());
+    let auth = ApiKeyAuthenticator::with_owners(keys, owners.clone(), Duration::from_secs(10));
+    let request = parts(&[("x-api-key", secret.expose())]);
+    let made = || owners.made.load(Ordering::SeqCst);
+
+    let first = auth.authenticate(&request).await.unwrap().unwrap();
+    assert_eq!(first.roles().iter().collect::<Vec<_>>(), ["admin"]);
+    assert_eq!(made(), 1);
+    clock.advance(Duration::from_secs(10) - Duration::from_micros(1));
+    auth.authenticate(&request).await.unwrap().unwrap();
+    assert_eq!(made(), 1, "reused just under the TTL");
+    clock.advance(Duration::from_micros(1));
+    auth.authenticate(&request).await.unwrap().unwrap();
+    assert_eq!(made(), 2, "made again at exactly the TTL");
+    // The new one is dated from now: reused again for the next 10 s.
+    clock.advance(Duration::from_secs(9));
+    auth.authenticate(&request).await.unwrap().unwrap();
+    assert_eq!(made(), 2);
+}
+
+/// The principal of a key: the owner as subject, the key's id and scopes,
+/// its expiry; `KeyOnly` gives no roles. A key without scopes is
+/// unrestricted (no scope set).
+#[tokio::test]
+async fn the_principal_carries_the_keys_owner_scopes_and_expiry() {
+    use mcp_auth::Authenticator;
+    let clock = ManualClock::at_unix(T0);
+    let keys = Arc::new(
+        ApiKeyService::builder(Arc::new(MemoryStore::new()))
+            .clock(clock.shared())
+            .build(),
+    );
+    let (scoped, scoped_secret) = keys
+        .create("owner-7", "s", Some(vec!["a".into(), "b".into()]), Some(2))
+        .await
+        .unwrap();
+    let (_, open_secret) = keys.create("owner-8", "o", None, None).await.unwrap();
+    let auth = ApiKeyAuthenticator::new(keys.clone());
+
+    let p = auth
+        .authenticate(&parts(&[("x-api-key", scoped_secret.expose())]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.subject(), "owner-7");
+    assert_eq!(p.auth_method(), &mcp_core::AuthMethod::ApiKey);
+    assert_eq!(p.key_id(), Some(scoped.id.to_string().as_str()));
+    assert!(p.roles().is_empty());
+    assert_eq!(
+        p.scopes().map(|s| s.iter().cloned().collect::<Vec<_>>()),
+        Some(vec!["a".to_owned(), "b".to_owned()])
+    );
+    assert_eq!(
+        p.expires_at(),
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(T0 + 2 * 86_400))
+    );
+
+    let p = auth
+        .authenticate(&parts(&[("x-api-key", open_secret.expose())]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.subject(), "owner-8");
+    assert_eq!(p.scopes(), None);
+    assert_eq!(p.expires_at(), None);
+
+    // No key at all, or a bearer token that is not a key: not ours.
+    assert!(auth.authenticate(&parts(&[])).await.unwrap().is_none());
+    assert!(
+        auth.authenticate(&parts(&[("authorization", "Bearer a.b.c")]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Surrounding spaces in the header are ignored.
+    let spaced = format!("  {}  ", open_secret.expose());
+    assert!(
+        auth.authenticate(&parts(&[("x-api-key", &spaced)]))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

@@ -411,6 +411,182 @@ async fn pages_and_owner_deletion(f: Fixture) {
 }
 every_store!(pages_and_owner_deletion);
 
+/// The instant `T0 + nanos`, as the clock gives it.
+fn at_nanos(nanos: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(T0) + Duration::from_nanos(nanos)
+}
+
+/// `T0 + micros` as a date.
+fn date_micros(micros: i128) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(T0) * 1_000_000_000 + micros * 1_000)
+        .unwrap()
+}
+
+/// Times are kept to the microsecond (what databases keep), cut, not
+/// rounded: a key made at T0 + 0.123456789 s is created at T0 + 123456 µs,
+/// and reads back from the store equal. `lastUsed` is the latest accepted
+/// use since the last flush, to the microsecond.
+async fn times_are_microseconds_and_last_used_is_the_latest_use(f: Fixture) {
+    let clock = ManualClock::new(at_nanos(123_456_789));
+    let keys = service(f.store.clone(), &clock);
+    let (record, secret) = keys.create("o", "k", None, Some(1)).await.unwrap();
+    assert_eq!(record.created_at, date_micros(123_456));
+    assert_eq!(record.updated_at, date_micros(123_456));
+    assert_eq!(
+        record.expires_at,
+        Some(date_micros(123_456 + 86_400_000_000))
+    );
+    assert_eq!(keys.get(record.id).await.unwrap(), record);
+
+    // Two uses before a flush: the later one is written.
+    clock.set(at_nanos(1_000_000_999));
+    keys.validate(secret.expose()).await.unwrap();
+    clock.set(at_nanos(2_500_001_999));
+    keys.validate(secret.expose()).await.unwrap();
+    assert_eq!(keys.flush_last_used().await.unwrap(), 1);
+    assert_eq!(
+        keys.get(record.id).await.unwrap().last_used,
+        Some(date_micros(2_500_001))
+    );
+    // Nothing used since: nothing written, nothing changed.
+    assert_eq!(keys.flush_last_used().await.unwrap(), 0);
+    clock.set(at_nanos(7_000_000_000));
+    keys.validate(secret.expose()).await.unwrap();
+    assert_eq!(keys.flush_last_used().await.unwrap(), 1);
+    assert_eq!(
+        keys.get(record.id).await.unwrap().last_used,
+        Some(date_micros(7_000_000))
+    );
+
+    // An update is stamped to the microsecond too.
+    clock.set(at_nanos(9_999_999_999));
+    let updated = keys
+        .update(
+            record.id,
+            KeyChanges {
+                name: Some("k2".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.updated_at, date_micros(9_999_999));
+    assert_eq!(updated.created_at, record.created_at);
+    assert_eq!(keys.get(record.id).await.unwrap(), updated);
+}
+every_store!(times_are_microseconds_and_last_used_is_the_latest_use);
+
+/// `expiry_in_days(n)` is exactly n × 24 h from now; `None` is never. A key
+/// is expired from its `expires_at` on: valid 1 µs before, expired at it.
+async fn expiry_in_days_is_exact_and_expiry_starts_at_expires_at(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let keys = service(f.store.clone(), &clock);
+    assert_eq!(keys.expiry_in_days(None).unwrap(), None);
+    assert_eq!(
+        keys.expiry_in_days(Some(2)).unwrap(),
+        Some(date_micros(2 * 86_400_000_000))
+    );
+    assert_eq!(keys.expiry_in_days(Some(0)).unwrap(), Some(date_micros(0)));
+    let (record, secret) = keys.create("o", "k", None, None).await.unwrap();
+    keys.update(
+        record.id,
+        KeyChanges {
+            expires_at: Some(keys.expiry_in_days(Some(3)).unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        keys.get(record.id).await.unwrap().expires_at,
+        Some(date_micros(3 * 86_400_000_000))
+    );
+    clock.set(at_nanos(3 * 86_400_000_000_000 - 1_000));
+    keys.validate(secret.expose()).await.unwrap();
+    clock.set(at_nanos(3 * 86_400_000_000_000));
+    assert!(matches!(
+        keys.validate(secret.expose()).await,
+        Err(ApiKeyError::Expired)
+    ));
+    // A key made to expire in 0 days is expired at once.
+    let (_, now_secret) = keys.create("o", "zero", None, Some(0)).await.unwrap();
+    assert!(matches!(
+        keys.validate(now_secret.expose()).await,
+        Err(ApiKeyError::Expired)
+    ));
+}
+every_store!(expiry_in_days_is_exact_and_expiry_starts_at_expires_at);
+
+/// The longest grace period, exactly 7 days, is allowed: the old secret
+/// works until T0 + 7 d - 1 µs and not at T0 + 7 d. A zero grace period is
+/// none at all.
+async fn a_grace_period_of_exactly_seven_days(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let keys = service(f.store.clone(), &clock);
+    assert_eq!(mcp_apikeys::MAX_GRACE_PERIOD, Duration::from_secs(604_800));
+    let (record, old) = keys.create("o", "k", None, None).await.unwrap();
+    let (_, new) = keys
+        .regenerate(record.id, Some(Duration::from_secs(7 * 86_400)))
+        .await
+        .unwrap();
+    let stored = f.store.get(record.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.previous_valid_until,
+        Some(date_micros(7 * 86_400_000_000))
+    );
+    clock.set(at_nanos(7 * 86_400_000_000_000 - 1_000));
+    assert_eq!(keys.validate(old.expose()).await.unwrap().id, record.id);
+    clock.set(at_nanos(7 * 86_400_000_000_000));
+    assert!(matches!(
+        keys.validate(old.expose()).await,
+        Err(ApiKeyError::NotFound)
+    ));
+    keys.validate(new.expose()).await.unwrap();
+
+    let (_, newer) = keys
+        .regenerate(record.id, Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(matches!(
+        keys.validate(new.expose()).await,
+        Err(ApiKeyError::NotFound)
+    ));
+    keys.validate(newer.expose()).await.unwrap();
+}
+every_store!(a_grace_period_of_exactly_seven_days);
+
+/// A page that ends exactly at the last key has no cursor; a cursor past
+/// every key gives an empty page.
+async fn a_page_ending_at_the_last_key_has_no_cursor(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let keys = service(f.store.clone(), &clock);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            keys.create("o", &format!("k{i}"), None, None)
+                .await
+                .unwrap()
+                .0
+                .id,
+        );
+    }
+    let all = keys.list("o", 3, None).await.unwrap();
+    assert_eq!(all.items.iter().map(|k| k.id).collect::<Vec<_>>(), ids);
+    assert_eq!(all.next_cursor, None);
+    let first = keys.list("o", 2, None).await.unwrap();
+    assert_eq!(first.next_cursor, Some(ids[1]));
+    let rest = keys.list("o", 1, Some(ids[1])).await.unwrap();
+    assert_eq!(
+        rest.items.iter().map(|k| k.id).collect::<Vec<_>>(),
+        [ids[2]]
+    );
+    assert_eq!(rest.next_cursor, None);
+    let after = keys.list("o", 10, Some(ids[2])).await.unwrap();
+    assert!(after.items.is_empty());
+    assert_eq!(after.next_cursor, None);
+}
+every_store!(a_page_ending_at_the_last_key_has_no_cursor);
+
 /// A store whose next `record_last_used` stops, before writing, until the
 /// test releases it: a flush caught in the middle.
 struct HeldWrites {
