@@ -100,3 +100,62 @@ async fn sql_errors_are_other_or_unavailable_never_conflict() {
         "{error:?}"
     );
 }
+
+/// `shutdown` returns only once the background task has ended (on one
+/// thread, the task has run to its end before `shutdown` resumes); a task
+/// started after it ends at once.
+#[tokio::test]
+async fn shutdown_returns_after_the_background_task_has_ended() {
+    let keys = Arc::new(ApiKeyService::builder(Arc::new(MemoryStore::new())).build());
+    let task = keys.start(Duration::from_secs(3600));
+    tokio::task::yield_now().await;
+    assert!(!task.is_finished());
+    assert_eq!(keys.shutdown().await.unwrap(), 0);
+    assert!(
+        task.is_finished(),
+        "shutdown returned before its task ended"
+    );
+    task.await.unwrap();
+
+    let late = keys.start(Duration::from_secs(3600));
+    tokio::time::timeout(Duration::from_secs(5), late)
+        .await
+        .expect("a task started after shutdown keeps running")
+        .unwrap();
+}
+
+/// `invalidate` drops what the cache holds: the given hashes, or (with
+/// `None`) everything; the next validation reads the store again.
+#[tokio::test]
+async fn invalidate_drops_the_given_hashes_or_everything() {
+    let store = Arc::new(MemoryStore::new());
+    let keys = ApiKeyService::builder(store.clone()).build();
+    let (a, a_secret) = keys.create("o", "a", None, None).await.unwrap();
+    let (b, b_secret) = keys.create("o", "b", None, None).await.unwrap();
+    keys.validate(a_secret.expose()).await.unwrap();
+    keys.validate(b_secret.expose()).await.unwrap();
+    // Changed behind the service's back (as another replica would).
+    let off = || mcp_apikeys::KeyChanges {
+        is_active: Some(false),
+        ..Default::default()
+    };
+    let at = time::OffsetDateTime::now_utc();
+    use mcp_apikeys::ApiKeyStore;
+    store.update(a.id, off(), at).await.unwrap();
+    store.update(b.id, off(), at).await.unwrap();
+    keys.validate(a_secret.expose()).await.unwrap();
+    keys.validate(b_secret.expose()).await.unwrap();
+
+    let a_hash = mcp_apikeys::KeyHasher::sha256().hash(a_secret.expose());
+    keys.invalidate(Some(&[a_hash]));
+    assert!(matches!(
+        keys.validate(a_secret.expose()).await,
+        Err(mcp_apikeys::ApiKeyError::Inactive)
+    ));
+    keys.validate(b_secret.expose()).await.unwrap();
+    keys.invalidate(None);
+    assert!(matches!(
+        keys.validate(b_secret.expose()).await,
+        Err(mcp_apikeys::ApiKeyError::Inactive)
+    ));
+}
