@@ -587,6 +587,47 @@ async fn a_page_ending_at_the_last_key_has_no_cursor(f: Fixture) {
 }
 every_store!(a_page_ending_at_the_last_key_has_no_cursor);
 
+/// A name is taken only by another key of the same owner: a key may be
+/// renamed to its own name or to a name another owner uses, not to the name
+/// of its owner's other key.
+async fn renaming_conflicts_only_with_another_key_of_the_same_owner(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let keys = service(f.store.clone(), &clock);
+    let (a, _) = keys.create("o", "a", None, None).await.unwrap();
+    keys.create("o", "b", None, None).await.unwrap();
+    let (c, _) = keys.create("p", "c", None, None).await.unwrap();
+    let rename = |name: &str| KeyChanges {
+        name: Some(name.to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(keys.update(a.id, rename("a")).await.unwrap().name, "a");
+    assert_eq!(keys.update(a.id, rename("c")).await.unwrap().name, "c");
+    assert!(matches!(
+        keys.update(a.id, rename("b")).await,
+        Err(ApiKeyError::Conflict)
+    ));
+    assert_eq!(keys.get(a.id).await.unwrap().name, "c");
+    assert_eq!(keys.update(c.id, rename("b")).await.unwrap().name, "b");
+    let names = |owner: &'static str| {
+        let keys = keys.clone();
+        async move {
+            let mut names: Vec<String> = keys
+                .list(owner, 10, None)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|k| k.name)
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(names("o").await, ["b", "c"]);
+    assert_eq!(names("p").await, ["b"]);
+}
+every_store!(renaming_conflicts_only_with_another_key_of_the_same_owner);
+
 /// A store whose next `record_last_used` stops, before writing, until the
 /// test releases it: a flush caught in the middle.
 struct HeldWrites {
