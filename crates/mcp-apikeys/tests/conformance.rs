@@ -476,6 +476,27 @@ async fn times_are_microseconds_and_last_used_is_the_latest_use(f: Fixture) {
 }
 every_store!(times_are_microseconds_and_last_used_is_the_latest_use);
 
+/// `lastUsed` only moves forward: a batch that arrives late (another
+/// replica's, or one retried after a failed write) with an older time does
+/// not wind it back, in every store.
+async fn last_used_never_moves_back(f: Fixture) {
+    let clock = ManualClock::at_unix(T0);
+    let keys = service(f.store.clone(), &clock);
+    let (record, _) = keys.create("o", "k", None, None).await.unwrap();
+    let later = date_micros(5_000_000);
+    let earlier = date_micros(2_000_000);
+    f.store
+        .record_last_used(vec![(record.id, later)])
+        .await
+        .unwrap();
+    f.store
+        .record_last_used(vec![(record.id, earlier)])
+        .await
+        .unwrap();
+    assert_eq!(keys.get(record.id).await.unwrap().last_used, Some(later));
+}
+every_store!(last_used_never_moves_back);
+
 /// `expiry_in_days(n)` is exactly n × 24 h from now; `None` is never. A key
 /// is expired from its `expires_at` on: valid 1 µs before, expired at it.
 async fn expiry_in_days_is_exact_and_expiry_starts_at_expires_at(f: Fixture) {
