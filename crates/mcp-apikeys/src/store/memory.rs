@@ -148,7 +148,11 @@ impl ApiKeyStore for MemoryStore {
     fn record_last_used(&self, uses: Vec<(Uuid, OffsetDateTime)>) -> StoreFuture<'_, ()> {
         self.with(|keys| {
             for (id, at) in uses {
-                if let Some(key) = keys.get_mut(&id) {
+                // Forward only, as the SQL stores do: a late batch with an
+                // older time must not wind it back.
+                if let Some(key) = keys.get_mut(&id)
+                    && key.record.last_used.is_none_or(|seen| seen < at)
+                {
                     key.record.last_used = Some(at);
                 }
             }
