@@ -328,25 +328,7 @@ mod tests {
         );
     }
 
-    /// An inner service whose readiness is `ready`.
-    #[derive(Clone)]
-    struct Gate {
-        ready: fn() -> Poll<Result<(), &'static str>>,
-    }
-
-    impl Service<Request<()>> for Gate {
-        type Response = Response<Bytes>;
-        type Error = &'static str;
-        type Future = std::future::Ready<Result<Response<Bytes>, &'static str>>;
-
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            (self.ready)()
-        }
-
-        fn call(&mut self, _: Request<()>) -> Self::Future {
-            std::future::ready(Ok(Response::new(Bytes::new())))
-        }
-    }
+    use crate::test_support::Gate;
 
     /// `Auth` is ready exactly when the service it wraps is: pending while
     /// it is pending, its error when it fails.

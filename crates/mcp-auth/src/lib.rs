@@ -31,6 +31,8 @@ mod jwks;
 mod jwt;
 mod keys;
 mod metadata;
+#[cfg(test)]
+mod test_support;
 
 pub use authenticator::{Auth, AuthLayer, AuthMode, Authenticator, BoxFuture};
 pub use authorize::{Require, RequireFuture, RequireLayer, Requirement};

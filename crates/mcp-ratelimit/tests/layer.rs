@@ -37,6 +37,18 @@ fn request_from(ip: &str) -> Request<Full<Bytes>> {
     request
 }
 
+/// A request from `ip` whose inner service answers with problem `code`
+/// (`None`: a success), as `auth_service` reads it.
+fn attempt_from(ip: &str, code: Option<&str>) -> Request<Full<Bytes>> {
+    let mut request = request_from(ip);
+    if let Some(code) = code {
+        request
+            .headers_mut()
+            .insert("x-code", code.parse().unwrap());
+    }
+    request
+}
+
 async fn ok_service(_req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
 }
@@ -383,15 +395,7 @@ async fn failure_limit_locks_out_before_the_service_runs() {
         counts_refused,
     );
     let mut service = layer.layer(inner);
-    let attempt = |code: Option<&str>| {
-        let mut request = request_from("198.51.100.4");
-        if let Some(code) = code {
-            request
-                .headers_mut()
-                .insert("x-code", code.parse().unwrap());
-        }
-        request
-    };
+    let attempt = |code: Option<&str>| attempt_from("198.51.100.4", code);
     // Missing credentials are not counted.
     for _ in 0..10 {
         let response = service
@@ -611,15 +615,7 @@ async fn successes_do_not_use_the_failure_quota() {
         counts_refused,
     )
     .layer(service_fn(auth_service));
-    let attempt = |code: Option<&str>| {
-        let mut request = request_from("198.51.100.9");
-        if let Some(code) = code {
-            request
-                .headers_mut()
-                .insert("x-code", code.parse().unwrap());
-        }
-        request
-    };
+    let attempt = |code: Option<&str>| attempt_from("198.51.100.9", code);
     for _ in 0..20 {
         let response = service.clone().oneshot(attempt(None)).await.unwrap();
         assert_eq!(response.status(), 200);
@@ -1344,15 +1340,7 @@ async fn successes_are_refunded_to_the_fallback_that_counted_them() {
     )
     .on_failure(FailurePolicy::Fallback(backend(&clock)))
     .layer(service_fn(auth_service));
-    let attempt = |code: Option<&str>| {
-        let mut request = request_from("198.51.100.45");
-        if let Some(code) = code {
-            request
-                .headers_mut()
-                .insert("x-code", code.parse().unwrap());
-        }
-        request
-    };
+    let attempt = |code: Option<&str>| attempt_from("198.51.100.45", code);
     for i in 0..5 {
         let response = service.clone().oneshot(attempt(None)).await.unwrap();
         assert_eq!(response.status(), 200, "success {i} is not counted");
