@@ -200,6 +200,28 @@ impl Principal {
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.inner.expires_at
     }
+
+    /// Who this is, as one stable string: `key:<id>` for an API key, else
+    /// `sub:<issuer>|<subject>` (or `sub:<subject>` without an issuer).
+    /// Everything that keys state by caller (rate-limit buckets, MCP
+    /// session owners, quotas) uses this one rule, so two credentials of
+    /// different callers never share a key, and one key never splits.
+    ///
+    /// ```
+    /// use mcp_core::{AuthMethod, Principal};
+    ///
+    /// let key = Principal::builder("u1", AuthMethod::ApiKey).key_id("k7").build();
+    /// assert_eq!(key.identity(), "key:k7");
+    /// let jwt = Principal::builder("u1", AuthMethod::Jwt).issuer("https://idp").build();
+    /// assert_eq!(jwt.identity(), "sub:https://idp|u1");
+    /// ```
+    pub fn identity(&self) -> String {
+        match (self.key_id(), self.issuer()) {
+            (Some(key), _) => format!("key:{key}"),
+            (None, Some(issuer)) => format!("sub:{issuer}|{}", self.subject()),
+            (None, None) => format!("sub:{}", self.subject()),
+        }
+    }
 }
 
 impl fmt::Debug for Principal {
