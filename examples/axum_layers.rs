@@ -23,7 +23,7 @@ use mcp_auth::{
     TrustedIssuer, VerifyingKey,
 };
 use mcp_core::Problem;
-use mcp_cors::{CorsPolicy, OriginGuard};
+use mcp_cors::{CorsPolicy, HostOriginGuardLayer, Origin};
 use mcp_headers::SecurityHeadersLayer;
 use mcp_ratelimit::{InMemoryBackend, PeerIp, Policy, PrincipalOrIp, Quota, RateLimitLayer};
 use mcp_validate::Valid;
@@ -91,14 +91,10 @@ fn app(secret: &[u8], keys: Arc<ApiKeyService>, quota: Quota) -> Router {
         .route_layer(auth)
         .fallback(|| async { Problem::not_found() })
         .layer(Extension(mcp_validate::Limits::default()))
-        .layer(tower::util::option_layer(cors.layer()))
+        .layer(cors.layer())
         // Loopback hosts only; browsers from the CORS list or this server.
         .layer(
-            OriginGuard::new()
-                .cors_policy(cors)
-                .own_origin(ISSUER)
-                .expect("origin")
-                .layer(),
+            HostOriginGuardLayer::new(cors).own_origin(ISSUER.parse::<Origin>().expect("origin")),
         )
         .layer(SecurityHeadersLayer::new())
 }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use mcp_cors::OriginGuard;
+use mcp_cors::{AllowedHost, AllowedHosts, CorsPolicy, HostOriginGuardLayer};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod common;
@@ -17,16 +17,16 @@ use common::Gate;
 
 /// Status, problem code ("" when the request passed) and whether the inner
 /// service saw the request.
-async fn through_layer(guard: &OriginGuard, request: Request<Full<Bytes>>) -> (u16, String, bool) {
+async fn through_layer(
+    guard: &HostOriginGuardLayer,
+    request: Request<Full<Bytes>>,
+) -> (u16, String, bool) {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();
-    let service = guard
-        .clone()
-        .layer()
-        .layer(service_fn(move |_r: Request<Full<Bytes>>| {
-            seen.fetch_add(1, Ordering::SeqCst);
-            async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
-        }));
+    let service = guard.layer(service_fn(move |_r: Request<Full<Bytes>>| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
+    }));
     let response = service.oneshot(request).await.unwrap();
     let status = response.status().as_u16();
     let code = response
@@ -47,7 +47,7 @@ async fn through_layer(guard: &OriginGuard, request: Request<Full<Bytes>>) -> (u
     (status, code, calls.load(Ordering::SeqCst) == 1)
 }
 
-async fn host(guard: &OriginGuard, host: &str) -> (u16, String, bool) {
+async fn host(guard: &HostOriginGuardLayer, host: &str) -> (u16, String, bool) {
     let request = Request::post("/mcp")
         .header("host", host)
         .body(Full::new(Bytes::new()))
@@ -65,8 +65,21 @@ fn refused() -> (u16, String, bool) {
 
 /// The guard a deployment at `mcp.example.com` runs: the loopback defaults
 /// plus its own name, any port.
-fn deployed() -> OriginGuard {
-    OriginGuard::new().allow_host("mcp.example.com").unwrap()
+fn deployed() -> HostOriginGuardLayer {
+    guard().allow_host(allowed("mcp.example.com"))
+}
+
+/// The guard with the loopback defaults and CORS off.
+fn guard() -> HostOriginGuardLayer {
+    HostOriginGuardLayer::new(CorsPolicy::disabled())
+}
+
+fn allowed(host: &str) -> AllowedHost {
+    host.parse().unwrap()
+}
+
+fn only(hosts: &[&str]) -> HostOriginGuardLayer {
+    guard().only_hosts(hosts.iter().map(|h| allowed(h)).collect::<AllowedHosts>())
 }
 
 #[tokio::test]
@@ -118,7 +131,6 @@ async fn look_alike_hosts_are_refused_403_host_not_allowed() {
         "[::2]",
         "[::2]:8080",
         "[::ffff:127.0.0.1]",
-        "[0:0:0:0:0:0:0:1]",
         // The absolute form (trailing dot) has an empty last label: it is
         // not our name but malformed, so it is refused, never normalised.
         "mcp.example.com.",
@@ -178,9 +190,7 @@ async fn without_a_host_header_the_uri_authority_is_the_host() {
 async fn an_entry_with_a_port_allows_that_port_only() {
     // `only_hosts` replaces the loopback defaults, so nothing else lets
     // 127.0.0.1 in with another port.
-    let guard = OriginGuard::new()
-        .only_hosts(["127.0.0.1:8080", "mcp.example.com:8443", "[::1]:3000"])
-        .unwrap();
+    let guard = only(&["127.0.0.1:8080", "mcp.example.com:8443", "[::1]:3000"]);
     for allowed in ["127.0.0.1:8080", "mcp.example.com:8443", "[::1]:3000"] {
         assert_eq!(host(&guard, allowed).await, passed(), "{allowed}");
     }
@@ -188,7 +198,7 @@ async fn an_entry_with_a_port_allows_that_port_only() {
         "127.0.0.1:8081",
         "127.0.0.1:80",
         // No port in `Host` is not the entry's port: the guard does not
-        // know the scheme, so it never assumes a default.
+        // know the scheme, and these ports are no scheme's default.
         "127.0.0.1",
         "mcp.example.com",
         "mcp.example.com:443",
@@ -205,18 +215,18 @@ async fn an_entry_with_a_port_allows_that_port_only() {
 
 #[tokio::test]
 async fn only_hosts_replaces_the_loopback_defaults() {
-    let guard = OriginGuard::new().only_hosts(["mcp.example.com"]).unwrap();
+    let guard = only(&["mcp.example.com"]);
     assert_eq!(host(&guard, "mcp.example.com:1").await, passed());
     for loopback in ["localhost", "127.0.0.1", "[::1]"] {
         assert_eq!(host(&guard, loopback).await, refused(), "{loopback}");
     }
     // An empty list allows nothing.
-    let none = OriginGuard::new().only_hosts([]).unwrap();
+    let none = only(&[]);
     assert_eq!(host(&none, "localhost").await, refused());
     // A bad entry is reported, not skipped.
     assert_eq!(
-        OriginGuard::new()
-            .only_hosts(["mcp.example.com", "a..b"])
+        "mcp.example.com, a..b"
+            .parse::<AllowedHosts>()
             .unwrap_err()
             .to_string(),
         r#"invalid host "a..b""#
@@ -226,10 +236,10 @@ async fn only_hosts_replaces_the_loopback_defaults() {
 #[test]
 fn allow_host_accepts_names_addresses_and_ports() {
     let long_label = "a".repeat(63);
-    // Four 63-byte labels and a fifth of four: 260 bytes, the longest
-    // accepted.
-    let longest = format!("{0}.{0}.{0}.{0}.aaaa", long_label);
-    assert_eq!(longest.len(), 260);
+    // Three 63-byte labels and a fourth of 61: 253 bytes, DNS's longest
+    // name and the longest accepted (as in a CORS origin).
+    let longest = format!("{0}.{0}.{0}.{1}", long_label, "a".repeat(61));
+    assert_eq!(longest.len(), 253);
     for good in [
         "mcp.example.com",
         "MCP.Example.COM",
@@ -245,16 +255,16 @@ fn allow_host_accepts_names_addresses_and_ports() {
         long_label.as_str(),
         longest.as_str(),
     ] {
-        assert!(OriginGuard::new().allow_host(good).is_ok(), "{good}");
+        assert!(good.parse::<AllowedHost>().is_ok(), "{good}");
     }
 }
 
 #[test]
 fn allow_host_refuses_what_is_not_a_host() {
     let long_label = "a".repeat(64);
-    // One byte over the 260-byte limit, every label valid.
-    let too_long = format!("{0}.{0}.{0}.{0}.aaaaa", "a".repeat(63));
-    assert_eq!(too_long.len(), 261);
+    // One byte over the 253-byte limit, every label valid.
+    let too_long = format!("{0}.{0}.{0}.{1}", "a".repeat(63), "a".repeat(62));
+    assert_eq!(too_long.len(), 254);
     for bad in [
         "",
         "   ",
@@ -283,7 +293,7 @@ fn allow_host_refuses_what_is_not_a_host() {
         too_long.as_str(),
     ] {
         assert_eq!(
-            OriginGuard::new().allow_host(bad).unwrap_err().to_string(),
+            bad.parse::<AllowedHost>().unwrap_err().to_string(),
             format!("invalid host {bad:?}"),
         );
     }
@@ -291,26 +301,80 @@ fn allow_host_refuses_what_is_not_a_host() {
 
 #[tokio::test]
 async fn hyphenated_and_long_allowed_hosts_match_through_the_layer() {
-    let longest = format!("{0}.{0}.{0}.{0}.aaaa", "a".repeat(63));
-    let guard = OriginGuard::new()
-        .only_hosts(["attacker-mcp.example.com", longest.as_str()])
-        .unwrap();
+    let longest = format!("{0}.{0}.{0}.{1}", "a".repeat(63), "a".repeat(61));
+    let guard = only(&["attacker-mcp.example.com", longest.as_str()]);
     assert_eq!(host(&guard, "attacker-mcp.example.com").await, passed());
     assert_eq!(host(&guard, &longest).await, passed());
-    // Longer than 260 bytes is refused before any comparison.
-    assert_eq!(host(&guard, &format!("{longest}:8080")).await, refused());
+    assert_eq!(host(&guard, &format!("{longest}:8080")).await, passed());
+    // A name longer than 253 bytes is refused before any comparison.
+    assert_eq!(host(&guard, &format!("a{longest}")).await, refused());
     assert_eq!(host(&guard, "attackermcp.example.com").await, refused());
 }
 
 #[test]
 fn the_guard_is_ready_when_the_inner_service_is() {
     let mut cx = Context::from_waker(Waker::noop());
-    let layer = OriginGuard::new().layer();
+    let layer = guard();
     for state in [Poll::Pending, Poll::Ready(Err("down")), Poll::Ready(Ok(()))] {
         let mut service = layer.layer(Gate(state));
         assert_eq!(
             Service::<Request<Full<Bytes>>>::poll_ready(&mut service, &mut cx),
             state
         );
+    }
+}
+
+#[test]
+fn host_syntax_is_the_cors_origin_syntax() {
+    // 254 bytes of valid labels: one over DNS's 253.
+    let too_long = format!("{0}.{0}.{0}.{1}", "a".repeat(63), "a".repeat(62));
+    assert_eq!(too_long.len(), 254);
+    for bad in [
+        "-mcp.example.com",
+        "mcp-.example.com",
+        "mcp.-example.com",
+        too_long.as_str(),
+    ] {
+        assert!(
+            format!("https://{bad}")
+                .parse::<mcp_cors::CorsPolicy>()
+                .is_err(),
+            "{bad}"
+        );
+        assert!(bad.parse::<AllowedHost>().is_err(), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn ipv6_hosts_compare_canonically() {
+    let guard = only(&["[0:0::1]", "[2001:DB8::1]:8080"]);
+    for allowed in [
+        "[::1]",
+        "[0:0:0:0:0:0:0:1]:3000",
+        "[2001:db8:0::1]:8080",
+        "[2001:DB8::1]:8080",
+    ] {
+        assert_eq!(host(&guard, allowed).await, passed(), "{allowed}");
+    }
+    assert_eq!(host(&guard, "[::2]").await, refused());
+    assert_eq!(host(&guard, "[2001:db8::1]:8081").await, refused());
+}
+
+#[tokio::test]
+async fn an_entry_with_a_default_port_allows_a_host_without_one() {
+    // A client leaves out the scheme's default port (80, 443), so an entry
+    // written with it must accept a `Host` without a port; any other port
+    // must be in `Host`.
+    let guard = only(&["mcp.example.com:443", "localhost:80", "[::1]:8443"]);
+    for allowed in [
+        "mcp.example.com",
+        "mcp.example.com:443",
+        "localhost",
+        "localhost:80",
+    ] {
+        assert_eq!(host(&guard, allowed).await, passed(), "{allowed}");
+    }
+    for foreign in ["mcp.example.com:80", "localhost:443", "[::1]", "[::1]:443"] {
+        assert_eq!(host(&guard, foreign).await, refused(), "{foreign}");
     }
 }

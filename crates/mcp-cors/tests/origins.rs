@@ -256,12 +256,12 @@ fn only_an_empty_or_off_setting_disables_cors() {
     for off in ["", "  ", "false", "off", "none", " , ", ","] {
         let policy: CorsPolicy = off.parse().unwrap();
         assert!(policy.is_disabled(), "{off:?}");
-        assert!(policy.layer().is_none(), "{off:?}");
+        assert!(policy.layer().is_disabled(), "{off:?}");
     }
     for on in ["*", "https://a.example.com", "https://*.example.com"] {
         let policy: CorsPolicy = on.parse().unwrap();
         assert!(!policy.is_disabled(), "{on}");
-        assert!(policy.layer().is_some(), "{on}");
+        assert!(!policy.layer().is_disabled(), "{on}");
     }
     assert!(CorsPolicy::disabled().is_disabled());
 }
@@ -353,7 +353,6 @@ async fn through(method: Method, headers: &[(&str, &str)]) -> (u16, Option<Strin
     }
     let response = policy
         .layer()
-        .unwrap()
         .layer(service_fn(ok))
         .oneshot(request.body(Full::new(Bytes::new())).unwrap())
         .await
@@ -404,8 +403,8 @@ async fn a_preflight_is_options_with_origin_and_request_method() {
 #[test]
 fn the_cors_layer_is_ready_when_the_inner_service_is() {
     let mut cx = Context::from_waker(Waker::noop());
-    for setting in ["*", "https://app.example.com"] {
-        let layer = setting.parse::<CorsPolicy>().unwrap().layer().unwrap();
+    for setting in ["*", "https://app.example.com", "false"] {
+        let layer = setting.parse::<CorsPolicy>().unwrap().layer();
         for state in [Poll::Pending, Poll::Ready(Err("down")), Poll::Ready(Ok(()))] {
             let mut service = layer.layer(Gate(state));
             assert_eq!(
@@ -415,4 +414,71 @@ fn the_cors_layer_is_ready_when_the_inner_service_is() {
             );
         }
     }
+}
+
+#[test]
+fn ipv6_origins_compare_canonically() {
+    let policy: CorsPolicy = "http://[0:0::1]:3000, https://[2001:DB8:0::1]"
+        .parse()
+        .unwrap();
+    for good in [
+        "http://[::1]:3000",
+        "http://[0:0:0:0:0:0:0:1]:3000",
+        "https://[2001:db8::1]",
+    ] {
+        assert!(policy.allows(good.as_bytes()), "{good}");
+    }
+    assert_eq!(
+        origin("http://[0:0::ABCD]:8080").as_deref(),
+        Some("http://[::abcd]:8080")
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_policy_layer_passes_everything_through_untouched() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let service =
+        CorsPolicy::disabled()
+            .layer()
+            .layer(service_fn(move |request: Request<Full<Bytes>>| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    // The inner service answers the preflight itself: 405, as a
+                    // router without an OPTIONS route would.
+                    let mut response = Response::new(Full::new(Bytes::from_static(b"inner")));
+                    if request.method() == Method::OPTIONS {
+                        *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+                    }
+                    Ok::<_, Infallible>(response)
+                }
+            }));
+    for (method, preflight) in [(Method::OPTIONS, true), (Method::POST, false)] {
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri("/mcp")
+            .header("origin", "https://app.example.com");
+        if preflight {
+            request = request.header("access-control-request-method", "POST");
+        }
+        let response = service
+            .clone()
+            .oneshot(request.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        let expected = if preflight { 405 } else { 200 };
+        assert_eq!(response.status(), expected, "{method}");
+        assert!(
+            response
+                .headers()
+                .keys()
+                .all(|name| !name.as_str().starts_with("access-control-")),
+            "{method}: {:?}",
+            response.headers()
+        );
+        assert!(!response.headers().contains_key("vary"), "{method}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

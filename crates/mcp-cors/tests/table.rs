@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use mcp_cors::{CorsPolicy, OriginGuard};
+use mcp_cors::{CorsPolicy, HostOriginGuardLayer};
 use tower::{Layer, ServiceExt, service_fn};
 
 async fn handler(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -49,14 +49,12 @@ async fn run(case: &Case) -> Response<Full<Bytes>> {
         request = request.header("authorization", "Bearer x");
     }
     let request = request.body(Full::new(Bytes::new())).unwrap();
-    match policy.layer() {
-        Some(layer) => layer
-            .layer(service_fn(handler))
-            .oneshot(request)
-            .await
-            .unwrap(),
-        None => service_fn(handler).oneshot(request).await.unwrap(),
-    }
+    policy
+        .layer()
+        .layer(service_fn(handler))
+        .oneshot(request)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -238,7 +236,6 @@ async fn cors_headers_reach_error_responses() {
         .unwrap();
     let response = policy
         .layer()
-        .unwrap()
         .layer(service_fn(handler))
         .oneshot(request)
         .await
@@ -263,7 +260,7 @@ async fn cors_headers_reach_error_responses() {
 }
 
 async fn guarded(
-    guard: &OriginGuard,
+    guard: &HostOriginGuardLayer,
     host: Option<&str>,
     origin: Option<&[u8]>,
     method: Method,
@@ -277,8 +274,6 @@ async fn guarded(
     }
     let request = request.body(Full::new(Bytes::new())).unwrap();
     let response = guard
-        .clone()
-        .layer()
         .layer(service_fn(|_r: Request<Full<Bytes>>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
         }))
@@ -296,14 +291,14 @@ async fn guarded(
 
 #[tokio::test]
 async fn guard_table() {
-    let guard = OriginGuard::new()
-        .allow_host("mcp.example.com")
-        .unwrap()
-        .allow_host("127.0.0.1:8080")
-        .unwrap()
-        .own_origin("https://mcp.example.com")
-        .unwrap()
-        .cors_policy("https://app.example.com".parse().unwrap());
+    let guard = HostOriginGuardLayer::new("https://app.example.com".parse().unwrap())
+        .allow_host("mcp.example.com".parse::<mcp_cors::AllowedHost>().unwrap())
+        .allow_host("127.0.0.1:8080".parse::<mcp_cors::AllowedHost>().unwrap())
+        .own_origin(
+            "https://mcp.example.com"
+                .parse::<mcp_cors::Origin>()
+                .unwrap(),
+        );
     let long = "a".repeat(5000);
     /// Name, Host, Origin, method, expected status and code.
     type GuardCase<'a> = (
@@ -472,7 +467,8 @@ async fn guard_table() {
             .0,
         200
     );
-    let any = guard.clone().cors_policy("*".parse().unwrap());
+    let any = HostOriginGuardLayer::new("*".parse().unwrap())
+        .allow_host("mcp.example.com".parse::<mcp_cors::AllowedHost>().unwrap());
     assert_eq!(
         guarded(
             &any,

@@ -45,8 +45,7 @@
 //! assert!(!response.headers().contains_key("strict-transport-security"));
 //! # }
 //! ```
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::future::Future;
 use std::pin::Pin;
@@ -235,6 +234,14 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         config: Arc<Config>,
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 

@@ -30,9 +30,9 @@ pub struct SpineSettings {
     /// Longest a request may take to produce its response head.
     pub request_timeout: Duration,
     /// The Host/Origin guard, `None` when turned off.
-    pub guard: Option<mcp_cors::OriginGuardLayer>,
-    /// CORS, `None` when disabled.
-    pub cors: Option<mcp_cors::CorsLayer>,
+    pub guard: Option<mcp_cors::HostOriginGuardLayer>,
+    /// CORS (a pass-through when disabled).
+    pub cors: mcp_cors::CorsLayer,
 }
 
 impl SpineSettings {
@@ -42,7 +42,7 @@ impl SpineSettings {
             body_limit,
             request_timeout,
             guard: None,
-            cors: None,
+            cors: mcp_cors::CorsLayer::disabled(),
         }
     }
 }
@@ -57,7 +57,7 @@ pub fn spine(router: Router, settings: SpineSettings) -> Router {
         .fallback(|| async { Problem::not_found() })
         .layer(middleware::from_fn(record_route))
         .layer(RequestBodyLimitLayer::new(settings.body_limit))
-        .layer(tower::util::option_layer(settings.cors))
+        .layer(settings.cors)
         .layer(tower::util::option_layer(settings.guard))
         .layer(
             ServiceBuilder::new()

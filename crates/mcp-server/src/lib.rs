@@ -207,7 +207,7 @@ pub fn app(state: AppState) -> Router {
     let settings = http::SpineSettings {
         body_limit: state.config.body_limit,
         request_timeout: state.config.request_timeout,
-        guard: state.config.guard.clone().map(mcp_cors::OriginGuard::layer),
+        guard: state.config.guard.clone(),
         cors: state.config.cors.layer(),
     };
     http::spine(routes(state), settings)

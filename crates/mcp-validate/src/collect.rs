@@ -61,7 +61,7 @@ pub(crate) struct Errors {
 impl Errors {
     /// Records an error at `field` (already bounded); a field reported
     /// before is not reported twice.
-    pub fn push(&mut self, field: String, code: &'static str, message: &dyn Display) {
+    pub(crate) fn push(&mut self, field: String, code: &'static str, message: &dyn Display) {
         if self.is_full() {
             if self.covered.insert(field) {
                 self.total += 1;
@@ -72,7 +72,12 @@ impl Errors {
     }
 
     /// Records an error without remembering its field as stood in for.
-    pub fn push_uncovered(&mut self, field: String, code: &'static str, message: &dyn Display) {
+    pub(crate) fn push_uncovered(
+        &mut self,
+        field: String,
+        code: &'static str,
+        message: &dyn Display,
+    ) {
         self.total += 1;
         if !self.is_full() {
             let mut message = message.to_string();
@@ -83,23 +88,23 @@ impl Errors {
 
     /// Whether no more errors are listed, only counted: the messages of
     /// the rest need not be made.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.listed.len() >= MAX_FIELD_ERRORS
     }
 
     /// Counts an error that is not listed.
-    pub fn count(&mut self) {
+    pub(crate) fn count(&mut self) {
         self.total += 1;
     }
 
     /// `400 validation_failed` listing the errors kept and counting the rest.
-    pub fn into_problem(self) -> mcp_core::Problem {
+    pub(crate) fn into_problem(self) -> mcp_core::Problem {
         mcp_core::Problem::validation_failed_truncated(self.listed, self.total)
     }
 
     /// Whether an error at `field` (`a.b[2]`) or one of its parents was
     /// reported: the value there is a placeholder.
-    pub fn covers(&self, field: &str) -> bool {
+    pub(crate) fn covers(&self, field: &str) -> bool {
         if self.covered.is_empty() {
             return false;
         }

@@ -6,7 +6,7 @@ use http::header::CONTENT_TYPE;
 use mcp_core::Problem;
 use serde::de::DeserializeOwned;
 
-use crate::{Limits, is_json, parse_blocking, read_limited};
+use crate::{Limits, is_json, parse_blocking, read_body};
 
 /// A JSON body of type `T` that passed every check (see the [crate
 /// documentation](crate)). The limits are the [`Limits`] in the request's
@@ -52,7 +52,7 @@ where
                 "the body must be JSON (Content-Type: application/json)",
             ));
         }
-        let bytes = read_limited(request.into_body(), limits.max_bytes).await?;
+        let bytes = read_body(request.into_body(), limits.max_bytes).await?;
         parse_blocking(bytes, limits).await.map(Valid)
     }
 }

@@ -34,8 +34,9 @@
 //! fields.sort();
 //! assert_eq!(fields, ["capabilities[1]", "capabilities[2]", "name"]);
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate's `[lints]` only deny unsafe code, for tests/wipe.rs.
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 #[cfg(feature = "tokio")]
 mod blocking;
@@ -58,8 +59,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use blocking::{BLOCKING_ABOVE, parse_blocking};
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::Valid;
 pub use secret::Secret;
 
@@ -75,6 +78,23 @@ pub enum FieldCase {
 }
 
 /// The limits of a body.
+///
+/// Passed to [`parse`], [`from_slice`] and [`json_body`] directly. The
+/// `Valid` extractor (feature `axum`) reads them from the
+/// request's extensions instead, so one router-wide
+/// `.layer(axum::Extension(limits))` sets them for every handler; without
+/// one it uses the defaults.
+///
+/// ```
+/// use mcp_validate::{FieldCase, Limits};
+///
+/// let limits = Limits {
+///     max_bytes: 1024 * 1024,
+///     field_case: FieldCase::CamelCase,
+///     ..Limits::default()
+/// };
+/// assert_eq!(limits.max_depth, 32);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest body in bytes (102,400): a body of exactly this size passes.
@@ -141,15 +161,30 @@ where
             "the body must be JSON (Content-Type: application/json)",
         ));
     }
-    let bytes = read_limited(body, limits.max_bytes).await?;
+    let bytes = read_body(body, limits.max_bytes).await?;
     let value = parse(&bytes, limits)?;
     Ok((parts, value))
 }
 
 /// Reads at most `max` bytes of `body`: `413 payload_too_large` over the
 /// limit, whether this read or a limit further out (such as tower-http's
-/// `RequestBodyLimitLayer`, for a body without a `Content-Length`) noticed.
-pub async fn read_limited<B>(body: B, max: usize) -> Result<Bytes, Problem>
+/// `RequestBodyLimitLayer`, for a body without a `Content-Length`) noticed;
+/// `400 bad_request` when the body cannot be read. The one way every layer
+/// that must see a body before passing it on reads it.
+///
+/// ```
+/// use http_body_util::Full;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let body = Full::new(bytes::Bytes::from_static(b"{\"a\":1}"));
+/// assert_eq!(&mcp_validate::read_body(body, 7).await.unwrap()[..], b"{\"a\":1}");
+///
+/// let body = Full::new(bytes::Bytes::from_static(b"{\"a\":1}"));
+/// let problem = mcp_validate::read_body(body, 6).await.unwrap_err();
+/// assert_eq!(problem.status(), 413);
+/// # }
+/// ```
+pub async fn read_body<B>(body: B, max: usize) -> Result<Bytes, Problem>
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

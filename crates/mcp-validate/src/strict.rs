@@ -82,7 +82,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
 /// Parses `body` into a value, refusing duplicate keys: `400
 /// malformed_json` with line and column otherwise.
-pub fn parse(body: &[u8]) -> Result<Value, Problem> {
+pub(crate) fn parse(body: &[u8]) -> Result<Value, Problem> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed = Strict::deserialize(&mut deserializer).and_then(|value| {
         deserializer.end()?;

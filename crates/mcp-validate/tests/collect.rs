@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 
 use garde::Validate;
-use mcp_validate::{FieldCase, Limits, parse, read_limited};
+use mcp_validate::{FieldCase, Limits, parse, read_body};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -221,7 +221,7 @@ async fn a_wrapped_length_limit_error_is_413() {
         1000,
     );
     let body = axum::body::Body::new(limited);
-    let problem = read_limited(body, 100_000).await.unwrap_err();
+    let problem = read_body(body, 100_000).await.unwrap_err();
     assert_eq!(
         (problem.status().as_u16(), problem.code()),
         (413, "payload_too_large")

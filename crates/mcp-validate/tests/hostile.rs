@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::routing::post;
 use garde::Validate;
 use http::{Request, StatusCode};
-use mcp_validate::{FieldCase, Limits, Valid, from_slice, json_body, parse, read_limited};
+use mcp_validate::{FieldCase, Limits, Valid, from_slice, json_body, parse, read_body};
 use serde::Deserialize;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -414,12 +414,10 @@ async fn a_body_that_fails_to_arrive_is_400_not_413() {
             problem.detail().map(str::to_owned),
         )
     };
-    let problem = read_limited(broken_body(), 1000).await.unwrap_err();
+    let problem = read_body(broken_body(), 1000).await.unwrap_err();
     assert_eq!(answer(problem), expected);
     // Inside axum's body error too: only a length limit's error is 413.
-    let problem = read_limited(Body::new(broken_body()), 1000)
-        .await
-        .unwrap_err();
+    let problem = read_body(Body::new(broken_body()), 1000).await.unwrap_err();
     assert_eq!(answer(problem), expected);
     let request = Request::post("/")
         .header("content-type", "application/json")
@@ -434,9 +432,9 @@ async fn a_body_that_fails_to_arrive_is_400_not_413() {
 #[tokio::test]
 async fn a_streamed_body_of_exactly_the_limit_is_read_whole() {
     // 10 chunks of 512 bytes: 5,120 bytes.
-    let bytes = read_limited(futures_chunks(), 5_120).await.unwrap();
+    let bytes = read_body(futures_chunks(), 5_120).await.unwrap();
     assert_eq!(bytes.len(), 5_120);
-    let problem = read_limited(futures_chunks(), 5_119).await.unwrap_err();
+    let problem = read_body(futures_chunks(), 5_119).await.unwrap_err();
     assert_eq!(
         (problem.status().as_u16(), problem.code()),
         (413, "payload_too_large")

@@ -1,6 +1,9 @@
 //! A `Secret` is wiped when it is dropped: an allocator that looks at the
 //! blocks it frees sees only zeros where a secret was.
 
+// An allocator that inspects freed blocks cannot be written without it.
+#![allow(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -9,7 +9,7 @@ use tower::Service;
 
 /// A service whose readiness is set by the test.
 #[derive(Clone)]
-pub struct Gate(pub Poll<Result<(), &'static str>>);
+pub(crate) struct Gate(pub(crate) Poll<Result<(), &'static str>>);
 
 impl Service<Request<Full<Bytes>>> for Gate {
     type Response = Response<Full<Bytes>>;

@@ -1,13 +1,19 @@
-use std::fmt;
+//! CORS from one setting, on tower-http's CORS layer.
+
+mod layer;
+mod origin;
+
 use std::str::FromStr;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{self, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::Method;
+use http::header::HeaderName;
 use tower_http::cors::{AllowOrigin, CorsLayer as TowerCorsLayer};
-use tower_layer::Layer;
-use tower_service::Service;
+
+pub use layer::{Cors, CorsLayer, ResponseFuture};
+pub(crate) use origin::canonical_host;
+pub use origin::{Origin, OriginError};
+use origin::{default_port, origin_text, split_port};
 
 /// Why a CORS setting was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,7 +56,8 @@ impl Pattern {
         let (host, port) = split_port(rest).ok_or_else(|| error("bad port"))?;
         let host = host.to_ascii_lowercase();
         if let Some(suffix) = host.strip_prefix("*.") {
-            if suffix.contains('*') || !valid_host(suffix) || !suffix.contains('.') {
+            let valid = !suffix.starts_with('[') && canonical_host(suffix).is_some();
+            if suffix.contains('*') || !valid || !suffix.contains('.') {
                 return Err(error(
                     "a wildcard must be the whole left-most label of a domain with at least two labels",
                 ));
@@ -62,9 +69,10 @@ impl Pattern {
                 port,
             });
         }
-        if host.contains('*') || !valid_host(&host) {
-            return Err(error("not a host name or address"));
-        }
+        let host = match canonical_host(&host) {
+            Some(host) if !host.contains('*') => host,
+            _ => return Err(error("not a host name or address")),
+        };
         Ok(Pattern::Exact(origin_text(&scheme, &host, port)))
     }
 
@@ -84,115 +92,6 @@ impl Pattern {
                     && !origin.host[..origin.host.len() - suffix.len()].ends_with('.')
             }
         }
-    }
-}
-
-fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" => Some(80),
-        "https" => Some(443),
-        _ => None,
-    }
-}
-
-/// `host` and `port` of `authority`, IPv6 in brackets.
-fn split_port(authority: &str) -> Option<(&str, Option<u16>)> {
-    if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(port) => Some(port.parse().ok()?),
-            None if after.is_empty() => None,
-            None => return None,
-        };
-        return Some((&authority[..host.len() + 2], port));
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
-        None => Some((authority, None)),
-    }
-}
-
-fn valid_host(host: &str) -> bool {
-    if host.starts_with('[') && host.ends_with(']') {
-        return host[1..host.len() - 1]
-            .parse::<std::net::Ipv6Addr>()
-            .is_ok();
-    }
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-fn origin_text(scheme: &str, host: &str, port: Option<u16>) -> String {
-    match port.filter(|p| Some(*p) != default_port(scheme)) {
-        Some(port) => format!("{scheme}://{host}:{port}"),
-        None => format!("{scheme}://{host}"),
-    }
-}
-
-/// A request's `Origin`, parsed and normalised (lower case, default port
-/// dropped). `null` and anything malformed are `None`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    scheme: String,
-    host: String,
-    port: Option<u16>,
-    text: String,
-}
-
-impl Origin {
-    /// Parses an `Origin` header value.
-    pub fn parse(value: &[u8]) -> Option<Origin> {
-        let text = std::str::from_utf8(value).ok()?;
-        if text.len() > 512 {
-            return None;
-        }
-        let (scheme, rest) = text.split_once("://")?;
-        let scheme = scheme.to_ascii_lowercase();
-        if !matches!(scheme.as_str(), "http" | "https") || rest.contains(['/', '?', '#', '@']) {
-            return None;
-        }
-        let (host, port) = split_port(rest)?;
-        let host = host.to_ascii_lowercase();
-        if !valid_host(&host) {
-            return None;
-        }
-        let port = port.filter(|p| Some(*p) != default_port(&scheme));
-        let text = origin_text(&scheme, &host, port);
-        Some(Origin {
-            scheme,
-            host,
-            port,
-            text,
-        })
-    }
-
-    /// `scheme://host[:port]`, normalised.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// `scheme://host:port`, the port always written.
-    pub fn with_port(&self) -> String {
-        let port = self
-            .port
-            .or_else(|| default_port(&self.scheme))
-            .unwrap_or(0);
-        format!("{}://{}:{port}", self.scheme, self.host)
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
     }
 }
 
@@ -218,7 +117,9 @@ impl fmt::Display for Origin {
 /// assert!(policy.allows(b"https://a.b.example.org"));
 /// assert!(!policy.allows(b"https://evil-example.org"));
 /// assert!(!policy.allows(b"https://example.org"));
-/// assert!("false".parse::<CorsPolicy>().unwrap().layer().is_none());
+/// assert!("false".parse::<CorsPolicy>().unwrap().is_disabled());
+/// let layer = policy.layer(); // a `CorsLayer`, a no-op when disabled
+/// # let _ = layer;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CorsPolicy {
@@ -319,6 +220,13 @@ pub fn exposed_headers() -> Vec<HeaderName> {
     .collect()
 }
 
+impl Default for CorsPolicy {
+    /// Disabled, like an unset setting.
+    fn default() -> Self {
+        CorsPolicy::disabled()
+    }
+}
+
 impl CorsPolicy {
     /// No CORS.
     pub fn disabled() -> CorsPolicy {
@@ -366,17 +274,19 @@ impl CorsPolicy {
         }
     }
 
-    /// The CORS layer (`None` when disabled): tower-http's, configured with
-    /// the contract's methods, headers, exposed headers and a max age of
-    /// 86400 s, answering preflights with `204`.
-    pub fn layer(&self) -> Option<CorsLayer> {
+    /// The CORS layer: tower-http's, configured with the contract's
+    /// methods, headers, exposed headers and a max age of 86400 s, answering
+    /// preflights with `204`. When the policy is disabled the layer passes
+    /// every request and response through untouched (no CORS header, no
+    /// preflight answered), so it can always be applied.
+    pub fn layer(&self) -> CorsLayer {
         let base = TowerCorsLayer::new()
             .allow_methods(ALLOWED_METHODS.to_vec())
             .allow_headers(allowed_headers())
             .expose_headers(exposed_headers())
             .max_age(Duration::from_secs(86_400));
         let layer = match &self.kind {
-            Kind::Disabled => return None,
+            Kind::Disabled => return CorsLayer::disabled(),
             Kind::Any => base.allow_origin(AllowOrigin::any()),
             Kind::List(_) => {
                 let policy = self.clone();
@@ -386,97 +296,7 @@ impl CorsPolicy {
                 .allow_credentials(true)
             }
         };
-        Some(CorsLayer { inner: layer })
-    }
-}
-
-/// tower-http's CORS layer, with preflights answered `204 No Content` and no
-/// CORS header at all on a response to a disallowed origin.
-#[derive(Clone, Debug)]
-pub struct CorsLayer {
-    inner: TowerCorsLayer,
-}
-
-impl<S> Layer<S> for CorsLayer {
-    type Service = CorsFinish<tower_http::cors::Cors<S>>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CorsFinish {
-            inner: self.inner.layer(inner),
-        }
-    }
-}
-
-/// Finishes tower-http's answer: the `200` it gives a preflight becomes
-/// `204`, and when it did not allow the origin the other CORS headers it
-/// sends unconditionally (credentials, exposed headers) are removed.
-#[derive(Clone, Debug)]
-pub struct CorsFinish<S> {
-    inner: S,
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CorsFinish<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = PreflightFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let preflight = request.method() == Method::OPTIONS
-            && request.headers().contains_key(header::ORIGIN)
-            && request
-                .headers()
-                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-        PreflightFuture {
-            inner: self.inner.call(request),
-            preflight,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// Response future of [`CorsFinish`].
-    pub struct PreflightFuture<F> {
-        #[pin]
-        inner: F,
-        preflight: bool,
-    }
-}
-
-impl<F, B, E> std::future::Future for PreflightFuture<F>
-where
-    F: std::future::Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = std::task::ready!(this.inner.poll(cx))?;
-        let headers = response.headers_mut();
-        if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
-            for name in [
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                header::ACCESS_CONTROL_ALLOW_HEADERS,
-                header::ACCESS_CONTROL_MAX_AGE,
-            ] {
-                headers.remove(name);
-            }
-        }
-        if *this.preflight && response.status() == StatusCode::OK {
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            response
-                .headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        }
-        Poll::Ready(Ok(response))
+        CorsLayer::enabled(layer)
     }
 }
 
