@@ -70,11 +70,7 @@ fn bench(c: &mut Criterion) {
     // costs, apart from the three header insertions.
     let mut headerless =
         RateLimitLayer::new(Arc::new(InMemoryBackend::new()), Policy::new("api", quota))
-            .headers(HeaderStyle {
-                standard: false,
-                draft: false,
-                legacy: false,
-            })
+            .headers(HeaderStyle::NONE)
             .layer(service_fn(handler));
     group.bench_function("in_process_no_headers", |b| {
         b.iter(|| {

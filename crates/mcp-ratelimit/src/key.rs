@@ -43,6 +43,21 @@ impl RateKey {
     pub fn text(text: impl Into<Box<str>>) -> RateKey {
         RateKey::Text(text.into())
     }
+
+    /// The key of `principal`: its [`identity`](Principal::identity)
+    /// (`key:<id>`, `sub:<issuer>|<subject>` or `sub:<subject>`), the one
+    /// rule for keying state by caller.
+    ///
+    /// ```
+    /// use mcp_core::{AuthMethod, Principal};
+    /// use mcp_ratelimit::RateKey;
+    ///
+    /// let key = Principal::builder("alice", AuthMethod::ApiKey).key_id("k1").build();
+    /// assert_eq!(RateKey::principal(&key).to_string(), "key:k1");
+    /// ```
+    pub fn principal(principal: &Principal) -> RateKey {
+        RateKey::text(principal.identity())
+    }
 }
 
 impl fmt::Display for RateKey {
@@ -100,20 +115,54 @@ impl<'a> RequestInfo<'a> {
     }
 }
 
-/// Picks the key a request counts against; `None` when it has none (such
-/// requests share one bucket, so a missing key is never a way around the
-/// limit).
+/// Why an extractor cannot key a request because the layer is
+/// misconfigured (not because the request lacks something): the layer
+/// answers `500` and logs this, never counting every client in one bucket.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The request carries no socket peer address.
+    #[error(
+        "the request carries no peer address: serve the app with \
+         `into_make_service_with_connect_info::<SocketAddr>()` (axum, with \
+         mcp-ratelimit's `axum` feature) or insert the peer's `SocketAddr` \
+         into the request extensions"
+    )]
+    NoPeerAddress,
+    /// A custom extractor's misconfiguration, and its fix.
+    #[error("{0}")]
+    Misconfigured(String),
+}
+
+/// Picks the key a request counts against.
+///
+/// `Ok(None)` when the request has none (such requests share one bucket, so
+/// a missing key is never a way around the limit); `Err` when the layer
+/// cannot key any request as configured (no peer address for [`PeerIp`]),
+/// which the layers answer with `500` and an error log line.
+///
+/// A closure returning `Option<RateKey>` is an extractor:
+///
+/// ```
+/// use mcp_ratelimit::{KeyExtractor, RateKey, RequestInfo};
+///
+/// let tenant = |request: &RequestInfo<'_>| {
+///     request.headers.get("x-tenant").and_then(|v| v.to_str().ok()).map(RateKey::text)
+/// };
+/// let request = http::Request::builder().header("x-tenant", "acme").body(()).unwrap();
+/// assert_eq!(tenant.extract(&RequestInfo::of(&request)), Ok(Some(RateKey::text("acme"))));
+/// ```
 pub trait KeyExtractor: Send + Sync + 'static {
     /// The key of `request`.
-    fn extract(&self, request: &RequestInfo<'_>) -> Option<RateKey>;
+    fn extract(&self, request: &RequestInfo<'_>) -> Result<Option<RateKey>, KeyError>;
 }
 
 impl<F> KeyExtractor for F
 where
     F: Fn(&RequestInfo<'_>) -> Option<RateKey> + Send + Sync + 'static,
 {
-    fn extract(&self, request: &RequestInfo<'_>) -> Option<RateKey> {
-        self(request)
+    fn extract(&self, request: &RequestInfo<'_>) -> Result<Option<RateKey>, KeyError> {
+        Ok(self(request))
     }
 }
 
@@ -122,13 +171,17 @@ pub(crate) fn keyless() -> RateKey {
     RateKey::text("none")
 }
 
-/// The socket peer's address.
+/// The socket peer's address ([`RequestInfo::peer`]); without one the
+/// layer is misconfigured ([`KeyError::NoPeerAddress`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PeerIp;
 
 impl KeyExtractor for PeerIp {
-    fn extract(&self, request: &RequestInfo<'_>) -> Option<RateKey> {
-        request.peer().map(RateKey::ip)
+    fn extract(&self, request: &RequestInfo<'_>) -> Result<Option<RateKey>, KeyError> {
+        request
+            .peer()
+            .map(|ip| Some(RateKey::ip(ip)))
+            .ok_or(KeyError::NoPeerAddress)
     }
 }
 
@@ -355,8 +408,11 @@ impl TrustedProxyIp {
 }
 
 impl KeyExtractor for TrustedProxyIp {
-    fn extract(&self, request: &RequestInfo<'_>) -> Option<RateKey> {
-        self.client(request).map(|client| client.key())
+    /// The client's key; without a socket peer the layer is misconfigured.
+    fn extract(&self, request: &RequestInfo<'_>) -> Result<Option<RateKey>, KeyError> {
+        self.client(request)
+            .map(|client| Some(client.key()))
+            .ok_or(KeyError::NoPeerAddress)
     }
 }
 
@@ -437,19 +493,10 @@ impl<I: KeyExtractor> PrincipalOrIp<I> {
     }
 }
 
-/// The key of a principal: its API key, else its issuer and subject.
-pub fn principal_key(principal: &Principal) -> RateKey {
-    match (principal.key_id(), principal.issuer()) {
-        (Some(key), _) => RateKey::text(format!("key:{key}")),
-        (None, Some(issuer)) => RateKey::text(format!("sub:{issuer}|{}", principal.subject())),
-        (None, None) => RateKey::text(format!("sub:{}", principal.subject())),
-    }
-}
-
 impl<I: KeyExtractor> KeyExtractor for PrincipalOrIp<I> {
-    fn extract(&self, request: &RequestInfo<'_>) -> Option<RateKey> {
+    fn extract(&self, request: &RequestInfo<'_>) -> Result<Option<RateKey>, KeyError> {
         match request.extensions.get::<Principal>() {
-            Some(principal) => Some(principal_key(principal)),
+            Some(principal) => Ok(Some(RateKey::principal(principal))),
             None => self.fallback.extract(request),
         }
     }
@@ -460,13 +507,17 @@ impl<I: KeyExtractor> KeyExtractor for PrincipalOrIp<I> {
 pub struct HeaderKey(pub HeaderName);
 
 impl KeyExtractor for HeaderKey {
-    fn extract(&self, request: &RequestInfo<'_>) -> Option<RateKey> {
-        let value = request.headers.get(&self.0)?.as_bytes();
+    /// `None` without the header: the headerless share one bucket.
+    fn extract(&self, request: &RequestInfo<'_>) -> Result<Option<RateKey>, KeyError> {
+        let Some(value) = request.headers.get(&self.0) else {
+            return Ok(None);
+        };
+        let value = value.as_bytes();
         let value = &value[..value.len().min(256)];
-        Some(RateKey::text(format!(
+        Ok(Some(RateKey::text(format!(
             "h:{}",
             String::from_utf8_lossy(value)
-        )))
+        ))))
     }
 }
 
@@ -574,7 +625,7 @@ mod tests {
         let info = info_with(&map, &extensions, &method, &uri);
         let extractor =
             TrustedProxyIp::new(proxies.iter().map(|p| p.parse().unwrap())).header(header);
-        extractor.extract(&info).map(|k| k.to_string())
+        extractor.extract(&info).unwrap().map(|k| k.to_string())
     }
 
     #[test]
@@ -889,11 +940,11 @@ mod tests {
         let key = Principal::builder("u1", mcp_core::AuthMethod::ApiKey)
             .key_id("k9")
             .build();
-        assert_eq!(principal_key(&key).to_string(), "key:k9");
+        assert_eq!(RateKey::principal(&key).to_string(), "key:k9");
         let jwt = Principal::builder("u1", mcp_core::AuthMethod::Jwt)
             .issuer("https://iss")
             .build();
-        assert_eq!(principal_key(&jwt).to_string(), "sub:https://iss|u1");
+        assert_eq!(RateKey::principal(&jwt).to_string(), "sub:https://iss|u1");
     }
 
     #[test]
@@ -1023,7 +1074,7 @@ mod tests {
         let (method, uri) = (Method::POST, Uri::from_static("/mcp"));
         let info = info_with(&map, &extensions, &method, &uri);
         let by_tenant = HeaderKey(HeaderName::from_static("x-tenant"));
-        match by_tenant.extract(&info) {
+        match by_tenant.extract(&info).unwrap() {
             Some(key) => key.to_string(),
             None => "-".to_owned(),
         }
@@ -1060,11 +1111,11 @@ mod tests {
         let (tools, root) = (Uri::from_static("/tools"), Uri::from_static("/"));
         assert_eq!(
             extractor.extract(&info_with(&headers, &extensions, &method, &tools)),
-            Some(RateKey::text("/tools"))
+            Ok(Some(RateKey::text("/tools")))
         );
         assert_eq!(
             extractor.extract(&info_with(&headers, &extensions, &method, &root)),
-            None
+            Ok(None)
         );
     }
 

@@ -19,25 +19,37 @@
 //! (`ratelimit_decisions_total{policy,outcome}`,
 //! `ratelimit_backend_errors_total{policy}`); install the recorder before
 //! building layers.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+//!
+//! Misconfiguration is loud: a layer keyed by the socket peer on a request
+//! without one ([`KeyError`]) answers `500` and logs the fix, never counting
+//! every client in one bucket.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod body_rate_limit;
+mod decide;
+mod failure_limit;
+mod failure_policy;
+mod headers;
 mod key;
-mod layer;
+mod limiter;
 mod quota;
-#[cfg(feature = "redis")]
-mod redis_backend;
+mod rate_limit;
 
-pub use backend::{BackendError, Check, DecisionFuture, InMemoryBackend, RateLimitBackend};
-pub use key::{
-    ClientAddr, ForwardedHeader, ForwardedHeaderError, HeaderKey, JsonBodyField, KeyExtractor,
-    PeerIp, PrincipalOrIp, RateKey, RequestInfo, TrustedProxyIp, principal_key,
-};
-pub use layer::{
-    BodyRateLimit, BodyRateLimitLayer, FailureLimit, FailureLimitLayer, FailurePolicy, HeaderStyle,
-    RateLimit, RateLimitLayer, RateLimiter, ResponseFuture,
-};
-pub use quota::{Decision, Policy, Quota, QuotaError};
 #[cfg(feature = "redis")]
-pub use redis_backend::RedisBackend;
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use backend::RedisBackend;
+pub use backend::{
+    BackendError, BackendFuture, Check, DecisionFuture, InMemoryBackend, RateLimitBackend,
+};
+pub use body_rate_limit::{BodyRateLimit, BodyRateLimitLayer};
+pub use failure_limit::{FailureLimit, FailureLimitLayer};
+pub use failure_policy::{FailurePolicy, FailurePolicyError};
+pub use headers::{HeaderStyle, HeaderStyleError};
+pub use key::{
+    ClientAddr, ForwardedHeader, ForwardedHeaderError, HeaderKey, JsonBodyField, KeyError,
+    KeyExtractor, PeerIp, PrincipalOrIp, RateKey, RequestInfo, TrustedProxyIp,
+};
+pub use limiter::RateLimiter;
+pub use quota::{Decision, Policy, Quota, QuotaError};
+pub use rate_limit::{RateLimit, RateLimitLayer, ResponseFuture};

@@ -1,6 +1,7 @@
 //! The layers through `tower::ServiceExt::oneshot`, with a manual clock.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use mcp_core::{AuthMethod, ManualClock, Principal, Problem, ProblemCode};
 use mcp_ratelimit::{
     BackendError, BodyRateLimitLayer, Check, FailureLimitLayer, FailurePolicy, HeaderKey,
     HeaderStyle, InMemoryBackend, JsonBodyField, PeerIp, Policy, PrincipalOrIp, Quota, RateKey,
-    RateLimitBackend, RateLimitLayer, RateLimiter, RequestInfo,
+    RateLimitBackend, RateLimitLayer, RateLimiter, RequestInfo, TrustedProxyIp,
 };
 use serde_json::Value;
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -118,9 +119,9 @@ async fn headers_429_and_recovery_through_the_layer() {
 async fn header_styles() {
     let clock = ManualClock::at_unix(T0);
     let layer = RateLimitLayer::new(backend(&clock), policy("api", 100, 60)).headers(HeaderStyle {
-        standard: false,
-        draft: true,
-        legacy: true,
+        draft_07: false,
+        structured: true,
+        x_ratelimit: true,
     });
     let response = layer
         .layer(service_fn(ok_service))
@@ -234,32 +235,175 @@ async fn principals_are_keyed_by_key_or_subject_then_ip() {
 #[tokio::test]
 async fn keyless_requests_share_one_bucket() {
     let clock = ManualClock::at_unix(T0);
-    let layer = RateLimitLayer::new(backend(&clock), policy("api", 1, 60));
+    // An extractor that finds no key: not a way around the limit.
+    let layer = RateLimitLayer::new(backend(&clock), policy("api", 1, 60))
+        .key(|_: &RequestInfo<'_>| None::<RateKey>);
     let mut service = layer.layer(service_fn(ok_service));
-    // No peer address at all: not a way around the limit.
-    let no_peer = || Request::new(Full::new(Bytes::new()));
-    assert_eq!(
-        service
-            .ready()
+    let statuses = statuses(
+        &mut service,
+        vec![request_from("192.0.2.1"), request_from("192.0.2.2")],
+    )
+    .await;
+    assert_eq!(statuses, [200, 429]);
+}
+
+/// The service answers `500 internal`, saying nothing of the cause, and is
+/// never called.
+async fn assert_misconfigured(
+    response: Response<Full<Bytes>>,
+    calls: &std::sync::atomic::AtomicUsize,
+) {
+    assert_eq!(response.status(), 500);
+    let body = body_json(response).await;
+    assert_eq!(body["code"], "internal");
+    assert_eq!(body["detail"], "an internal error occurred");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+fn counted_ok(
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |request: Request<Full<Bytes>>| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ok_service(request)
+    })
+}
+
+fn no_peer() -> Request<Full<Bytes>> {
+    Request::new(Full::new(Bytes::new()))
+}
+
+/// Without connection info every client would share one bucket: the layer
+/// refuses loudly instead, whichever peer-keyed extractor it uses.
+#[tokio::test]
+async fn a_peer_keyed_layer_without_connect_info_answers_500() {
+    let clock = ManualClock::at_unix(T0);
+    let trusted = TrustedProxyIp::new(["10.0.0.0/8".parse().unwrap()]);
+    let layers = [
+        RateLimitLayer::new(backend(&clock), policy("api", 100, 60)),
+        RateLimitLayer::new(backend(&clock), policy("api", 100, 60)).key(PrincipalOrIp::new()),
+        RateLimitLayer::new(backend(&clock), policy("api", 100, 60)).key(trusted.clone()),
+        RateLimitLayer::new(backend(&clock), policy("api", 100, 60))
+            .key(PrincipalOrIp::with_fallback(trusted)),
+    ];
+    for layer in layers {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let response = layer
+            .layer(counted_ok(calls.clone()))
+            .oneshot(no_peer())
             .await
-            .unwrap()
-            .call(no_peer())
-            .await
-            .unwrap()
-            .status(),
-        200
+            .unwrap();
+        assert_misconfigured(response, &calls).await;
+    }
+}
+
+#[tokio::test]
+async fn a_principal_needs_no_peer_address() {
+    let clock = ManualClock::at_unix(T0);
+    let service = RateLimitLayer::new(backend(&clock), policy("api", 100, 60))
+        .key(PrincipalOrIp::new())
+        .layer(service_fn(ok_service));
+    let mut request = no_peer();
+    request
+        .extensions_mut()
+        .insert(Principal::builder("alice", AuthMethod::Jwt).build());
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["ratelimit-remaining"], "99");
+}
+
+#[tokio::test]
+async fn a_failure_limit_without_connect_info_answers_500() {
+    let clock = ManualClock::at_unix(T0);
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let response = FailureLimitLayer::new(
+        backend(&clock),
+        policy("auth-failures", 5, 60),
+        counts_refused,
+    )
+    .layer(counted_ok(calls.clone()))
+    .oneshot(no_peer())
+    .await
+    .unwrap();
+    assert_misconfigured(response, &calls).await;
+    // A skipped request is not keyed at all, so it passes.
+    let response = FailureLimitLayer::new(
+        backend(&clock),
+        policy("auth-failures", 5, 60),
+        counts_refused,
+    )
+    .skip(|_: &RequestInfo<'_>| true)
+    .layer(service_fn(ok_service))
+    .oneshot(no_peer())
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_body_limit_falling_back_to_a_missing_peer_answers_500() {
+    let clock = ManualClock::at_unix(T0);
+    let layer = BodyRateLimitLayer::new(
+        backend(&clock),
+        policy("auth", 5, 60),
+        JsonBodyField::new("email", 1024, PeerIp),
     );
-    assert_eq!(
-        service
-            .ready()
-            .await
-            .unwrap()
-            .call(no_peer())
-            .await
-            .unwrap()
-            .status(),
-        429
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let response = layer
+        .clone()
+        .layer(counted_ok(calls.clone()))
+        .oneshot(Request::new(Full::new(Bytes::from_static(b"{}"))))
+        .await
+        .unwrap();
+    assert_misconfigured(response, &calls).await;
+    // The field is a key of its own: no peer needed.
+    let response = layer
+        .layer(service_fn(ok_service))
+        .oneshot(Request::new(Full::new(Bytes::from_static(
+            br#"{"email":"ada@example.com"}"#,
+        ))))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[test]
+fn the_missing_peer_error_names_its_fix() {
+    let message = mcp_ratelimit::KeyError::NoPeerAddress.to_string();
+    assert!(
+        message.contains("into_make_service_with_connect_info::<SocketAddr>()"),
+        "{message}"
     );
+    assert!(message.contains("`axum` feature"), "{message}");
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_connect_info_is_the_peer() {
+    let clock = ManualClock::at_unix(T0);
+    let service =
+        RateLimitLayer::new(backend(&clock), policy("api", 1, 60)).layer(service_fn(ok_service));
+    let from = |ip: &str| {
+        let mut request = no_peer();
+        request.extensions_mut().insert(axum::extract::ConnectInfo(
+            format!("{ip}:1234").parse::<SocketAddr>().unwrap(),
+        ));
+        request
+    };
+    let mut service = service;
+    let statuses = statuses(
+        &mut service,
+        vec![from("192.0.2.1"), from("192.0.2.2"), from("192.0.2.1")],
+    )
+    .await;
+    assert_eq!(statuses, [200, 200, 429]);
 }
 
 #[tokio::test]
@@ -1195,9 +1339,9 @@ async fn remaining_and_limit_headers_are_exact_around_the_precomputed_range() {
     for (limit, first_remaining) in [(1, "0"), (2, "1"), (10_000, "9999"), (10_001, "10000")] {
         let layer =
             RateLimitLayer::new(backend(&clock), policy("api", limit, 3600)).headers(HeaderStyle {
-                standard: true,
-                draft: false,
-                legacy: true,
+                draft_07: true,
+                structured: false,
+                x_ratelimit: true,
             });
         let mut service = layer.layer(service_fn(ok_service));
         let response = service
@@ -1432,9 +1576,9 @@ async fn reset_headers_are_the_seconds_until_the_bucket_is_full_rounded_up() {
     let clock = ManualClock::at_unix(T0);
     // 3 per minute: 20 s a request.
     let layer = RateLimitLayer::new(backend(&clock), policy("api", 3, 60)).headers(HeaderStyle {
-        standard: true,
-        draft: true,
-        legacy: true,
+        draft_07: true,
+        structured: true,
+        x_ratelimit: true,
     });
     let mut service = layer.layer(service_fn(ok_service));
     let mut send = async || {

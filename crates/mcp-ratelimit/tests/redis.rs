@@ -4,6 +4,7 @@
 //! They are ignored unless the run promises Redis (`CI=true` or
 //! `MCP_TEST_SERVICES`, see `build/test-services.rs`), and fail when it was
 //! promised and is missing.
+#![cfg(feature = "redis")]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

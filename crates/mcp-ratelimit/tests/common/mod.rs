@@ -13,7 +13,7 @@ use mcp_ratelimit::{FailureLimitLayer, FailurePolicy, Policy, Quota, RateLimitBa
 use tower::{Layer, ServiceExt, service_fn};
 
 /// Counts refused credentials, not missing ones (what a server counts).
-pub fn counts_refused(status: StatusCode, extensions: &http::Extensions) -> bool {
+pub(crate) fn counts_refused(status: StatusCode, extensions: &http::Extensions) -> bool {
     status == StatusCode::UNAUTHORIZED
         && extensions
             .get::<ProblemCode>()
@@ -26,7 +26,7 @@ pub fn counts_refused(status: StatusCode, extensions: &http::Extensions) -> bool
 /// All 64 are in flight together: the inner service answers only once every
 /// request has either reached it or been answered without it, so a
 /// check-then-act lockout would let all 64 through. No sleeping.
-pub async fn concurrent_bad_credentials(
+pub(crate) async fn concurrent_bad_credentials(
     backend: Arc<dyn RateLimitBackend>,
     quota: u32,
 ) -> Vec<u16> {
@@ -35,7 +35,7 @@ pub async fn concurrent_bad_credentials(
 
 /// [`concurrent_bad_credentials`], with `on_failure` for when the backend
 /// cannot answer.
-pub async fn concurrent_bad_credentials_failing(
+pub(crate) async fn concurrent_bad_credentials_failing(
     backend: Arc<dyn RateLimitBackend>,
     quota: u32,
     on_failure: FailurePolicy,

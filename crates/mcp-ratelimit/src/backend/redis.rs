@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use ::redis::aio::ConnectionManager;
 
-use crate::backend::{BackendError, Check, RateLimitBackend};
+use super::{BackendError, Check, RateLimitBackend};
 use crate::key::RateKey;
 use crate::quota::{Decision, Policy};
 
@@ -82,6 +82,7 @@ return 1
 /// let backend = RedisBackend::connect("redis://127.0.0.1:6379", "mcp:rl").await?;
 /// # Ok(()) }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[derive(Clone)]
 pub struct RedisBackend {
     /// `None` until the first connection succeeds (see [`RedisBackend::start`]).

@@ -1,0 +1,102 @@
+//! [`BodyRateLimit`], the service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+use mcp_core::Problem;
+use tower_service::Service;
+
+use crate::decide::{BoxFuture, Shared, Verdict, decide};
+use crate::key::{JsonBodyField, RequestInfo};
+
+/// The service made by [`BodyRateLimitLayer`](super::BodyRateLimitLayer).
+#[derive(Clone)]
+pub struct BodyRateLimit<S> {
+    pub(super) inner: S,
+    pub(super) shared: Arc<Shared>,
+    pub(super) field: Arc<JsonBodyField>,
+    pub(super) max_buffer: usize,
+}
+
+impl<S: fmt::Debug> fmt::Debug for BodyRateLimit<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyRateLimit")
+            .field("inner", &self.inner)
+            .field("shared", &self.shared)
+            .field("field", &self.field)
+            .field("max_buffer", &self.max_buffer)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BodyRateLimit<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Body + From<Bytes> + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ResBody: From<Bytes> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<ResBody>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let (shared, field, max_buffer) =
+            (self.shared.clone(), self.field.clone(), self.max_buffer);
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let limited = http_body_util::Limited::new(body, max_buffer);
+            let bytes = match limited.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) => {
+                    let too_large = error
+                        .downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some();
+                    return Ok(if too_large {
+                        Problem::payload_too_large(Some(max_buffer)).into_response()
+                    } else {
+                        tracing::debug!(%error, "the request body could not be read");
+                        Problem::new(http::StatusCode::BAD_REQUEST, mcp_core::code::BAD_REQUEST)
+                            .with_detail("the request body could not be read")
+                            .into_response()
+                    });
+                }
+            };
+            let key = match field.key_of_body(&bytes) {
+                Some(key) => key,
+                None => {
+                    let request = Request::from_parts(parts.clone(), ());
+                    match shared.key(&*field.fallback, &RequestInfo::of(&request)) {
+                        Ok(key) => key,
+                        Err(error) => return Ok(shared.misconfigured(&error)),
+                    }
+                }
+            };
+            let request = Request::from_parts(parts, ReqBody::from(bytes));
+            match decide(&shared, &key).await {
+                Verdict::Pass(decision) => {
+                    let mut response = inner.call(request).await?;
+                    if let Some(decision) = decision {
+                        shared.apply(response.headers_mut(), &decision);
+                    }
+                    Ok(response)
+                }
+                Verdict::Stop(response) => Ok(response),
+            }
+        })
+    }
+}
