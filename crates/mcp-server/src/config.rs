@@ -462,9 +462,9 @@ pub struct Config {
     pub forwarded_header: mcp_ratelimit::ForwardedHeader,
     /// CORS.
     pub cors: mcp_cors::CorsPolicy,
-    /// The Host/Origin guard, `None` when turned off.
-    pub guard: Option<mcp_cors::OriginGuard>,
-    /// The hosts the guard allows, as written (for rmcp's own check).
+    /// The Host/Origin guard (built from `cors`), `None` when turned off.
+    pub guard: Option<mcp_cors::HostOriginGuardLayer>,
+    /// The hosts the guard allows, normalised, for rmcp's own check.
     pub allowed_hosts: Vec<String>,
 }
 
@@ -766,7 +766,7 @@ fn parse_guard(
     bind: SocketAddr,
     public_url: &str,
     cors: &mcp_cors::CorsPolicy,
-) -> Result<(Option<mcp_cors::OriginGuard>, Vec<String>), ConfigError> {
+) -> Result<(Option<mcp_cors::HostOriginGuardLayer>, Vec<String>), ConfigError> {
     use settings::*;
     let enabled = s.parse(
         ORIGIN_GUARD,
@@ -781,62 +781,57 @@ fn parse_guard(
         return Ok((None, Vec::new()));
     }
     let allow_null = s.parse(ALLOW_NULL_ORIGIN, || false, parse_bool)?;
+    let mut hosts = s.parse(
+        ALLOWED_HOSTS,
+        || {
+            let mut hosts = mcp_cors::AllowedHosts::loopback();
+            if !bind.ip().is_unspecified() {
+                // A socket address is always a valid host.
+                hosts.extend(bind.to_string().parse::<mcp_cors::AllowedHost>().ok());
+            }
+            hosts
+        },
+        |v| {
+            v.parse::<mcp_cors::AllowedHosts>()
+                .map_err(|e| e.to_string())
+        },
+    )?;
     // The public URL's host and origin are always ours.
     let public = url::Url::parse(public_url).ok();
-    let public_host = public.as_ref().and_then(|u| {
+    if let Some(host) = public.as_ref().and_then(|u| {
         let host = u.host_str()?;
         Some(match u.port() {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
         })
-    });
-    let hosts = s.parse(
-        ALLOWED_HOSTS,
-        || {
-            let mut hosts = vec![
-                "localhost".to_owned(),
-                "127.0.0.1".to_owned(),
-                "[::1]".to_owned(),
-            ];
-            if !bind.ip().is_unspecified() {
-                hosts.push(bind.to_string());
-            }
-            hosts
-        },
-        |v| {
-            let hosts: Vec<String> = v
-                .split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .map(str::to_owned)
-                .collect();
-            if hosts.is_empty() {
-                return Err("expected a comma list of host names".to_owned());
-            }
-            for host in &hosts {
-                mcp_cors::OriginGuard::new()
-                    .allow_host(host)
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(hosts)
-        },
-    )?;
-    let all_hosts: Vec<String> = hosts.iter().cloned().chain(public_host).collect();
-    let mut guard = mcp_cors::OriginGuard::new()
-        .only_hosts(all_hosts.iter().map(String::as_str))
-        .map_err(|e| ConfigError::Invalid {
-            setting: ALLOWED_HOSTS,
-            origin: Origin::Default,
-            value: None,
-            reason: e.to_string(),
-        })?
-        .cors_policy(cors.clone())
-        .allow_null_origin(allow_null);
-    if let Ok(with_origin) = guard.clone().own_origin(public_url) {
-        guard = with_origin;
+    }) {
+        let host = host
+            .parse::<mcp_cors::AllowedHost>()
+            .map_err(|e| ConfigError::Invalid {
+                setting: ALLOWED_HOSTS,
+                origin: Origin::Default,
+                value: None,
+                reason: e.to_string(),
+            })?;
+        hosts.push(host);
     }
-    // rmcp parses the same list (`[::1]` and `name:port` included).
-    Ok((Some(guard), all_hosts))
+    // rmcp parses the same list (`[::1]` and `name:port` included), but
+    // wants the port in `Host` whenever an entry has one: the bare name
+    // stands for a default port the guard in front accepts without one.
+    let mut rmcp_hosts = Vec::new();
+    for host in &hosts {
+        rmcp_hosts.push(host.to_string());
+        if matches!(host.port(), Some(80 | 443)) {
+            rmcp_hosts.push(host.name().to_owned());
+        }
+    }
+    let mut guard = mcp_cors::HostOriginGuardLayer::new(cors.clone())
+        .only_hosts(hosts)
+        .allow_null_origin(allow_null);
+    if let Ok(origin) = public_url.trim_end_matches('/').parse::<mcp_cors::Origin>() {
+        guard = guard.own_origin(origin);
+    }
+    Ok((Some(guard), rmcp_hosts))
 }
 
 fn parse_rate_limits(s: &Sources) -> Result<RateLimitConfig, ConfigError> {
