@@ -72,10 +72,7 @@ fn app(secret: &[u8], keys: Arc<ApiKeyService>, quota: Quota) -> Router {
         .expect("JWT settings");
     // JWTs and API keys, tried in order; the first that recognises the
     // credential decides.
-    let auth = AuthLayer::required(vec![
-        Arc::new(jwt),
-        Arc::new(ApiKeyAuthenticator::new(keys)),
-    ]);
+    let auth = AuthLayer::new(jwt).or(ApiKeyAuthenticator::new(keys));
     // Keyed by API key or user when authenticated, else by peer IP.
     let limit = RateLimitLayer::new(Arc::new(InMemoryBackend::new()), Policy::new("api", quota))
         .key(PrincipalOrIp::with_fallback(PeerIp));
@@ -102,7 +99,7 @@ fn app(secret: &[u8], keys: Arc<ApiKeyService>, quota: Quota) -> Router {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let secret = b"an example secret, at least 32 bytes long";
-    let keys = Arc::new(ApiKeyService::builder(Arc::new(MemoryStore::new())).build());
+    let keys = Arc::new(ApiKeyService::builder(MemoryStore::new()).build());
     let (_, key) = keys
         .create("user-1", "example", Some(vec!["notes:write".into()]), None)
         .await
@@ -136,7 +133,7 @@ mod tests {
     #[tokio::test]
     async fn answers_real_requests_through_every_layer() {
         let secret = b"a test secret of at least 32 bytes!!";
-        let keys = Arc::new(ApiKeyService::builder(Arc::new(MemoryStore::new())).build());
+        let keys = Arc::new(ApiKeyService::builder(MemoryStore::new()).build());
         let (_, key) = keys
             .create("user-1", "test", Some(vec!["notes:write".into()]), None)
             .await

@@ -89,9 +89,7 @@ fn app(keys: Arc<ApiKeyService>) -> Router {
         StreamableHttpServerConfig::default(),
     );
     let stack = ServiceBuilder::new()
-        .layer(AuthLayer::required(vec![Arc::new(
-            ApiKeyAuthenticator::new(keys),
-        )]))
+        .layer(AuthLayer::new(ApiKeyAuthenticator::new(keys)))
         .layer(RequireLayer::scope("mcp"))
         // The layers answer with axum bodies; so must rmcp.
         .map_response(|response: http::Response<_>| response.map(axum::body::Body::new))
@@ -103,7 +101,7 @@ fn app(keys: Arc<ApiKeyService>) -> Router {
 async fn key_service(pool: sqlx::PgPool) -> Arc<ApiKeyService> {
     let store = SqlStore::postgres(pool);
     store.migrate().await.expect("api_keys migrations");
-    Arc::new(ApiKeyService::builder(Arc::new(store)).build())
+    Arc::new(ApiKeyService::builder(store).build())
 }
 
 #[tokio::main]

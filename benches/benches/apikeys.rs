@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let keys = Arc::new(
-        ApiKeyService::builder(Arc::new(MemoryStore::new()))
+        ApiKeyService::builder(MemoryStore::new())
             .hasher(KeyHasher::peppered(b"bench pepper"))
             .build(),
     );
@@ -46,8 +46,8 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let mut layered = AuthLayer::required(vec![Arc::new(ApiKeyAuthenticator::new(keys.clone()))])
-        .layer(service_fn(handler));
+    let mut layered =
+        AuthLayer::new(ApiKeyAuthenticator::new(keys.clone())).layer(service_fn(handler));
     group.bench_function("cached_key", |b| {
         b.iter(|| {
             runtime.block_on(async {

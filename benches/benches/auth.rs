@@ -8,7 +8,6 @@
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
@@ -93,7 +92,7 @@ fn bench(c: &mut Criterion) {
                 .trust(TrustedIssuer::new(ISS, AUD).key(verifying.clone()));
             let builder = if cached { builder } else { builder.no_cache() };
             let jwt = builder.build().expect("authenticator");
-            let mut layered = AuthLayer::required(vec![Arc::new(jwt)]).layer(service_fn(handler));
+            let mut layered = AuthLayer::new(jwt).layer(service_fn(handler));
             let id = format!("{name}/{}", if cached { "cached" } else { "full" });
             group.bench_function(id, |b| {
                 b.iter(|| {

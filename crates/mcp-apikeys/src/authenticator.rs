@@ -37,21 +37,50 @@ impl OwnerLookup for KeyOnly {
         &'a self,
         key: &'a ApiKeyRecord,
     ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>> {
-        Box::pin(async move { Ok(Some(key_principal(key, None))) })
+        Box::pin(async move { Ok(Some(key.principal(None))) })
     }
 }
 
-/// The principal of `key`, optionally with the owner's `role`.
-pub fn key_principal(key: &ApiKeyRecord, role: Option<&str>) -> Principal {
-    let builder = Principal::builder(&key.owner, AuthMethod::ApiKey)
-        .key_id(key.id.to_string())
-        .roles(role)
-        .scope_set(key.scopes.as_ref().map(|s| s.iter().cloned().collect()));
-    match key.expires_at {
-        Some(at) => builder.expires_at(at.into()),
-        None => builder,
+impl ApiKeyRecord {
+    /// The principal this key acts as: its owner, with the key's id,
+    /// scopes and expiry, and the owner's `role` when known.
+    ///
+    /// (The opposite direction of `mcp-ratelimit`'s keying: this makes a
+    /// principal from a key; [`Principal::identity`] makes a key from a
+    /// principal.)
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use mcp_apikeys::{ApiKeyService, MemoryStore};
+    ///
+    /// let keys = ApiKeyService::builder(MemoryStore::new()).build();
+    /// let (record, _secret) = keys.create("user-1", "laptop", None, None).await.unwrap();
+    /// let principal = record.principal(Some("admin"));
+    /// assert_eq!(principal.subject(), "user-1");
+    /// assert!(principal.has_role("admin"));
+    /// assert_eq!(principal.identity(), format!("key:{}", record.id));
+    /// # }
+    /// ```
+    pub fn principal(&self, role: Option<&str>) -> Principal {
+        let builder = Principal::builder(&self.owner, AuthMethod::ApiKey)
+            .key_id(self.id.to_string())
+            .roles(role)
+            .scope_set(self.scopes.as_ref().map(|s| s.iter().cloned().collect()));
+        match self.expires_at {
+            Some(at) => builder.expires_at(at.into()),
+            None => builder,
+        }
+        .build()
     }
-    .build()
+}
+
+impl<O: OwnerLookup + ?Sized> OwnerLookup for Arc<O> {
+    fn principal<'a>(
+        &'a self,
+        key: &'a ApiKeyRecord,
+    ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>> {
+        (**self).principal(key)
+    }
 }
 
 /// Authenticates requests by API key.
@@ -73,23 +102,33 @@ pub struct ApiKeyAuthenticator {
     ttl: Duration,
 }
 
+impl std::fmt::Debug for ApiKeyAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyAuthenticator")
+            .field("service", &self.service)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ApiKeyAuthenticator {
-    /// Keys checked by `service`, principals made by [`KeyOnly`].
-    pub fn new(service: Arc<ApiKeyService>) -> Self {
-        Self::with_owners(service, Arc::new(KeyOnly), Duration::from_secs(10))
+    /// Keys checked by `service` (an [`ApiKeyService`] or an `Arc` of one),
+    /// principals made by [`KeyOnly`].
+    pub fn new(service: impl Into<Arc<ApiKeyService>>) -> Self {
+        Self::with_owners(service, KeyOnly, Duration::from_secs(10))
     }
 
-    /// Keys checked by `service`, principals made by `owners` and
-    /// remembered for `ttl` (the bound on an owner's role change reaching
-    /// its keys).
+    /// Keys checked by `service`, principals made by `owners` (any
+    /// [`OwnerLookup`], or an `Arc` of one) and remembered for `ttl` (the
+    /// bound on an owner's role change reaching its keys).
     pub fn with_owners(
-        service: Arc<ApiKeyService>,
-        owners: Arc<dyn OwnerLookup>,
+        service: impl Into<Arc<ApiKeyService>>,
+        owners: impl OwnerLookup,
         ttl: Duration,
     ) -> Self {
         ApiKeyAuthenticator {
-            service,
-            owners,
+            service: service.into(),
+            owners: Arc::new(owners),
             ttl,
         }
     }

@@ -8,8 +8,9 @@
 //!   display prefix: [`KeyHasher`]. The secret exists in memory only until
 //!   it is returned once, and is wiped when dropped.
 //! - **Storage**: the [`ApiKeyStore`] trait; [`MemoryStore`], and
-//!   [`SqlStore`] for PostgreSQL (feature `postgres`) and SQLite (feature
-//!   `sqlite`) with migrations shipped in the crate.
+//!   `SqlStore` for PostgreSQL (feature `postgres`) and SQLite (feature
+//!   `sqlite`) with migrations shipped in the crate. No database driver is
+//!   on by default: enable the one you use.
 //! - **Lifecycle**: [`ApiKeyService`] creates, lists, updates, regenerates
 //!   (with an optional grace period of at most 7 days), deletes and
 //!   validates keys, with a cache in front of the store and `lastUsed`
@@ -23,24 +24,24 @@
 //! use mcp_apikeys::{ApiKeyAuthenticator, ApiKeyService, MemoryStore};
 //! use mcp_auth::AuthLayer;
 //!
-//! let keys = Arc::new(ApiKeyService::builder(Arc::new(MemoryStore::new())).build());
+//! let keys = Arc::new(ApiKeyService::builder(MemoryStore::new()).build());
 //! let (_record, secret) = keys.create("user-1", "laptop", None, None).await.unwrap();
-//! let layer = AuthLayer::required(vec![Arc::new(ApiKeyAuthenticator::new(keys.clone()))]);
+//! let layer = AuthLayer::new(ApiKeyAuthenticator::new(keys.clone()));
 //! # let _ = (layer, secret);
 //! # }
 //! ```
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authenticator;
 mod key;
 mod service;
 pub mod store;
 
-pub use authenticator::{API_KEY_HEADER, ApiKeyAuthenticator, KeyOnly, OwnerLookup, key_principal};
+pub use authenticator::{API_KEY_HEADER, ApiKeyAuthenticator, KeyOnly, OwnerLookup};
 pub use key::{ApiKeySecret, DISPLAY_PREFIX_LEN, KEY_LEN, KEY_PREFIX, KeyHash, KeyHasher};
 pub use service::{ApiKeyError, ApiKeyService, ApiKeyServiceBuilder, CacheStats, MAX_GRACE_PERIOD};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use store::SqlStore;
 pub use store::{
     ApiKeyRecord, ApiKeyStore, Invalidation, KeyChanges, KeyPage, MemoryStore, NewSecret,

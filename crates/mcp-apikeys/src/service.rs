@@ -172,6 +172,17 @@ pub struct ApiKeyServiceBuilder {
     capacity: u64,
 }
 
+impl std::fmt::Debug for ApiKeyServiceBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyServiceBuilder")
+            .field("hasher", &self.hasher)
+            .field("ttl", &self.ttl)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ApiKeyServiceBuilder {
     /// How keys are hashed (default SHA-256; HMAC with a pepper is better).
     pub fn hasher(mut self, hasher: KeyHasher) -> Self {
@@ -247,10 +258,11 @@ impl ApiKeyServiceBuilder {
 }
 
 impl ApiKeyService {
-    /// A service over `store`.
-    pub fn builder(store: Arc<dyn ApiKeyStore>) -> ApiKeyServiceBuilder {
+    /// A service over `store`: any [`ApiKeyStore`], or an `Arc` of one to
+    /// keep a handle on it.
+    pub fn builder(store: impl ApiKeyStore) -> ApiKeyServiceBuilder {
         ApiKeyServiceBuilder {
-            store,
+            store: Arc::new(store),
             hasher: KeyHasher::sha256(),
             clock: SystemClock::shared(),
             ttl: Duration::from_secs(60),

@@ -52,10 +52,7 @@ fn layer_with_jwt(keys: Arc<ApiKeyService>) -> AuthLayer {
         )
         .build()
         .unwrap();
-    AuthLayer::required(vec![
-        Arc::new(jwt),
-        Arc::new(ApiKeyAuthenticator::new(keys)),
-    ])
+    AuthLayer::new(jwt).or(ApiKeyAuthenticator::new(keys))
 }
 
 #[tokio::test]
@@ -238,7 +235,7 @@ async fn the_request_path_never_writes() {
     });
     let keys = Arc::new(ApiKeyService::builder(store.clone()).build());
     let (record, secret) = keys.create("u", "k", None, None).await.unwrap();
-    let layer = AuthLayer::required(vec![Arc::new(ApiKeyAuthenticator::new(keys.clone()))]);
+    let layer = AuthLayer::new(ApiKeyAuthenticator::new(keys.clone()));
     let (reads, writes) = (
         store.reads.load(Ordering::SeqCst),
         store.writes.load(Ordering::SeqCst),
@@ -285,7 +282,7 @@ impl mcp_apikeys::OwnerLookup for CountingOwners {
         key: &'a mcp_apikeys::ApiKeyRecord,
     ) -> mcp_auth::BoxFuture<'a, Result<Option<Principal>, mcp_auth::AuthError>> {
         self.made.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async move { Ok(Some(mcp_apikeys::key_principal(key, Some("admin")))) })
+        Box::pin(async move { Ok(Some(key.principal(Some("admin")))) })
     }
 }
 

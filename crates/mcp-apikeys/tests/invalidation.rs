@@ -14,7 +14,7 @@ use http::Request;
 use mcp_apikeys::store::{KeyPage, NewSecret, StoreFuture, StoredKey};
 use mcp_apikeys::{
     ApiKeyAuthenticator, ApiKeyError, ApiKeyRecord, ApiKeyService, ApiKeyStore, KeyChanges,
-    KeyHash, MemoryStore, OwnerLookup, key_principal,
+    KeyHash, MemoryStore, OwnerLookup,
 };
 use mcp_auth::{AuthError, Authenticator, BoxFuture};
 use mcp_core::Principal;
@@ -201,7 +201,7 @@ impl OwnerLookup for Roles {
         Box::pin(async move {
             let role = *self.role.lock().unwrap();
             self.gate.pass().await;
-            Ok(Some(key_principal(key, Some(role))))
+            Ok(Some(key.principal(Some(role))))
         })
     }
 }

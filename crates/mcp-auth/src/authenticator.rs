@@ -1,3 +1,4 @@
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -73,41 +74,55 @@ pub enum AuthMode {
     Optional,
 }
 
+/// Marks a request that went through an [`AuthLayer`], with or without a
+/// [`Principal`].
+///
+/// [`RequireLayer`](crate::RequireLayer) and the axum extractors look for it
+/// to tell "anonymous under an optional `AuthLayer`" (`401`) from "no
+/// `AuthLayer` in front at all", a misconfiguration they answer with
+/// `500 internal` and an error log. Code that authenticates by other means
+/// (a transport that calls [`AuthLayer::authenticate`] itself) inserts it
+/// beside the principal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthChecked;
+
 /// Runs a chain of [`Authenticator`]s and puts the [`Principal`] into the
-/// request's extensions.
+/// request's extensions (and [`AuthChecked`] into every request it passes).
 ///
 /// When no authenticator recognises the request: without an `Authorization`
 /// header that is `missing_credentials` (or a pass in
 /// [`AuthMode::Optional`]); with one (an unknown scheme, a token nobody can
 /// read) it is `invalid_token`, since the caller did present something.
 ///
+/// The first authenticator is given to [`AuthLayer::new`]; [`AuthLayer::or`]
+/// adds the next ones, asked in order. Any `impl Authenticator` is accepted,
+/// an `Arc<impl Authenticator>` too (to share one with other code).
+///
 /// ```
-/// use std::sync::Arc;
 /// use http::{Request, Response};
 /// use mcp_auth::{
-///     AccessToken, AuthLayer, JwtAuthenticator, SigningKey, TokenIssuer, TrustedIssuer, VerifyingKey,
+///     AccessToken, AuthLayer, JwtAuthenticator, KeyPair, TokenIssuer, TrustedIssuer,
 /// };
 /// use mcp_core::Principal;
 /// use tower::{Layer, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let secret = b"a secret of at least thirty-two bytes!!";
+/// let keys = KeyPair::hmac(b"a secret of at least thirty-two bytes!!").unwrap();
 /// let jwt = JwtAuthenticator::builder()
 ///     .trust(
 ///         TrustedIssuer::new("https://mcp.example.com", "https://mcp.example.com/mcp")
-///             .key(VerifyingKey::hmac(secret).unwrap()),
+///             .key(keys.verifying().clone()),
 ///     )
 ///     .build()
 ///     .unwrap();
-/// let service = AuthLayer::required(vec![Arc::new(jwt)]).layer(service_fn(
-///     |req: Request<String>| async move {
-///         let who = req.extensions().get::<Principal>().unwrap().subject().to_owned();
-///         Ok::<_, std::convert::Infallible>(Response::new(bytes::Bytes::from(who)))
-///     },
-/// ));
+/// let service = AuthLayer::new(jwt).layer(service_fn(|req: Request<String>| async move {
+///     let who = req.extensions().get::<Principal>().unwrap().subject().to_owned();
+///     Ok::<_, std::convert::Infallible>(Response::new(bytes::Bytes::from(who)))
+/// }));
 ///
 /// let issuer = TokenIssuer::new(
-///     SigningKey::hmac(secret).unwrap(),
+///     keys.signing().clone(),
 ///     "https://mcp.example.com",
 ///     "https://mcp.example.com/mcp",
 /// );
@@ -122,9 +137,22 @@ pub enum AuthMode {
 /// ```
 #[derive(Clone)]
 pub struct AuthLayer {
-    shared: Arc<Shared>,
+    chain: Vec<Arc<dyn Authenticator>>,
+    mode: AuthMode,
+    challenge: Challenge,
 }
 
+impl fmt::Debug for AuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("authenticators", &self.chain.len())
+            .field("mode", &self.mode)
+            .field("challenge", &self.challenge)
+            .finish()
+    }
+}
+
+/// What every [`Auth`] service made by one [`Layer::layer`] call shares.
 struct Shared {
     chain: Vec<Arc<dyn Authenticator>>,
     mode: AuthMode,
@@ -132,56 +160,67 @@ struct Shared {
 }
 
 impl AuthLayer {
-    /// A chain whose requests must authenticate.
-    pub fn required(chain: Vec<Arc<dyn Authenticator>>) -> Self {
-        Self::new(chain, AuthMode::Required, Challenge::default())
-    }
-
-    /// A chain whose requests may come without credentials.
-    pub fn optional(chain: Vec<Arc<dyn Authenticator>>) -> Self {
-        Self::new(chain, AuthMode::Optional, Challenge::default())
-    }
-
-    /// A chain with an explicit mode and challenge.
-    pub fn new(chain: Vec<Arc<dyn Authenticator>>, mode: AuthMode, challenge: Challenge) -> Self {
+    /// A chain of one authenticator, in [`AuthMode::Required`], with the
+    /// default [`Challenge`].
+    pub fn new(authenticator: impl Authenticator) -> Self {
         AuthLayer {
-            shared: Arc::new(Shared {
-                chain,
-                mode,
-                challenge,
-            }),
+            chain: vec![Arc::new(authenticator)],
+            mode: AuthMode::Required,
+            challenge: Challenge::default(),
         }
+    }
+
+    /// Asks `authenticator` when the ones before it do not recognise the
+    /// request.
+    #[must_use]
+    pub fn or(mut self, authenticator: impl Authenticator) -> Self {
+        self.chain.push(Arc::new(authenticator));
+        self
+    }
+
+    /// Whether a request without credentials may pass.
+    #[must_use]
+    pub fn mode(mut self, mode: AuthMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Shorthand for [`mode(AuthMode::Optional)`](Self::mode).
+    #[must_use]
+    pub fn optional(self) -> Self {
+        self.mode(AuthMode::Optional)
     }
 
     /// Uses `challenge` in `WWW-Authenticate` headers.
     #[must_use]
-    pub fn with_challenge(self, challenge: Challenge) -> Self {
-        let mode = self.shared.mode;
-        let chain = self.shared.chain.clone();
-        Self::new(chain, mode, challenge)
+    pub fn challenge(mut self, challenge: impl Into<Challenge>) -> Self {
+        self.challenge = challenge.into();
+        self
     }
 
     /// Runs the chain on `parts`: the principal, `None` when there are no
     /// credentials and the mode is optional, or the error to answer.
     pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Principal>, AuthError> {
-        self.shared.authenticate(parts).await
+        authenticate(&self.chain, self.mode, parts).await
     }
 }
 
-impl Shared {
-    async fn authenticate(&self, parts: &Parts) -> Result<Option<Principal>, AuthError> {
-        for authenticator in &self.chain {
-            if let Some(principal) = authenticator.authenticate(parts).await? {
-                return Ok(Some(principal));
-            }
+async fn authenticate(
+    chain: &[Arc<dyn Authenticator>],
+    mode: AuthMode,
+    parts: &Parts,
+) -> Result<Option<Principal>, AuthError> {
+    for authenticator in chain {
+        if let Some(principal) = authenticator.authenticate(parts).await? {
+            return Ok(Some(principal));
         }
-        if parts.headers.contains_key(AUTHORIZATION) {
-            return Err(AuthError::invalid_token("unsupported credentials"));
-        }
-        match self.mode {
-            AuthMode::Required => Err(AuthError::MissingCredentials),
-            AuthMode::Optional => Ok(None),
-        }
+    }
+    if parts.headers.contains_key(AUTHORIZATION) {
+        return Err(AuthError::invalid_token("unsupported credentials"));
+    }
+    match mode {
+        AuthMode::Required => Err(AuthError::MissingCredentials),
+        AuthMode::Optional => Ok(None),
     }
 }
 
@@ -191,7 +230,11 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Auth {
             inner,
-            shared: self.shared.clone(),
+            shared: Arc::new(Shared {
+                chain: self.chain.clone(),
+                mode: self.mode,
+                challenge: self.challenge.clone(),
+            }),
         }
     }
 }
@@ -203,16 +246,46 @@ pub struct Auth<S> {
     shared: Arc<Shared>,
 }
 
+impl<S: fmt::Debug> fmt::Debug for Auth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("inner", &self.inner)
+            .field("authenticators", &self.shared.chain.len())
+            .field("mode", &self.shared.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Response future of [`Auth`].
+pub struct AuthFuture<B, E> {
+    inner: BoxFuture<'static, Result<Response<B>, E>>,
+}
+
+impl<B, E> fmt::Debug for AuthFuture<B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthFuture").finish_non_exhaustive()
+    }
+}
+
+impl<B, E> Future for AuthFuture<B, E> {
+    type Output = Result<Response<B>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
     ReqBody: Send + 'static,
-    ResBody: From<Bytes>,
+    ResBody: From<Bytes> + 'static,
+    S::Error: 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<ResBody>, S::Error>>;
+    type Future = AuthFuture<ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -223,20 +296,23 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        Box::pin(async move {
-            let (mut parts, body) = request.into_parts();
-            match shared.authenticate(&parts).await {
-                Ok(Some(principal)) => {
-                    parts.extensions.insert(principal);
+        AuthFuture {
+            inner: Box::pin(async move {
+                let (mut parts, body) = request.into_parts();
+                match authenticate(&shared.chain, shared.mode, &parts).await {
+                    Ok(Some(principal)) => {
+                        parts.extensions.insert(principal);
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::debug!(code = error.code(), "credentials refused");
+                        return Ok(error.to_problem(&shared.challenge).into_response());
+                    }
                 }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::debug!(code = error.code(), "credentials refused");
-                    return Ok(error.to_problem(&shared.challenge).into_response());
-                }
-            }
-            inner.call(Request::from_parts(parts, body)).await
-        })
+                parts.extensions.insert(AuthChecked);
+                inner.call(Request::from_parts(parts, body)).await
+            }),
+        }
     }
 }
 
@@ -300,7 +376,7 @@ mod tests {
             }
             builder.body(()).unwrap().into_parts().0
         };
-        let required = AuthLayer::required(vec![Arc::new(HeaderAuth)]);
+        let required = AuthLayer::new(HeaderAuth);
         let principal = required
             .authenticate(&parts(&[("x-user", "dora")]))
             .await
@@ -316,7 +392,7 @@ mod tests {
             required.authenticate(&parts(&[("x-user", "bad")])).await,
             Err(AuthError::InvalidApiKey)
         );
-        let optional = AuthLayer::optional(vec![Arc::new(HeaderAuth)]);
+        let optional = AuthLayer::new(HeaderAuth).optional();
         assert_eq!(optional.authenticate(&parts(&[])).await, Ok(None));
         assert_eq!(
             optional
@@ -334,7 +410,7 @@ mod tests {
     /// it is pending, its error when it fails.
     #[test]
     fn readiness_is_the_inner_services() {
-        let layer = AuthLayer::required(vec![Arc::new(HeaderAuth)]);
+        let layer = AuthLayer::new(HeaderAuth);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut pending = layer.layer(Gate {
             ready: || Poll::Pending,
@@ -352,7 +428,7 @@ mod tests {
 
     #[tokio::test]
     async fn required_mode() {
-        let layer = AuthLayer::required(vec![Arc::new(HeaderAuth)]);
+        let layer = AuthLayer::new(HeaderAuth);
         let ok = call(layer.clone(), &[("x-user", "alice")]).await;
         assert_eq!(ok.body(), "alice");
 
@@ -375,7 +451,7 @@ mod tests {
 
     #[tokio::test]
     async fn optional_mode_passes_anonymous_but_not_refused() {
-        let layer = AuthLayer::optional(vec![Arc::new(HeaderAuth)]);
+        let layer = AuthLayer::new(HeaderAuth).optional();
         assert_eq!(call(layer.clone(), &[]).await.body(), "anonymous");
         assert_eq!(
             call(layer.clone(), &[("x-user", "bob")]).await.body(),
@@ -395,7 +471,7 @@ mod tests {
                 Box::pin(async { panic!("must not be asked after a refusal") })
             }
         }
-        let layer = AuthLayer::required(vec![Arc::new(HeaderAuth), Arc::new(Never)]);
+        let layer = AuthLayer::new(HeaderAuth).or(Never);
         assert_eq!(
             call(layer.clone(), &[("x-user", "bad")]).await.status(),
             401

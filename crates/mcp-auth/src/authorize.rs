@@ -9,7 +9,7 @@ use mcp_core::{Principal, Problem, code};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{AuthError, Challenge};
+use crate::{AuthChecked, AuthError, Challenge};
 
 /// What a route needs of its caller.
 ///
@@ -88,6 +88,12 @@ impl Requirement {
 /// A layer that lets a request through only if its [`Principal`] meets a
 /// [`Requirement`]. Put it inside an [`AuthLayer`](crate::AuthLayer).
 ///
+/// A request without a principal is `401 missing_credentials` when an
+/// `AuthLayer` let it pass (optional mode). One that never passed an
+/// `AuthLayer` (no [`AuthChecked`] extension) is a misconfiguration: `500
+/// internal` and an error log naming the missing `AuthLayer`, so a
+/// forgotten layer cannot pass for a client's mistake.
+///
 /// ```
 /// use mcp_auth::RequireLayer;
 ///
@@ -131,8 +137,8 @@ impl RequireLayer {
 
     /// Uses `challenge` in `WWW-Authenticate` headers.
     #[must_use]
-    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
-        self.challenge = Arc::new(challenge);
+    pub fn challenge(mut self, challenge: impl Into<Challenge>) -> Self {
+        self.challenge = Arc::new(challenge.into());
         self
     }
 }
@@ -170,11 +176,16 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let principal = request.extensions().get::<Principal>();
-        match self
-            .layer
-            .requirement
-            .check(principal, &self.layer.challenge)
-        {
+        let checked = match principal {
+            None if request.extensions().get::<AuthChecked>().is_none() => {
+                Err(missing_auth_layer("RequireLayer"))
+            }
+            _ => self
+                .layer
+                .requirement
+                .check(principal, &self.layer.challenge),
+        };
+        match checked {
             Ok(()) => RequireFuture {
                 inner: Some(self.inner.call(request)),
                 refused: None,
@@ -187,12 +198,31 @@ where
     }
 }
 
+/// The answer to a request that reached `what` without passing an
+/// [`AuthLayer`](crate::AuthLayer): a misconfiguration, so `500 internal`
+/// and an error naming the fix, never a `401` that blames the caller.
+pub(crate) fn missing_auth_layer(what: &'static str) -> Problem {
+    tracing::error!(
+        "{what} found no AuthChecked extension: the request did not pass an AuthLayer; \
+         put an AuthLayer in front of (outside) the {what}"
+    );
+    Problem::internal()
+}
+
 pin_project_lite::pin_project! {
     /// Response future of [`Require`].
     pub struct RequireFuture<F, B> {
         #[pin]
         inner: Option<F>,
         refused: Option<Response<B>>,
+    }
+}
+
+impl<F, B> std::fmt::Debug for RequireFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequireFuture")
+            .field("refused", &self.refused.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -226,6 +256,8 @@ mod tests {
             Ok::<_, Infallible>(Response::new(Bytes::from_static(b"ok")))
         }));
         let mut request = Request::new(());
+        // As an AuthLayer leaves it.
+        request.extensions_mut().insert(AuthChecked);
         if let Some(principal) = principal {
             request.extensions_mut().insert(principal);
         }
@@ -323,6 +355,46 @@ mod tests {
     #[tokio::test]
     async fn no_principal_is_401() {
         let response = call(RequireLayer::scope("mcp"), None).await;
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"mcp\""
+        );
+    }
+
+    /// A RequireLayer with no AuthLayer in front: `500 internal`, not a
+    /// `401` that tells the client to fix credentials it may not have.
+    #[tokio::test]
+    async fn without_an_auth_layer_is_a_loud_500() {
+        let service = RequireLayer::scope("mcp").layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Bytes::from_static(b"ok")))
+        }));
+        let response = service.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(response.status(), 500);
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["code"], "internal");
+    }
+
+    /// Behind an optional AuthLayer, an anonymous request is the caller's
+    /// `401`; behind a required one it never gets this far.
+    #[tokio::test]
+    async fn behind_an_optional_auth_layer_anonymous_is_401() {
+        struct Nobody;
+        impl crate::Authenticator for Nobody {
+            fn authenticate<'a>(
+                &'a self,
+                _: &'a http::request::Parts,
+            ) -> crate::BoxFuture<'a, Result<Option<Principal>, AuthError>> {
+                Box::pin(async { Ok(None) })
+            }
+        }
+        let service = tower::ServiceBuilder::new()
+            .layer(crate::AuthLayer::new(Nobody).optional())
+            .layer(RequireLayer::scope("mcp"))
+            .service(service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(Bytes::from_static(b"ok")))
+            }));
+        let response = service.oneshot(Request::new(())).await.unwrap();
         assert_eq!(response.status(), 401);
         assert_eq!(
             response.headers()["www-authenticate"],

@@ -16,6 +16,7 @@ use crate::keys::VerifyingKey;
 /// The largest JWKS document read, in bytes.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 /// Why a JWKS could not be fetched.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -34,6 +35,7 @@ pub enum JwksError {
     Malformed(String),
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 /// Why a JWKS URL is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -63,6 +65,7 @@ struct State {
     attempted_at: Option<SystemTime>,
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 /// An issuer's signing keys, fetched from its JWKS URL.
 ///
 /// - Keys are selected by the token's `kid`.

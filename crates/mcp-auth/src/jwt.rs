@@ -270,6 +270,46 @@ impl ClaimsMapper for DefaultClaimsMapper {
     }
 }
 
+impl std::fmt::Debug for TrustedIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustedIssuer")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("keys", &self.keys)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for JwtAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuthenticator")
+            .field(
+                "issuers",
+                &self
+                    .issuers
+                    .iter()
+                    .map(|e| e.issuer.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("leeway", &self.leeway)
+            .field("require_at_jwt", &self.require_at_jwt)
+            .field("cached", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for JwtAuthenticatorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuthenticatorBuilder")
+            .field("issuers", &self.issuers)
+            .field("leeway", &self.leeway)
+            .field("require_at_jwt", &self.require_at_jwt)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where an issuer's keys come from.
 #[derive(Clone, Debug)]
 enum KeySource {
@@ -338,10 +378,12 @@ impl TrustedIssuer {
     }
 
     /// Takes the keys from a JWKS endpoint instead of static keys.
+    /// A `JwksKeys` or an `Arc` of one (to share it with other code).
     #[cfg(feature = "jwks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
     #[must_use]
-    pub fn jwks(mut self, jwks: Arc<crate::jwks::JwksKeys>) -> Self {
-        self.keys = KeySource::Jwks(jwks);
+    pub fn jwks(mut self, jwks: impl Into<Arc<crate::jwks::JwksKeys>>) -> Self {
+        self.keys = KeySource::Jwks(jwks.into());
         self
     }
 

@@ -6,7 +6,8 @@
 //! - [`JwtAuthenticator`]: bearer JWTs from [`TrustedIssuer`]s, with static
 //!   keys ([`VerifyingKey`]) or a [`JwksKeys`] endpoint (feature `jwks`).
 //! - [`RequireLayer`] / [`Requirement`]: roles and scopes.
-//! - [`TokenIssuer`]: signs the access tokens a server hands out.
+//! - [`TokenIssuer`]: signs the access tokens a server hands out, with the
+//!   signing half of a [`KeyPair`].
 //! - [`ProtectedResourceMetadata`]: the RFC 9728 document MCP clients read.
 //! - [`Authenticated`]: an axum extractor (feature `axum`).
 //!
@@ -16,8 +17,7 @@
 //! The crate signs and verifies with aws-lc-rs, installed explicitly as
 //! jsonwebtoken's provider ([`install_crypto_provider`]), so no feature
 //! combination can leave it without one.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authenticator;
 mod authorize;
@@ -29,12 +29,20 @@ mod issuer;
 #[cfg(feature = "jwks")]
 mod jwks;
 mod jwt;
+mod key_pair;
 mod keys;
 mod metadata;
 #[cfg(test)]
 mod test_support;
 
-pub use authenticator::{Auth, AuthLayer, AuthMode, Authenticator, BoxFuture};
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
+
+pub use authenticator::{
+    Auth, AuthChecked, AuthFuture, AuthLayer, AuthMode, Authenticator, BoxFuture,
+};
 pub use authorize::{Require, RequireFuture, RequireLayer, Requirement};
 pub use error::{AuthError, Challenge};
 pub use external::ExternalClaimsMapper;
@@ -48,6 +56,7 @@ pub use jwt::{
     Claims, ClaimsMapper, DefaultClaimsMapper, JwtAuthenticator, JwtAuthenticatorBuilder,
     JwtConfigError, MAX_TOKEN_BYTES, TrustedIssuer, bearer_token,
 };
+pub use key_pair::{KeyPair, KeyPairError};
 pub use keys::{
     KeyError, MIN_HMAC_SECRET_BYTES, SigningKey, VerifyingKey, install_crypto_provider,
 };

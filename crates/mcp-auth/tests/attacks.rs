@@ -65,7 +65,7 @@ fn hmac_verifier(clock: &ManualClock) -> AuthLayer {
         .clock(clock.shared())
         .build()
         .unwrap();
-    AuthLayer::required(vec![Arc::new(jwt)])
+    AuthLayer::new(jwt)
 }
 
 fn rsa_verifier(clock: &ManualClock) -> AuthLayer {
@@ -77,7 +77,7 @@ fn rsa_verifier(clock: &ManualClock) -> AuthLayer {
         .clock(clock.shared())
         .build()
         .unwrap();
-    AuthLayer::required(vec![Arc::new(jwt)])
+    AuthLayer::new(jwt)
 }
 
 /// Sends `authorization` (and `uri`) through `layer`; returns status, code
@@ -422,7 +422,7 @@ async fn stronger_hmac_is_refused_unless_configured() {
         .clock(clock.shared())
         .build()
         .unwrap();
-    let layer = AuthLayer::required(vec![Arc::new(jwt)]);
+    let layer = AuthLayer::new(jwt);
     assert_eq!(
         send(&layer, "/", Some(&format!("Bearer {token}"))).await.0,
         200
@@ -502,7 +502,7 @@ async fn algorithm_families_cannot_be_mixed_across_keys() {
         .clock(clock.shared())
         .build()
         .unwrap();
-    let layer = AuthLayer::required(vec![Arc::new(jwt)]);
+    let layer = AuthLayer::new(jwt);
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("rsa".into());
     let token = sign(header, &claims(), &EncodingKey::from_secret(RSA_PUBLIC));

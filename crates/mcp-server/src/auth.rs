@@ -9,9 +9,8 @@ use std::time::Duration;
 use base64::Engine;
 use http::request::Parts;
 use mcp_auth::{
-    AuthError, AuthLayer, AuthMode, Authenticator, BoxFuture, Challenge, ExternalClaimsMapper,
-    JwksKeys, JwtAuthenticator, ProtectedResourceMetadata, SigningKey, TokenIssuer, TrustedIssuer,
-    VerifyingKey,
+    AuthError, AuthLayer, Authenticator, BoxFuture, Challenge, ExternalClaimsMapper, JwksKeys,
+    JwtAuthenticator, KeyPair, KeyPairError, ProtectedResourceMetadata, TokenIssuer, TrustedIssuer,
 };
 use mcp_core::{Principal, SharedClock};
 use uuid::Uuid;
@@ -77,50 +76,35 @@ impl Auth {
         clock: SharedClock,
     ) -> Result<Auth, StartError> {
         let jwt = &config.jwt;
-        let (signing, verifying) = match &jwt.signing {
+        let pair = match &jwt.signing {
             SigningConfig::Hmac { algorithm, secret } => {
                 let secret = match secret {
                     Some(secret) => secret.clone(),
                     None => generated_secret(db).await?,
                 };
-                let signing = SigningKey::hmac(&secret)
+                KeyPair::hmac(&secret)
                     .and_then(|k| k.with_algorithm(*algorithm))
-                    .map_err(|e| key_error(settings::JWT_SECRET, e))?;
-                let verifying = VerifyingKey::hmac(&secret)
-                    .and_then(|k| k.with_algorithm(*algorithm))
-                    .map_err(|e| key_error(settings::JWT_SECRET, e))?;
-                (signing, verifying)
+                    .map_err(|e| key_error(settings::JWT_SECRET, e))?
             }
             SigningConfig::KeyPair {
                 algorithm,
                 private_pem,
                 public_pem,
-            } => {
-                let (signing, verifying) = match algorithm {
-                    mcp_auth::Algorithm::RS256 => (
-                        SigningKey::rsa_pem(private_pem),
-                        VerifyingKey::rsa_pem(public_pem),
-                    ),
-                    mcp_auth::Algorithm::ES256 => (
-                        SigningKey::ec_pem(private_pem),
-                        VerifyingKey::ec_pem(public_pem),
-                    ),
-                    _ => (
-                        SigningKey::ed_pem(private_pem),
-                        VerifyingKey::ed_pem(public_pem),
-                    ),
-                };
-                (
-                    signing.map_err(|e| key_error(settings::JWT_PRIVATE_KEY_FILE, e))?,
-                    verifying.map_err(|e| key_error(settings::JWT_PUBLIC_KEY_FILE, e))?,
-                )
-            }
+            } => KeyPair::pem(*algorithm, private_pem, public_pem).map_err(|e| match e {
+                KeyPairError::Verifying(e) => key_error(settings::JWT_PUBLIC_KEY_FILE, e),
+                KeyPairError::Signing(e) => key_error(settings::JWT_PRIVATE_KEY_FILE, e),
+                other => StartError::Auth(other.to_string()),
+            })?,
         };
-        let (signing, verifying) = match &jwt.key_id {
-            Some(kid) => (signing.with_kid(kid), verifying.with_kid(kid)),
-            None => (signing, verifying),
+        let pair = match &jwt.key_id {
+            Some(kid) => pair.with_kid(kid),
+            None => pair,
         };
-        check_key_pair(&signing, &verifying, clock.clone())?;
+        // A mismatched pair or a missing crypto backend stops the server
+        // here instead of failing every login.
+        pair.check(clock.clone())
+            .map_err(|e| StartError::Auth(e.to_string()))?;
+        let (signing, verifying) = pair.into_parts();
 
         let own_issuer = config.public_url.clone();
         let mut builder = JwtAuthenticator::builder()
@@ -168,20 +152,18 @@ impl Auth {
         // Bearer JWTs first: a bearer token wins over an X-API-Key beside it.
         let api_keys = mcp_apikeys::ApiKeyAuthenticator::with_owners(
             keys,
-            Arc::new(crate::keys::UserOwners {
+            crate::keys::UserOwners {
                 users: users.clone(),
-            }),
+            },
             config.user_cache_ttl,
         );
-        let chain: Vec<Arc<dyn Authenticator>> = vec![
-            Arc::new(UserCheckedJwt {
-                jwt: jwt_authenticator,
-                own_issuer: own_issuer.clone(),
-                users: users.clone(),
-            }),
-            Arc::new(api_keys),
-        ];
-        let layer = AuthLayer::new(chain, AuthMode::Required, challenge.clone());
+        let layer = AuthLayer::new(UserCheckedJwt {
+            jwt: jwt_authenticator,
+            own_issuer: own_issuer.clone(),
+            users: users.clone(),
+        })
+        .or(api_keys)
+        .challenge(challenge.clone());
         let issuer = TokenIssuer::new(signing, own_issuer, &jwt.audience)
             .ttl(jwt.ttl)
             .clock(clock);
@@ -228,32 +210,6 @@ async fn generated_secret(db: &Db) -> Result<Vec<u8>, StartError> {
         );
     }
     Ok(kept.into_bytes())
-}
-
-/// Signs and verifies one token at start-up, so a mismatched key pair or a
-/// missing crypto backend stops the server instead of every login.
-fn check_key_pair(
-    signing: &SigningKey,
-    verifying: &VerifyingKey,
-    clock: SharedClock,
-) -> Result<(), StartError> {
-    let issuer = TokenIssuer::new(signing.clone(), "self-test", "self-test").clock(clock.clone());
-    let token = issuer
-        .issue(&mcp_auth::AccessToken::new("self-test"))
-        .map_err(|e| StartError::Auth(e.to_string()))?;
-    let verifier = JwtAuthenticator::builder()
-        .trust(TrustedIssuer::new("self-test", "self-test").key(verifying.clone()))
-        .clock(clock)
-        .no_cache()
-        .build()
-        .map_err(|e| StartError::Auth(e.to_string()))?;
-    let runtime_check = futures_util::FutureExt::now_or_never(verifier.verify(token.expose()));
-    match runtime_check {
-        Some(Ok(_)) => Ok(()),
-        _ => Err(StartError::Auth(
-            "the public key does not verify tokens signed with the private key".to_owned(),
-        )),
-    }
 }
 
 /// A user as authentication needs it: whether it exists and its role.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use mcp_apikeys::{ApiKeyRecord, ApiKeyService, KeyHasher, OwnerLookup, SqlStore, key_principal};
+use mcp_apikeys::{ApiKeyRecord, ApiKeyService, KeyHasher, OwnerLookup, SqlStore};
 use mcp_auth::{AuthError, BoxFuture};
 use mcp_core::{Principal, SharedClock};
 use uuid::Uuid;
@@ -33,7 +33,7 @@ pub async fn service(
         None => KeyHasher::sha256(),
     };
     Ok(Arc::new(
-        ApiKeyService::builder(Arc::new(store))
+        ApiKeyService::builder(store)
             .hasher(hasher)
             .clock(clock)
             .build(),
@@ -60,7 +60,7 @@ impl OwnerLookup for UserOwners {
                 .users
                 .role(id)
                 .await?
-                .map(|role| key_principal(key, Some(role.as_str()))))
+                .map(|role| key.principal(Some(role.as_str()))))
         })
     }
 }

@@ -176,7 +176,7 @@ pub fn routes(state: AppState) -> Router {
                 .layer(
                     mcp_auth::RequireLayer::role("admin")
                         .and_scope("metrics")
-                        .with_challenge(state.auth.challenge.clone()),
+                        .challenge(state.auth.challenge.clone()),
                 ),
         ),
     );

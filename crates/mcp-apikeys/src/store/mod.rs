@@ -6,6 +6,7 @@ mod sql;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -13,6 +14,7 @@ use uuid::Uuid;
 
 pub use memory::MemoryStore;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use sql::SqlStore;
 
 use crate::key::KeyHash;
@@ -171,6 +173,54 @@ pub trait ApiKeyStore: Send + Sync + 'static {
     /// them; `None` where there are none to follow.
     fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Invalidation>> {
         None
+    }
+}
+
+/// A shared store is a store: `ApiKeyService::builder(store.clone())` keeps
+/// a handle on it.
+impl<S: ApiKeyStore + ?Sized> ApiKeyStore for Arc<S> {
+    fn insert(&self, key: StoredKey) -> StoreFuture<'_, ()> {
+        (**self).insert(key)
+    }
+    fn get(&self, id: Uuid) -> StoreFuture<'_, Option<StoredKey>> {
+        (**self).get(id)
+    }
+    fn find_by_hash(&self, hash: KeyHash) -> StoreFuture<'_, Option<StoredKey>> {
+        (**self).find_by_hash(hash)
+    }
+    fn list(&self, owner: &str, limit: u32, cursor: Option<Uuid>) -> StoreFuture<'_, KeyPage> {
+        (**self).list(owner, limit, cursor)
+    }
+    fn update(
+        &self,
+        id: Uuid,
+        changes: KeyChanges,
+        at: OffsetDateTime,
+    ) -> StoreFuture<'_, StoredKey> {
+        (**self).update(id, changes, at)
+    }
+    fn replace_secret(
+        &self,
+        id: Uuid,
+        secret: NewSecret,
+        at: OffsetDateTime,
+    ) -> StoreFuture<'_, StoredKey> {
+        (**self).replace_secret(id, secret, at)
+    }
+    fn delete(&self, id: Uuid) -> StoreFuture<'_, StoredKey> {
+        (**self).delete(id)
+    }
+    fn delete_owner(&self, owner: &str) -> StoreFuture<'_, Vec<StoredKey>> {
+        (**self).delete_owner(owner)
+    }
+    fn record_last_used(&self, uses: Vec<(Uuid, OffsetDateTime)>) -> StoreFuture<'_, ()> {
+        (**self).record_last_used(uses)
+    }
+    fn notify(&self, hashes: &[KeyHash]) -> StoreFuture<'_, ()> {
+        (**self).notify(hashes)
+    }
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<Invalidation>> {
+        (**self).subscribe()
     }
 }
 

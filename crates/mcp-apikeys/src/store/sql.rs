@@ -20,7 +20,7 @@ static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The table that records this crate's migrations, apart from the
 /// application's own `_sqlx_migrations`.
-pub const MIGRATIONS_TABLE: &str = "_mcp_apikeys_migrations";
+pub(crate) const MIGRATIONS_TABLE: &str = "_mcp_apikeys_migrations";
 
 #[derive(Clone, Debug)]
 enum Pool {
@@ -57,7 +57,7 @@ macro_rules! on_pool {
 ///
 /// let store = SqlStore::postgres(pool);
 /// store.migrate().await?;
-/// let keys = Arc::new(ApiKeyService::builder(Arc::new(store)).build());
+/// let keys = Arc::new(ApiKeyService::builder(store).build());
 /// let _background = keys.start(std::time::Duration::from_secs(10));
 /// # Ok(()) }
 /// ```
@@ -131,6 +131,7 @@ fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
 impl SqlStore {
     /// A store on a PostgreSQL pool.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres(pool: sqlx::PgPool) -> Self {
         SqlStore {
             pool: Pool::Postgres(pool),
@@ -140,6 +141,7 @@ impl SqlStore {
 
     /// A store on an SQLite pool.
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
         SqlStore {
             pool: Pool::Sqlite(pool),

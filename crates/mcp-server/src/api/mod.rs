@@ -31,10 +31,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
     // Authorization runs as a layer, before any body is read: a caller
     // without the scope gets 403, never a 400 about a body it may not send.
     let challenge = state.auth.challenge.clone();
-    let scope = |scope: &str| RequireLayer::scope(scope).with_challenge(challenge.clone());
+    let scope = |scope: &str| RequireLayer::scope(scope).challenge(challenge.clone());
     let admin = RequireLayer::role("admin")
         .and_scope("admin")
-        .with_challenge(challenge.clone());
+        .challenge(challenge.clone());
     let authenticated = Router::new()
         .route("/api/auth/me", get(users::me))
         .route(

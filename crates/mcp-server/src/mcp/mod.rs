@@ -30,7 +30,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         ))
         .layer(state.auth.layer.clone())
         .layer(state.limits.api_layer())
-        .layer(RequireLayer::scope("mcp").with_challenge(state.auth.challenge.clone()))
+        .layer(RequireLayer::scope("mcp").challenge(state.auth.challenge.clone()))
         .layer(middleware::from_fn_with_state(
             http::Authorize::new(policy::McpPolicy::default(), state.auth.challenge.clone()),
             http::authorize,

@@ -60,7 +60,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(state.auth.layer.clone())
         // Each upgrade starts an MCP server: the api quota pays for it.
         .layer(state.limits.api_layer())
-        .layer(RequireLayer::scope("mcp").with_challenge(state.auth.challenge.clone()));
+        .layer(RequireLayer::scope("mcp").challenge(state.auth.challenge.clone()));
     let slots = Slots::new(
         state.config.ws_max_connections_per_principal,
         &state.config.public_url,
