@@ -475,35 +475,8 @@ pub fn origin_with_port(url: &str) -> Option<String> {
 }
 
 /// Timeouts and caps of client connections, against slow and greedy
-/// clients.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnectionConfig {
-    /// A request head must be whole this long after the connection opened,
-    /// or after its first byte on a kept-alive connection (10 s).
-    pub header_read_timeout: Duration,
-    /// A kept-alive connection with no request under way is closed after
-    /// this long (75 s).
-    pub keep_alive_timeout: Duration,
-    /// Most connections open at once (10,000).
-    pub max_connections: usize,
-    /// Most connections open at once from one client address, IPv6 grouped
-    /// by /56 (256).
-    pub max_connections_per_ip: usize,
-    /// Largest request head in bytes, request line included (16 KiB).
-    pub max_header_bytes: usize,
-}
-
-impl Default for ConnectionConfig {
-    fn default() -> Self {
-        ConnectionConfig {
-            header_read_timeout: Duration::from_secs(10),
-            keep_alive_timeout: Duration::from_secs(75),
-            max_connections: 10_000,
-            max_connections_per_ip: 256,
-            max_header_bytes: 16 * 1024,
-        }
-    }
-}
+/// clients: `mcp-serve`'s limits, whose defaults are the server's.
+pub use mcp_serve::ConnectionLimits as ConnectionConfig;
 
 /// The rate-limit policies and their backend.
 #[derive(Clone, Debug)]

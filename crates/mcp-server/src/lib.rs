@@ -27,7 +27,6 @@ pub mod limits;
 pub mod mcp;
 pub mod observe;
 pub mod schemas;
-pub mod serve;
 pub mod telemetry;
 pub mod users;
 
@@ -260,7 +259,11 @@ async fn serve(config: Config) -> Result<(), StartError> {
     let keys = state.keys.clone();
     let _writer = keys.start(std::time::Duration::from_secs(10));
     let eviction = state.limits.start();
-    let result = serve::serve(listener, app(state), connections, shutdown, grace).await;
+    let result = mcp_serve::Server::new(listener, app(state))
+        .limits(connections)
+        .graceful_shutdown(shutdown, grace)
+        .run()
+        .await;
     // Not aborted: `keys.shutdown()` below lets a lastUsed write in progress
     // finish, stops the writer, then writes the last batch.
     if let Some(eviction) = eviction {
