@@ -1,6 +1,7 @@
 //! An `rmcp` server of your own whose tools are secured by API keys kept in
-//! PostgreSQL: the key store's migrations, authentication, scope `mcp`, and
-//! a tool that sees who called it.
+//! PostgreSQL: the key store's migrations, authentication, scope `mcp`, a
+//! per-tool policy and sessions bound to their caller (`mcp-endpoint`), and
+//! tools that see who called them.
 //!
 //! ```sh
 //! # DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/test
@@ -17,6 +18,7 @@ use axum::Router;
 use mcp_apikeys::{ApiKeyAuthenticator, ApiKeyService, SqlStore};
 use mcp_auth::{AuthLayer, RequireLayer};
 use mcp_core::Principal;
+use mcp_endpoint::{AuthorizeMcpLayer, McpPolicy, SessionBindingLayer};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{ErrorData, Implementation, ServerCapabilities, ServerConfig};
@@ -39,14 +41,24 @@ struct GreetArgs {
     name: String,
 }
 
-/// The caller, put into the request by the authentication layer; rmcp
-/// hands the HTTP request parts to every tool.
+/// The caller, put into the request by the authentication layer.
 fn caller(context: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
-    context
-        .extensions
-        .get::<http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<Principal>().cloned())
+    mcp_endpoint::caller(context)
         .ok_or_else(|| ErrorData::invalid_request("not authenticated", None))
+}
+
+/// Every message needs scope `mcp`; `greet` also needs `greet`. What the
+/// policy does not name is refused.
+fn policy() -> McpPolicy {
+    McpPolicy::empty()
+        .allow("initialize", "*", ["mcp"])
+        .allow("ping", "*", ["mcp"])
+        .allow("notifications/*", "*", ["mcp"])
+        .allow("response", "*", ["mcp"])
+        .allow("stream", "*", ["mcp"])
+        .allow("tools/list", "*", ["mcp"])
+        .allow("tools/call", "whoami", ["mcp"])
+        .allow("tools/call", "greet", ["mcp", "greet"])
 }
 
 #[tool_router]
@@ -70,6 +82,11 @@ impl Greeter {
             principal.key_id().unwrap_or("-")
         ))
     }
+
+    #[tool(description = "Who is calling.")]
+    async fn whoami(&self, context: RequestContext<RoleServer>) -> Result<String, ErrorData> {
+        Ok(caller(&context)?.subject().to_owned())
+    }
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -80,7 +97,8 @@ impl ServerHandler for Greeter {
     }
 }
 
-/// `/mcp`: API keys from `keys`, scope `mcp`, then rmcp.
+/// `/mcp`: API keys from `keys`, scope `mcp`, the per-tool policy, sessions
+/// bound to their caller, then rmcp.
 fn app(keys: Arc<ApiKeyService>) -> Router {
     let mcp = StreamableHttpService::new(
         || Ok(Greeter::new()),
@@ -91,6 +109,8 @@ fn app(keys: Arc<ApiKeyService>) -> Router {
     let stack = ServiceBuilder::new()
         .layer(AuthLayer::new(ApiKeyAuthenticator::new(keys)))
         .layer(RequireLayer::scope("mcp"))
+        .layer(AuthorizeMcpLayer::new(policy()))
+        .layer(SessionBindingLayer::new())
         // The layers answer with axum bodies; so must rmcp.
         .map_response(|response: http::Response<_>| response.map(axum::body::Body::new))
         .service(mcp);
@@ -116,12 +136,15 @@ async fn main() -> std::io::Result<()> {
         .create(
             "example-user",
             "mcp example",
-            Some(vec!["mcp".into()]),
+            Some(vec!["mcp".into(), "greet".into()]),
             Some(1),
         )
         .await
         .map_err(std::io::Error::other)?;
-    eprintln!("API key (scope mcp, expires in a day): {}", key.expose());
+    eprintln!(
+        "API key (scopes mcp, greet; expires in a day): {}",
+        key.expose()
+    );
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
     eprintln!("MCP endpoint: http://{}/mcp", listener.local_addr()?);
@@ -164,7 +187,12 @@ mod tests {
         let (pool, _schema) = test_pool().await;
         let keys = key_service(pool.clone()).await;
         let (record, key) = keys
-            .create("user-1", "client", Some(vec!["mcp".into()]), None)
+            .create(
+                "user-1",
+                "client",
+                Some(vec!["mcp".into(), "greet".into()]),
+                None,
+            )
             .await
             .unwrap();
         let (_, no_mcp) = keys
@@ -173,6 +201,10 @@ mod tests {
             .unwrap();
         let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
             .fetch_one(&pool)
+            .await
+            .unwrap();
+        let (_, narrow) = keys
+            .create("user-2", "narrow", Some(vec!["mcp".into()]), None)
             .await
             .unwrap();
         assert_eq!(stored, 2, "the keys live in PostgreSQL");
@@ -206,9 +238,15 @@ mod tests {
         let client = connect(Some(key.expose().to_owned()))
             .await
             .expect("initialize");
-        let tools = client.list_all_tools().await.unwrap();
-        assert_eq!(tools.len(), 1);
-        assert_eq!(tools[0].name, "greet");
+        let mut tools: Vec<_> = client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|tool| tool.name.to_string())
+            .collect();
+        tools.sort();
+        assert_eq!(tools, ["greet", "whoami"]);
         let result = client
             .call_tool(
                 CallToolRequestParams::new("greet").with_arguments(
@@ -226,6 +264,73 @@ mod tests {
             .to_owned();
         assert_eq!(text, format!("hello ada, from user-1 (key {})", record.id));
         client.cancel().await.unwrap();
+
+        // The per-tool policy: a key without scope `greet` may call
+        // `whoami`, and `greet` is refused with 403 naming the scope.
+        let narrow_client = connect(Some(narrow.expose().to_owned()))
+            .await
+            .expect("initialize with the narrow key");
+        let whoami = narrow_client
+            .call_tool(CallToolRequestParams::new("whoami"))
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&whoami.content).unwrap()[0]["text"],
+            "user-2"
+        );
+        assert!(
+            narrow_client
+                .call_tool(
+                    CallToolRequestParams::new("greet").with_arguments(
+                        serde_json::json!({"name": "ada"})
+                            .as_object()
+                            .unwrap()
+                            .clone()
+                    )
+                )
+                .await
+                .is_err(),
+            "greet without its scope"
+        );
+        narrow_client.cancel().await.unwrap();
+        let http = reqwest::Client::new();
+        let post = |key: &str, session: Option<&str>, body: serde_json::Value| {
+            let mut request = http
+                .post(&url)
+                .header("x-api-key", key)
+                .header("accept", "application/json, text/event-stream")
+                .json(&body);
+            if let Some(session) = session {
+                request = request.header("mcp-session-id", session);
+            }
+            request.send()
+        };
+        let initialize = serde_json::json!({
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "raw", "version": "1"}}
+        });
+        let opened = post(narrow.expose(), None, initialize).await.unwrap();
+        assert_eq!(opened.status(), 200);
+        let session = opened.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let greet = serde_json::json!({
+            "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "greet", "arguments": {"name": "ada"}}
+        });
+        let refused = post(narrow.expose(), Some(&session), greet.clone())
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "greet needs scope greet");
+        let problem: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(problem["code"], "insufficient_scope");
+
+        // Session binding: another principal presenting that session id
+        // gets 404, as for a session that does not exist.
+        let hijack = post(key.expose(), Some(&session), greet).await.unwrap();
+        assert_eq!(hijack.status(), 404, "another principal's session");
 
         // The client's error names the refusal: rmcp maps 401 to "Auth
         // required" and 403 insufficient_scope to "Insufficient scope".

@@ -1,8 +1,7 @@
 //! The MCP endpoint: tools over Streamable HTTP (`/mcp`) and WebSocket
-//! (`/ws`), behind the whole stack.
+//! (`/ws`), behind the whole stack; what secures it is `mcp-endpoint`'s.
 
 pub mod http;
-pub mod policy;
 pub mod tools;
 pub mod ws;
 
@@ -11,12 +10,44 @@ pub use tools::McpServer;
 use ::http::HeaderValue;
 use ::http::header::CACHE_CONTROL;
 use axum::Router;
-use axum::middleware;
 use mcp_auth::RequireLayer;
+use mcp_endpoint::{AuthorizeMcpLayer, McpPolicy, SessionBindingLayer};
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
+
+/// The server's tools: every message needs `mcp`; reading agents
+/// `agents:read`, changing them `agents:write`. Nothing else.
+///
+/// ```
+/// use mcp_core::{AuthMethod, Principal};
+/// use mcp_endpoint::Refusal;
+///
+/// let policy = mcp_server::mcp::policy();
+/// let key = Principal::builder("u1", AuthMethod::ApiKey).role("user").scopes(["mcp"]).build();
+/// assert_eq!(policy.check(&key, "tools/call", Some("whoami")), Ok(()));
+/// assert_eq!(
+///     policy.check(&key, "tools/call", Some("create_agent")),
+///     Err(Refusal::NeedsScope("agents:write".into()))
+/// );
+/// assert_eq!(policy.check(&key, "tools/call", Some("rm_rf")), Err(Refusal::NotAllowed));
+/// ```
+pub fn policy() -> McpPolicy {
+    McpPolicy::empty()
+        .allow("initialize", "*", ["mcp"])
+        .allow("ping", "*", ["mcp"])
+        .allow("notifications/*", "*", ["mcp"])
+        .allow("response", "*", ["mcp"])
+        .allow("stream", "*", ["mcp"])
+        .allow("tools/list", "*", ["mcp"])
+        .allow("server/discover", "*", ["mcp"])
+        .allow("tools/call", "whoami", ["mcp"])
+        .allow("tools/call", "list_agents", ["mcp", "agents:read"])
+        .allow("tools/call", "get_agent", ["mcp", "agents:read"])
+        .allow("tools/call", "create_agent", ["mcp", "agents:write"])
+        .allow("tools/call", "update_agent_status", ["mcp", "agents:write"])
+}
 
 /// `/mcp`: authentication, the api rate limit, scope `mcp`, the per-tool
 /// policy, session binding, then rmcp.
@@ -31,16 +62,34 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(state.auth.layer.clone())
         .layer(state.limits.api_layer())
         .layer(RequireLayer::scope("mcp").challenge(state.auth.challenge.clone()))
-        .layer(middleware::from_fn_with_state(
-            http::Authorize::new(policy::McpPolicy::default(), state.auth.challenge.clone()),
-            http::authorize,
-        ))
-        .layer(middleware::from_fn_with_state(
-            http::Sessions::default(),
-            http::bind_sessions,
-        ))
+        .layer(AuthorizeMcpLayer::new(policy()).challenge(state.auth.challenge.clone()))
+        .layer(SessionBindingLayer::new())
         .service(http::service(state, state.shutdown.child_token()));
     Router::new()
         .route_service("/mcp", stack)
         .merge(ws::router(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use mcp_core::{AuthMethod, Principal};
+    use mcp_endpoint::Refusal;
+
+    #[test]
+    fn unrestricted_principals_have_every_scope_of_their_role() {
+        let session = Principal::builder("u", AuthMethod::Jwt)
+            .role("user")
+            .build();
+        assert_eq!(
+            super::policy().check(&session, "tools/call", Some("create_agent")),
+            Ok(())
+        );
+        let empty = Principal::builder("u", AuthMethod::ApiKey)
+            .scopes(Vec::<String>::new())
+            .build();
+        assert_eq!(
+            super::policy().check(&empty, "initialize", None),
+            Err(Refusal::NeedsScope("mcp".into()))
+        );
+    }
 }

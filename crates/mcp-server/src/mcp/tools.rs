@@ -22,36 +22,20 @@ use crate::users::{self, Role};
 #[derive(Clone)]
 pub struct McpServer {
     state: AppState,
-    /// The caller of a WebSocket connection; HTTP requests carry theirs.
-    connection: Option<Principal>,
     tool_router: ToolRouter<Self>,
 }
 
 impl McpServer {
-    /// A server for HTTP requests (each carries its principal).
+    /// A server for the tools; each request carries its caller.
     pub fn new(state: AppState) -> Self {
         McpServer {
             state,
-            connection: None,
-            tool_router: Self::tool_router(),
-        }
-    }
-
-    /// A server for one WebSocket connection authenticated as `principal`.
-    pub fn for_connection(state: AppState, principal: Principal) -> Self {
-        McpServer {
-            state,
-            connection: Some(principal),
             tool_router: Self::tool_router(),
         }
     }
 
     fn principal(&self, context: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
-        context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Principal>().cloned())
-            .or_else(|| self.connection.clone())
+        mcp_endpoint::caller(context)
             .ok_or_else(|| ErrorData::new(ErrorCode::INVALID_REQUEST, "not authenticated", None))
     }
 }

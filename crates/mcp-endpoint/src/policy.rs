@@ -4,14 +4,14 @@ use mcp_core::Principal;
 
 /// What a rule needs of the caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Need {
+enum Need {
     /// These scopes (each), for restricted principals.
     Scopes(Vec<String>),
     /// This role.
     Role(String),
 }
 
-/// Why a check refused.
+/// Why [`McpPolicy::check`] refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// A scope is missing: ask for it.
@@ -32,14 +32,21 @@ struct Rule {
 }
 
 /// A policy from MCP method and tool name to what the caller needs, checked
-/// on every request; the first rule that matches decides, and what no rule
+/// on every message; the first rule that matches decides, and what no rule
 /// names is refused.
+///
+/// Methods are JSON-RPC methods (`tools/call`, `notifications/*`, ...) plus
+/// two pseudo-methods: `response` (a client's answer to the server) and
+/// `stream` (opening the event stream or closing a session over HTTP).
 ///
 /// ```
 /// use mcp_core::{AuthMethod, Principal};
-/// use mcp_server::mcp::policy::{McpPolicy, Refusal};
+/// use mcp_endpoint::{McpPolicy, Refusal};
 ///
-/// let policy = McpPolicy::default();
+/// let policy = McpPolicy::empty()
+///     .allow("initialize", "*", ["mcp"])
+///     .allow("tools/call", "whoami", ["mcp"])
+///     .allow("tools/call", "create_agent", ["mcp", "agents:write"]);
 /// let key = Principal::builder("u1", AuthMethod::ApiKey).role("user").scopes(["mcp"]).build();
 /// assert_eq!(policy.check(&key, "tools/call", Some("whoami")), Ok(()));
 /// assert_eq!(
@@ -53,6 +60,10 @@ pub struct McpPolicy {
     rules: Vec<Rule>,
 }
 
+fn strings(items: impl IntoIterator<Item = impl Into<String>>) -> Vec<String> {
+    items.into_iter().map(Into::into).collect()
+}
+
 impl McpPolicy {
     /// A policy without rules: refuses everything.
     pub fn empty() -> Self {
@@ -62,27 +73,33 @@ impl McpPolicy {
     /// Adds a rule: `method` (exact, `prefix/*` or `*`) with `name` (exact
     /// or `*`) needs `scopes`.
     #[must_use]
-    pub fn allow(mut self, method: &str, name: &str, scopes: &[&str]) -> Self {
+    pub fn allow(
+        mut self,
+        method: impl Into<String>,
+        name: impl Into<String>,
+        scopes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         self.rules.push(Rule {
-            method: method.to_owned(),
-            name: name.to_owned(),
-            need: vec![Need::Scopes(
-                scopes.iter().map(|s| (*s).to_owned()).collect(),
-            )],
+            method: method.into(),
+            name: name.into(),
+            need: vec![Need::Scopes(strings(scopes))],
         });
         self
     }
 
     /// Adds a rule that also needs `role`.
     #[must_use]
-    pub fn allow_role(mut self, method: &str, name: &str, role: &str, scopes: &[&str]) -> Self {
+    pub fn allow_role(
+        mut self,
+        method: impl Into<String>,
+        name: impl Into<String>,
+        role: impl Into<String>,
+        scopes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         self.rules.push(Rule {
-            method: method.to_owned(),
-            name: name.to_owned(),
-            need: vec![
-                Need::Role(role.to_owned()),
-                Need::Scopes(scopes.iter().map(|s| (*s).to_owned()).collect()),
-            ],
+            method: method.into(),
+            name: name.into(),
+            need: vec![Need::Role(role.into()), Need::Scopes(strings(scopes))],
         });
         self
     }
@@ -125,33 +142,21 @@ impl McpPolicy {
     }
 }
 
-impl Default for McpPolicy {
-    /// The server's tools: every message needs `mcp`; reading agents
-    /// `agents:read`, changing them `agents:write`. Nothing else.
-    fn default() -> Self {
-        McpPolicy::empty()
-            .allow("initialize", "*", &["mcp"])
-            .allow("ping", "*", &["mcp"])
-            .allow("notifications/*", "*", &["mcp"])
-            .allow("response", "*", &["mcp"])
-            .allow("stream", "*", &["mcp"])
-            .allow("tools/list", "*", &["mcp"])
-            .allow("server/discover", "*", &["mcp"])
-            .allow("tools/call", "whoami", &["mcp"])
-            .allow("tools/call", "list_agents", &["mcp", "agents:read"])
-            .allow("tools/call", "get_agent", &["mcp", "agents:read"])
-            .allow("tools/call", "create_agent", &["mcp", "agents:write"])
-            .allow(
-                "tools/call",
-                "update_agent_status",
-                &["mcp", "agents:write"],
-            )
-    }
-}
-
 /// The method and tool name of each JSON-RPC message (one message or a
 /// batch). Responses (no method) are the pseudo-method `response`; what is
-/// not a message at all yields nothing and is left to rmcp to answer.
+/// not a message at all yields nothing and is left to the MCP server to
+/// answer.
+///
+/// ```
+/// let batch = serde_json::json!([
+///     {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "greet"}},
+///     {"jsonrpc": "2.0", "id": 7, "result": {}},
+/// ]);
+/// assert_eq!(
+///     mcp_endpoint::messages(&batch),
+///     [("tools/call", Some("greet")), ("response", None)]
+/// );
+/// ```
 pub fn messages(message: &serde_json::Value) -> Vec<(&str, Option<&str>)> {
     let items = match message {
         serde_json::Value::Array(items) => items.as_slice(),
@@ -182,9 +187,9 @@ mod tests {
     #[test]
     fn wildcards_and_roles() {
         let policy = McpPolicy::empty()
-            .allow("notifications/*", "*", &["mcp"])
-            .allow_role("tools/call", "admin_tool", "admin", &["mcp"])
-            .allow("tools/*", "*", &["mcp"]);
+            .allow("notifications/*", "*", ["mcp"])
+            .allow_role("tools/call", "admin_tool", "admin", ["mcp"])
+            .allow("tools/*", "*", ["mcp"]);
         let user = Principal::builder("u", AuthMethod::Jwt)
             .role("user")
             .build();
@@ -212,7 +217,11 @@ mod tests {
         let session = Principal::builder("u", AuthMethod::Jwt)
             .role("user")
             .build();
-        let policy = McpPolicy::default();
+        let policy = McpPolicy::empty().allow("initialize", "*", ["mcp"]).allow(
+            "tools/call",
+            "create_agent",
+            ["mcp", "agents:write"],
+        );
         assert_eq!(
             policy.check(&session, "tools/call", Some("create_agent")),
             Ok(())

@@ -1,0 +1,347 @@
+//! The authorization layer: every MCP message passes the [`McpPolicy`].
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::HeaderName;
+use http::{Method, Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+use mcp_auth::{AuthError, Challenge};
+use mcp_core::{Principal, Problem, code};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::policy::{McpPolicy, Refusal, messages};
+
+const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+
+/// Protocol versions from which `Mcp-Method`/`Mcp-Name` carry the routing
+/// information (and rmcp checks them against the body).
+const STANDARD_HEADER_VERSIONS: &[&str] = &["2026-07-28"];
+
+/// Refuses MCP messages the [`McpPolicy`] does not allow for the caller
+/// (the [`Principal`] an authentication layer put into the request):
+/// `403 insufficient_scope` naming the scope (so a client can step up),
+/// `403 forbidden` for a missing role or what the policy does not name,
+/// `401` (with the [`Challenge`]) when no layer in front authenticated the
+/// request.
+///
+/// With `Mcp-Method` / `Mcp-Name` headers (protocol 2026-07-28) it decides
+/// without reading the body; otherwise it reads the JSON-RPC body and hands
+/// it on intact, so put a body limit in front of it. `GET` and `DELETE`
+/// (opening the event stream, closing a session) are the pseudo-method
+/// `stream`.
+///
+/// The request body is handed on as it came, or rebuilt from the bytes it
+/// read: the body type must be `From<Bytes>` (axum's `Body` is). Refusals
+/// are `Problem` responses, so the response body must be `From<Bytes>` too.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, Response, StatusCode};
+/// use http_body_util::Full;
+/// use mcp_core::{AuthMethod, Principal};
+/// use mcp_endpoint::{AuthorizeMcpLayer, McpPolicy};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let policy = McpPolicy::empty().allow("tools/call", "greet", ["greet"]);
+/// let service = AuthorizeMcpLayer::new(policy).layer(service_fn(|_: Request<Full<Bytes>>| async {
+///     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+/// }));
+/// let mut request = Request::post("/mcp").body(Full::new(Bytes::from_static(
+///     br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet"}}"#,
+/// ))).unwrap();
+/// request
+///     .extensions_mut()
+///     .insert(Principal::builder("u1", AuthMethod::ApiKey).scopes(["mcp"]).build());
+/// let response = service.oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct AuthorizeMcpLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    policy: McpPolicy,
+    challenge: Challenge,
+}
+
+impl AuthorizeMcpLayer {
+    /// Enforces `policy`.
+    pub fn new(policy: McpPolicy) -> Self {
+        AuthorizeMcpLayer {
+            shared: Arc::new(Shared {
+                policy,
+                challenge: Challenge::default(),
+            }),
+        }
+    }
+
+    /// Uses `challenge` in the `WWW-Authenticate` of its `401` and `403`
+    /// answers (the one the authentication layer uses).
+    #[must_use]
+    pub fn challenge(self, challenge: impl Into<Challenge>) -> Self {
+        AuthorizeMcpLayer {
+            shared: Arc::new(Shared {
+                policy: self.shared.policy.clone(),
+                challenge: challenge.into(),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthorizeMcpLayer {
+    type Service = AuthorizeMcp<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthorizeMcp {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service made by [`AuthorizeMcpLayer`].
+#[derive(Clone, Debug)]
+pub struct AuthorizeMcp<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl Shared {
+    fn refuse<B: From<Bytes>>(&self, refusal: Refusal) -> Response<B> {
+        match refusal {
+            Refusal::NeedsScope(scope) => self.challenge.insufficient_scope(&scope).into_response(),
+            Refusal::NeedsRole(role) => {
+                Problem::forbidden(code::FORBIDDEN, "your role does not allow this")
+                    .with_extension("role", role)
+                    .into_response()
+            }
+            Refusal::NotAllowed => Problem::forbidden(
+                code::FORBIDDEN,
+                "the MCP policy does not allow this method or tool",
+            )
+            .into_response(),
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthorizeMcp<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ResBody: From<Bytes> + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<Response<ResBody>, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The clone that was polled ready is the one that gets called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        ResponseFuture::new(async move {
+            let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+                return Ok(AuthError::MissingCredentials
+                    .to_problem(&shared.challenge)
+                    .into_response());
+            };
+            if request.method() != Method::POST {
+                // Opening the event stream or closing a session.
+                return match shared.policy.check(&principal, "stream", None) {
+                    Ok(()) => inner.call(request).await,
+                    Err(refusal) => Ok(shared.refuse(refusal)),
+                };
+            }
+            let version = request
+                .headers()
+                .get(&PROTOCOL_VERSION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if STANDARD_HEADER_VERSIONS.contains(&version)
+                && let Some(method) = request
+                    .headers()
+                    .get(&MCP_METHOD)
+                    .and_then(|v| v.to_str().ok())
+            {
+                // rmcp rejects a request whose headers disagree with its body.
+                let name = request
+                    .headers()
+                    .get(&MCP_NAME)
+                    .and_then(|v| v.to_str().ok());
+                return match shared.policy.check(&principal, method, name) {
+                    Ok(()) => inner.call(request).await,
+                    Err(refusal) => Ok(shared.refuse(refusal)),
+                };
+            }
+            let (parts, body) = request.into_parts();
+            // A body that cannot be read is one over the limit in front.
+            let bytes = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => return Ok(Problem::payload_too_large(None).into_response()),
+            };
+            // A body that does not parse is left to the server, which answers it.
+            let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
+            for (method, name) in messages(&parsed) {
+                if let Err(refusal) = shared.policy.check(&principal, method, name) {
+                    tracing::info!(
+                        method,
+                        tool = name.unwrap_or(""),
+                        "MCP message refused by policy"
+                    );
+                    return Ok(shared.refuse(refusal));
+                }
+            }
+            inner
+                .call(Request::from_parts(parts, ReqBody::from(bytes)))
+                .await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::StatusCode;
+    use http_body_util::Full;
+    use mcp_core::AuthMethod;
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+
+    fn service() -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone {
+        let policy = McpPolicy::empty()
+            .allow("stream", "*", ["mcp"])
+            .allow("tools/call", "greet", ["mcp"])
+            .allow("tools/call", "admin", ["mcp", "admin"]);
+        AuthorizeMcpLayer::new(policy).layer(service_fn(|request: Request<Full<Bytes>>| async {
+            // Echoes the body: it must arrive intact.
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            Ok::<_, Infallible>(Response::new(Full::new(body)))
+        }))
+    }
+
+    fn request(
+        method: Method,
+        body: &'static str,
+        scopes: Option<&[&str]>,
+    ) -> Request<Full<Bytes>> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri("/mcp")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        if let Some(scopes) = scopes {
+            request.extensions_mut().insert(
+                Principal::builder("u1", AuthMethod::ApiKey)
+                    .scopes(scopes.iter().copied())
+                    .build(),
+            );
+        }
+        request
+    }
+
+    async fn body(response: Response<Full<Bytes>>) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    const GREET: &str =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"greet"}}"#;
+    const ADMIN: &str =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin"}}"#;
+
+    #[tokio::test]
+    async fn decides_from_the_body_and_hands_it_on_intact() {
+        let ok = service()
+            .oneshot(request(Method::POST, GREET, Some(&["mcp"])))
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(body(ok).await["params"]["name"], "greet");
+
+        let refused = service()
+            .oneshot(request(Method::POST, ADMIN, Some(&["mcp"])))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert_eq!(body(refused).await["code"], "insufficient_scope");
+
+        let unnamed = service()
+            .oneshot(request(
+                Method::POST,
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#,
+                Some(&["mcp"]),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(unnamed.status(), StatusCode::FORBIDDEN);
+        assert_eq!(body(unnamed).await["code"], "forbidden");
+    }
+
+    #[tokio::test]
+    async fn standard_headers_decide_without_the_body() {
+        let mut headed = request(Method::POST, "not json", Some(&["mcp"]));
+        headed
+            .headers_mut()
+            .insert(PROTOCOL_VERSION, "2026-07-28".parse().unwrap());
+        headed
+            .headers_mut()
+            .insert(MCP_METHOD, "tools/call".parse().unwrap());
+        headed
+            .headers_mut()
+            .insert(MCP_NAME, "admin".parse().unwrap());
+        let refused = service().oneshot(headed).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn streams_are_the_pseudo_method_stream() {
+        let ok = service()
+            .oneshot(request(Method::GET, "", Some(&["mcp"])))
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        let refused = service()
+            .oneshot(request(Method::DELETE, "", Some(&[])))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    }
+
+    /// No authentication in front is a `401`, never a pass.
+    #[tokio::test]
+    async fn without_a_principal_it_answers_401() {
+        let response = service()
+            .oneshot(request(Method::POST, GREET, None))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            response
+                .headers()
+                .contains_key(http::header::WWW_AUTHENTICATE)
+        );
+    }
+}
