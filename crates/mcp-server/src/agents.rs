@@ -174,7 +174,7 @@ pub async fn list(
     owner: Option<Uuid>,
     limit: u32,
     cursor: Option<Uuid>,
-) -> Result<(Vec<Agent>, Option<Uuid>), DbError> {
+) -> Result<mcp_core::Page<Agent, Uuid>, DbError> {
     let fetch = i64::from(limit) + 1;
     // A nil cursor sorts before every v7 id.
     let after = cursor.unwrap_or(Uuid::nil());
@@ -202,17 +202,11 @@ pub async fn list(
             }
         }
     })?;
-    let mut agents = rows
+    let agents = rows
         .into_iter()
         .map(AgentRow::into_agent)
         .collect::<Result<Vec<_>, _>>()?;
-    let next = if agents.len() > limit as usize {
-        agents.truncate(limit as usize);
-        agents.last().map(|a| a.id)
-    } else {
-        None
-    };
-    Ok((agents, next))
+    Ok(mcp_core::Page::from_overfetch(agents, limit as usize, |a| a.id))
 }
 
 /// Applies `changes`; `None` when there is no such agent.

@@ -120,6 +120,16 @@ fn read_password() -> Result<mcp_validate::Secret, crate::StartError> {
     }
 }
 
+/// A refused command-line body, with every failing field on one line.
+fn invalid(what: &str, problem: &mcp_core::Problem) -> crate::StartError {
+    let fields: Vec<String> = problem
+        .errors()
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect();
+    crate::StartError::Command(format!("invalid {what}: {}", fields.join("; ")))
+}
+
 /// Runs `mcp-server users ...`.
 pub async fn users(
     config: crate::config::Config,
@@ -135,14 +145,8 @@ pub async fn users(
             let password = read_password()?;
             let body = serde_json::json!({"email": email, "name": name, "password": password.expose(), "role": role});
             let body: crate::schemas::UserCreate =
-                crate::extract::parse(body.to_string().as_bytes()).map_err(|problem| {
-                    let fields: Vec<String> = problem
-                        .errors()
-                        .iter()
-                        .map(|e| format!("{}: {}", e.field, e.message))
-                        .collect();
-                    fail(format!("invalid user: {}", fields.join("; ")))
-                })?;
+                crate::extract::parse(body.to_string().as_bytes())
+                    .map_err(|problem| invalid("user", &problem))?;
             let passwords = tokio::task::spawn_blocking(Passwords::new)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
@@ -245,14 +249,8 @@ pub async fn keys(
             let user = owner(email).await?;
             let body = serde_json::json!({"name": name, "scopes": scopes, "expiresInDays": expires_in_days});
             let body: crate::schemas::KeyCreate =
-                crate::extract::parse(body.to_string().as_bytes()).map_err(|problem| {
-                    let fields: Vec<String> = problem
-                        .errors()
-                        .iter()
-                        .map(|e| format!("{}: {}", e.field, e.message))
-                        .collect();
-                    fail(format!("invalid key: {}", fields.join("; ")))
-                })?;
+                crate::extract::parse(body.to_string().as_bytes())
+                    .map_err(|problem| invalid("key", &problem))?;
             if body
                 .scopes
                 .iter()

@@ -125,13 +125,8 @@ pub struct UserChanges {
     pub password_hash: Option<PasswordHashText>,
 }
 
-/// A page of users.
-pub struct Page {
-    /// The users, oldest first.
-    pub items: Vec<User>,
-    /// The cursor of the next page, if any.
-    pub next_cursor: Option<Uuid>,
-}
+/// A page of users, oldest first.
+pub type Page = mcp_core::Page<User, Uuid>;
 
 /// Database timestamps keep microseconds; so do we, so that what is written
 /// reads back equal.
@@ -230,17 +225,11 @@ pub async fn list(db: &Db, limit: u32, cursor: Option<Uuid>) -> Result<Page, DbE
             }
         }
     })?;
-    let mut items = rows
+    let items = rows
         .into_iter()
         .map(|r| r.into_user().map(|(user, _)| user))
         .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|u| u.id)
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_overfetch(items, limit as usize, |u| u.id))
 }
 
 /// Applies `changes`; `None` when there is no such user.

@@ -53,8 +53,7 @@ pub async fn list(
     } else {
         Some(owner(&principal)?)
     };
-    let (items, next) = agents::list(&state.db, scope, limit, cursor).await?;
-    Ok(Json(Listed::new(items, next)))
+    Ok(Json(agents::list(&state.db, scope, limit, cursor).await?))
 }
 
 /// `POST /api/agents` (`agents:write`): `201`, status `active`.

@@ -223,7 +223,10 @@ pub async fn list(
         .list(&owner, limit, cursor)
         .await
         .map_err(key_error)?;
-    Ok(Json(Listed::new(page.items, page.next_cursor)))
+    Ok(Json(Listed {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// `POST /api/keys` (`keys:write`): `201` with the key, shown once.

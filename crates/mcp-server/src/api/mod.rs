@@ -11,7 +11,7 @@ use http::HeaderValue;
 use http::header::CACHE_CONTROL;
 use mcp_auth::RequireLayer;
 use mcp_core::{FieldError, Problem};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 use uuid::Uuid;
 
@@ -133,22 +133,7 @@ impl ListQuery {
 }
 
 /// A page of a list: `{"items":[...],"nextCursor":null}`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Listed<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
-}
-
-impl<T> Listed<T> {
-    /// A page.
-    pub fn new(items: Vec<T>, next_cursor: Option<Uuid>) -> Self {
-        Listed {
-            items,
-            next_cursor: next_cursor.map(|c| c.to_string()),
-        }
-    }
-}
+pub type Listed<T> = mcp_core::Page<T, Uuid>;
 
 /// A path id; anything that is not one of our ids is simply not found.
 pub fn parse_id(text: &str) -> Result<Uuid, Problem> {

@@ -196,7 +196,7 @@ pub async fn list(
     admin(&state, &principal)?;
     let (limit, cursor) = query.checked()?;
     let page = users::list(&state.db, limit, cursor).await?;
-    Ok(Json(Listed::new(page.items, page.next_cursor)))
+    Ok(Json(page))
 }
 
 /// `POST /api/users` (admin).

@@ -260,9 +260,10 @@ impl McpServer {
         } else {
             Some(owner(principal)?)
         };
-        let (items, _) = agents::list(&self.state.db, scope, 200, None)
+        let items = agents::list(&self.state.db, scope, 200, None)
             .await
-            .map_err(internal)?;
+            .map_err(internal)?
+            .items;
         Ok(json!({ "items": items }))
     }
 
