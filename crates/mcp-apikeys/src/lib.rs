@@ -37,6 +37,11 @@ mod key;
 mod service;
 pub mod store;
 
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
+
 pub use authenticator::{API_KEY_HEADER, ApiKeyAuthenticator, KeyOnly, OwnerLookup};
 pub use key::{ApiKeySecret, DISPLAY_PREFIX_LEN, KEY_LEN, KEY_PREFIX, KeyHash, KeyHasher};
 pub use service::{ApiKeyError, ApiKeyService, ApiKeyServiceBuilder, CacheStats, MAX_GRACE_PERIOD};

@@ -26,12 +26,16 @@
 //! assert_eq!(response.status(), 404);
 //! assert_eq!(response.headers()["content-type"], "application/problem+json");
 //! ```
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
 mod principal;
 mod problem;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use principal::{AuthMethod, Principal, PrincipalBuilder};

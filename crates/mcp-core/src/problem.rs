@@ -467,6 +467,7 @@ impl fmt::Display for Problem {
 impl std::error::Error for Problem {}
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl axum_core::response::IntoResponse for Problem {
     fn into_response(self) -> axum_core::response::Response {
         Problem::into_response(self)
