@@ -161,6 +161,31 @@ pub(crate) enum Verdict<B> {
     Stop(Response<B>),
 }
 
+impl<B> Verdict<B> {
+    /// Calls `inner` with `request` and adds the decision's headers, or
+    /// answers the refusal without calling it.
+    pub(crate) async fn respond<S, R>(
+        self,
+        shared: &Shared,
+        inner: &mut S,
+        request: R,
+    ) -> Result<Response<B>, S::Error>
+    where
+        S: tower_service::Service<R, Response = Response<B>>,
+    {
+        match self {
+            Verdict::Pass(decision) => {
+                let mut response = inner.call(request).await?;
+                if let Some(decision) = decision {
+                    shared.apply(response.headers_mut(), &decision);
+                }
+                Ok(response)
+            }
+            Verdict::Stop(response) => Ok(response),
+        }
+    }
+}
+
 /// What a backend's answer comes to under the failure policy.
 pub(crate) enum Outcome {
     /// Decided, allowed or not.

@@ -12,13 +12,12 @@ use crate::quota::{Decision, Policy};
 /// The limiter without HTTP: for WebSocket messages and other events.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use std::time::Duration;
 /// use mcp_ratelimit::{InMemoryBackend, Policy, Quota, RateKey, RateLimiter};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let limiter = RateLimiter::new(
-///     Arc::new(InMemoryBackend::new()),
+///     InMemoryBackend::new(),
 ///     Policy::new("ws", Quota::per(1000, Duration::from_secs(60)).unwrap()),
 /// );
 /// let decision = limiter.check(&RateKey::text("user-1")).await.unwrap();
@@ -51,10 +50,9 @@ impl RateLimiter {
     /// it has been cloned before: clones are independent values.
     ///
     /// ```
-    /// use std::sync::Arc;
     /// use mcp_ratelimit::{FailurePolicy, InMemoryBackend, Policy, RateLimiter};
     ///
-    /// let ws = RateLimiter::new(Arc::new(InMemoryBackend::new()), Policy::new("ws", "1000/60s".parse().unwrap()));
+    /// let ws = RateLimiter::new(InMemoryBackend::new(), Policy::new("ws", "1000/60s".parse().unwrap()));
     /// let strict = ws.clone().on_failure(FailurePolicy::Closed);
     /// # let _ = (ws, strict);
     /// ```

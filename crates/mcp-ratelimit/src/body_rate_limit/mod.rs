@@ -25,11 +25,10 @@ pub use service::BodyRateLimit;
 /// service intact. Put it inside the server's body limit.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use mcp_ratelimit::{BodyRateLimitLayer, FailurePolicy, InMemoryBackend, JsonBodyField, PeerIp, Policy};
 ///
 /// let login = BodyRateLimitLayer::new(
-///     Arc::new(InMemoryBackend::new()),
+///     InMemoryBackend::new(),
 ///     Policy::new("auth", "10/15m".parse().unwrap()),
 ///     // Every body the layer buffers is read for the e-mail.
 ///     JsonBodyField::new("email", 64 * 1024, PeerIp),

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use mcp_core::Problem;
 use tower_service::Service;
 
-use crate::decide::{BoxFuture, Shared, Verdict, decide};
+use crate::decide::{BoxFuture, Shared, decide};
 use crate::key::{JsonBodyField, RequestInfo};
 
 /// The service made by [`BodyRateLimitLayer`](super::BodyRateLimitLayer).
@@ -87,16 +87,10 @@ where
                 }
             };
             let request = Request::from_parts(parts, ReqBody::from(bytes));
-            match decide(&shared, &key).await {
-                Verdict::Pass(decision) => {
-                    let mut response = inner.call(request).await?;
-                    if let Some(decision) = decision {
-                        shared.apply(response.headers_mut(), &decision);
-                    }
-                    Ok(response)
-                }
-                Verdict::Stop(response) => Ok(response),
-            }
+            decide(&shared, &key)
+                .await
+                .respond(&shared, &mut inner, request)
+                .await
         })
     }
 }

@@ -47,13 +47,12 @@ type Counts = Arc<dyn Fn(http::StatusCode, &http::Extensions) -> bool + Send + S
 /// server counts `401`s for refused credentials, not for missing ones:
 ///
 /// ```
-/// use std::sync::Arc;
 /// use std::time::Duration;
 /// use mcp_core::ProblemCode;
 /// use mcp_ratelimit::{FailureLimitLayer, InMemoryBackend, Policy, Quota};
 ///
 /// let layer = FailureLimitLayer::new(
-///     Arc::new(InMemoryBackend::new()),
+///     InMemoryBackend::new(),
 ///     Policy::new("auth-failures", Quota::per(30, Duration::from_secs(60)).unwrap()),
 ///     |status: http::StatusCode, extensions: &http::Extensions| {
 ///         status == 401
@@ -107,11 +106,10 @@ impl FailureLimitLayer {
     /// without being counted. Default: every request is an attempt.
     ///
     /// ```
-    /// use std::sync::Arc;
     /// use mcp_ratelimit::{FailureLimitLayer, InMemoryBackend, Policy, RequestInfo};
     ///
     /// let layer = FailureLimitLayer::new(
-    ///     Arc::new(InMemoryBackend::new()),
+    ///     InMemoryBackend::new(),
     ///     Policy::new("auth-failures", "30/60s".parse().unwrap()),
     ///     |status: http::StatusCode, _: &http::Extensions| status == 401,
     /// )

@@ -52,10 +52,9 @@ pub use service::RateLimit;
 /// applies its own settings (they are read when [`Layer::layer`] runs):
 ///
 /// ```
-/// use std::sync::Arc;
 /// use mcp_ratelimit::{FailurePolicy, InMemoryBackend, Policy, RateLimitLayer};
 ///
-/// let api = RateLimitLayer::new(Arc::new(InMemoryBackend::new()), Policy::new("api", "100/60s".parse().unwrap()));
+/// let api = RateLimitLayer::new(InMemoryBackend::new(), Policy::new("api", "100/60s".parse().unwrap()));
 /// let strict = api.clone().on_failure(FailurePolicy::Closed);
 /// # let _ = (api, strict);
 /// ```

@@ -85,16 +85,7 @@ where
             } else {
                 decide(&shared, &key).await
             };
-            match answer {
-                Verdict::Pass(decision) => {
-                    let mut response = inner.call(request).await?;
-                    if let Some(decision) = decision {
-                        shared.apply(response.headers_mut(), &decision);
-                    }
-                    Ok(response)
-                }
-                Verdict::Stop(response) => Ok(response),
-            }
+            answer.respond(&shared, &mut inner, request).await
         }))
     }
 }
