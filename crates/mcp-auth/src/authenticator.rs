@@ -478,4 +478,43 @@ mod tests {
         );
         assert_eq!(call(layer, &[("x-user", "carol")]).await.body(), "carol");
     }
+
+    /// A setter makes a new layer: the clone it came from keeps its own
+    /// mode, and a shared `Arc<impl Authenticator>` is accepted as is.
+    #[tokio::test]
+    async fn setters_never_change_a_clone_and_arcs_are_accepted() {
+        let shared = Arc::new(HeaderAuth);
+        let required = AuthLayer::new(shared.clone());
+        let optional = required.clone().optional();
+        assert_eq!(call(required.clone(), &[]).await.status(), 401);
+        assert_eq!(call(optional, &[]).await.body(), "anonymous");
+        assert_eq!(call(required, &[("x-user", "dan")]).await.body(), "dan");
+    }
+
+    #[test]
+    fn debug_names_the_chain_not_its_contents() {
+        let layer = AuthLayer::new(HeaderAuth)
+            .or(HeaderAuth)
+            .challenge(Challenge::new("api"));
+        let shown = format!("{layer:?}");
+        assert!(
+            shown.starts_with("AuthLayer { authenticators: 2, mode: Required"),
+            "{shown}"
+        );
+    }
+
+    /// Every request an AuthLayer passes carries `AuthChecked`, with or
+    /// without a principal: what lets later layers tell a missing layer
+    /// from an anonymous caller.
+    #[tokio::test]
+    async fn passed_requests_are_marked() {
+        let service = AuthLayer::new(HeaderAuth).optional().layer(service_fn(
+            |req: Request<()>| async move {
+                let marked = req.extensions().get::<AuthChecked>().is_some();
+                Ok::<_, Infallible>(Response::new(Bytes::from(marked.to_string())))
+            },
+        ));
+        let response = service.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(response.body(), "true");
+    }
 }
