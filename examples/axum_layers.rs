@@ -16,17 +16,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
-use mcp_apikeys::{ApiKeyAuthenticator, ApiKeyService, MemoryStore};
-use mcp_auth::{
-    AccessToken, AuthLayer, Authenticated, JwtAuthenticator, RequireLayer, SigningKey, TokenIssuer,
+use axum::{Json, Router};
+use mcp_security::SecurityStack;
+use mcp_security::apikeys::{ApiKeyAuthenticator, ApiKeyService, MemoryStore};
+use mcp_security::auth::{
+    AccessToken, Authenticated, JwtAuthenticator, RequireLayer, SigningKey, TokenIssuer,
     TrustedIssuer, VerifyingKey,
 };
-use mcp_core::Problem;
-use mcp_cors::{CorsPolicy, HostOriginGuardLayer, Origin};
-use mcp_headers::SecurityHeadersLayer;
-use mcp_ratelimit::{InMemoryBackend, PeerIp, Policy, PrincipalOrIp, Quota, RateLimitLayer};
-use mcp_validate::Valid;
+use mcp_security::ratelimit::{
+    InMemoryBackend, PeerIp, Policy, PrincipalOrIp, Quota, RateLimitLayer,
+};
+use mcp_security::validate::Valid;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -62,38 +62,27 @@ async fn create_note(
 }
 
 /// The application: `quota` for the api policy, `secret` for JWTs, `keys`
-/// for API keys.
+/// for API keys. The stack puts every check in the safe order.
 fn app(secret: &[u8], keys: Arc<ApiKeyService>, quota: Quota) -> Router {
     let jwt = JwtAuthenticator::builder()
-        .trust(
-            TrustedIssuer::new(ISSUER, AUDIENCE).key(VerifyingKey::hmac(secret).expect("secret")),
-        )
+        .trust(TrustedIssuer::new(ISSUER, AUDIENCE).key(VerifyingKey::hmac(secret).expect("key")))
         .build()
         .expect("JWT settings");
-    // JWTs and API keys, tried in order; the first that recognises the
-    // credential decides.
-    let auth = AuthLayer::new(jwt).or(ApiKeyAuthenticator::new(keys));
-    // Keyed by API key or user when authenticated, else by peer IP.
-    let limit = RateLimitLayer::new(Arc::new(InMemoryBackend::new()), Policy::new("api", quota))
-        .key(PrincipalOrIp::with_fallback(PeerIp));
-    let cors: CorsPolicy = "https://app.example.com".parse().expect("origins");
-    Router::new()
-        .route("/me", get(me))
-        .route(
-            "/notes",
-            post(create_note).route_layer(RequireLayer::scope("notes:write")),
+    let routes = Router::new().route("/me", get(me)).route(
+        "/notes",
+        post(create_note).route_layer(RequireLayer::scope("notes:write")),
+    );
+    SecurityStack::new()
+        .cors("https://app.example.com".parse().expect("origins"))
+        .own_origin(ISSUER.parse().expect("origin"))
+        .authenticate(jwt) // tried in order: JWTs, then API keys
+        .authenticate(ApiKeyAuthenticator::new(keys))
+        // Keyed by API key or user when authenticated, else by peer IP.
+        .rate_limit(
+            RateLimitLayer::new(InMemoryBackend::new(), Policy::new("api", quota))
+                .key(PrincipalOrIp::with_fallback(PeerIp)),
         )
-        // Outermost first: authenticate, then limit by who it is.
-        .route_layer(limit)
-        .route_layer(auth)
-        .fallback(|| async { Problem::not_found() })
-        .layer(Extension(mcp_validate::Limits::default()))
-        .layer(cors.layer())
-        // Loopback hosts only; browsers from the CORS list or this server.
-        .layer(
-            HostOriginGuardLayer::new(cors).own_origin(ISSUER.parse::<Origin>().expect("origin")),
-        )
-        .layer(SecurityHeadersLayer::new())
+        .apply(routes)
 }
 
 #[tokio::main]
@@ -230,6 +219,30 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), 403);
+
+        // The order of checks: an oversized body is refused before any
+        // credential is asked for, as a problem; so is a wrong method.
+        let response = client
+            .post(format!("{base}/notes"))
+            .header("content-type", "application/json")
+            .body(vec![b' '; 200 * 1024])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 413);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let response = client
+            .delete(format!("{base}/me"))
+            .header("x-api-key", read_only.expose())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405);
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "method_not_allowed");
 
         // A browser's preflight from the allowed origin.
         let response = client

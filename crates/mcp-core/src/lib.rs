@@ -28,7 +28,9 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod bare;
 mod clock;
+mod page;
 mod principal;
 mod problem;
 
@@ -37,6 +39,8 @@ mod problem;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctest;
 
+pub use bare::problem_for_bare_error;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use page::Page;
 pub use principal::{AuthMethod, Principal, PrincipalBuilder};
 pub use problem::{FieldError, MAX_FIELD_ERRORS, PROBLEM_CONTENT_TYPE, Problem, ProblemCode, code};

@@ -12,8 +12,8 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use http::header::{self, HeaderValue};
-use mcp_core::{PROBLEM_CONTENT_TYPE, Problem, code};
+use http::header::HeaderValue;
+use mcp_core::{Problem, code};
 use mcp_headers::SecurityHeadersLayer;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -204,45 +204,13 @@ fn log_response(response: &Response, latency: Duration, _span: &Span) {
     );
 }
 
-/// Replaces the body of any error response that is not already a problem
-/// or JSON (from axum's rejections, tower-http's limit, a 405, rmcp's plain
-/// texts) with the problem for its status, keeping its headers (`Allow`,
-/// `Retry-After`, ...).
+/// Axum's rejections, tower-http's limit, a 405, rmcp's plain texts: as
+/// problems.
 async fn problem_for_bare_errors(
     axum::extract::State(body_limit): axum::extract::State<usize>,
     response: Response,
 ) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    // Problems are already ours; JSON bodies are JSON-RPC errors of the MCP
-    // transport, which MCP clients read and a problem would hide.
-    let structured = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| {
-            let ct = ct.as_bytes();
-            ct.starts_with(PROBLEM_CONTENT_TYPE.as_bytes()) || ct.starts_with(b"application/json")
-        });
-    if structured {
-        return response;
-    }
-    let (mut parts, _) = response.into_parts();
-    let problem = match status {
-        http::StatusCode::PAYLOAD_TOO_LARGE => Problem::payload_too_large(Some(body_limit)),
-        http::StatusCode::METHOD_NOT_ALLOWED => Problem::method_not_allowed(),
-        http::StatusCode::NOT_FOUND => Problem::not_found(),
-        _ => Problem::from_status(status),
-    };
-    let (fresh, body) = Response::<Body>::into_parts(problem.into_response());
-    parts.extensions.extend(fresh.extensions);
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
-    );
-    Response::from_parts(parts, body)
+    mcp_core::problem_for_bare_error(response, Some(body_limit))
 }
 
 fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> http::Response<Body> {
