@@ -378,3 +378,34 @@ async fn an_entry_with_a_default_port_allows_a_host_without_one() {
         assert_eq!(host(&guard, foreign).await, refused(), "{foreign}");
     }
 }
+
+#[test]
+fn exact_lists_for_components_behind_the_guard() {
+    let deployed = HostOriginGuardLayer::new("https://app.example.com".parse().unwrap())
+        .only_hosts(
+            "MCP.example.com:443, [0:0::1]:8080, localhost"
+                .parse::<AllowedHosts>()
+                .unwrap(),
+        )
+        .own_origin("http://mcp.test:8080".parse::<mcp_cors::Origin>().unwrap());
+    assert_eq!(
+        deployed.exact_hosts(),
+        [
+            "mcp.example.com:443",
+            "mcp.example.com",
+            "[::1]:8080",
+            "localhost"
+        ]
+    );
+    assert_eq!(
+        deployed.exact_origins().unwrap(),
+        ["https://app.example.com:443", "http://mcp.test:8080"]
+    );
+    let wildcard = HostOriginGuardLayer::new("https://*.example.com".parse().unwrap());
+    assert_eq!(wildcard.exact_origins(), None);
+    assert_eq!(
+        guard().exact_origins(),
+        Some(Vec::new()),
+        "CORS off, no own origin"
+    );
+}

@@ -788,22 +788,14 @@ fn parse_guard(
             })?;
         hosts.push(host);
     }
-    // rmcp parses the same list (`[::1]` and `name:port` included), but
-    // wants the port in `Host` whenever an entry has one: the bare name
-    // stands for a default port the guard in front accepts without one.
-    let mut rmcp_hosts = Vec::new();
-    for host in &hosts {
-        rmcp_hosts.push(host.to_string());
-        if matches!(host.port(), Some(80 | 443)) {
-            rmcp_hosts.push(host.name().to_owned());
-        }
-    }
     let mut guard = mcp_cors::HostOriginGuardLayer::new(cors.clone())
         .only_hosts(hosts)
         .allow_null_origin(allow_null);
     if let Ok(origin) = public_url.trim_end_matches('/').parse::<mcp_cors::Origin>() {
         guard = guard.own_origin(origin);
     }
+    // rmcp checks `Host` again behind the guard, from the same list.
+    let rmcp_hosts = guard.exact_hosts();
     Ok((Some(guard), rmcp_hosts))
 }
 

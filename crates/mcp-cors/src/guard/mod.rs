@@ -115,6 +115,33 @@ impl HostOriginGuardLayer {
         &self.cors
     }
 
+    /// The allowed hosts as plain `host[:port]` strings, for a component
+    /// behind this guard that checks `Host` against a list itself (rmcp's
+    /// allowed hosts): each entry normalised, and for an entry with port 80
+    /// or 443 also its bare name, so that a `Host` without a port this guard
+    /// lets in is not refused there. Such a list reads a bare name as any
+    /// port, wider than this guard: keep the guard in front.
+    pub fn exact_hosts(&self) -> Vec<String> {
+        let mut hosts = Vec::new();
+        for host in &self.hosts {
+            hosts.push(host.to_string());
+            if matches!(host.port(), Some(80 | 443)) {
+                hosts.push(host.name().to_owned());
+            }
+        }
+        hosts
+    }
+
+    /// The origins this guard allows, written out with explicit ports
+    /// (`https://app.example.com:443`, rmcp's format): the CORS policy's and
+    /// the server's own. `None` when the policy is `*` or has wildcards,
+    /// which a plain list cannot express (the guard alone checks then).
+    pub fn exact_origins(&self) -> Option<Vec<String>> {
+        let mut origins = self.cors.exact_origins()?;
+        origins.extend(self.own.iter().map(Origin::with_port));
+        Some(origins)
+    }
+
     /// Checks a request head; the problem to answer if refused.
     pub fn check<B>(&self, request: &Request<B>) -> Result<(), Problem> {
         self.check_host(request)?;
