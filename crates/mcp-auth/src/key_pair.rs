@@ -190,6 +190,66 @@ impl FromStr for KeyPair {
     }
 }
 
+/// An algorithm a [`KeyPair`] signs with, read case-insensitively from
+/// configuration: `HS256`, `HS384`, `HS512` (an HMAC secret), `RS256`,
+/// `ES256` (P-256) or `EdDSA` (Ed25519, PEM pairs).
+///
+/// ```
+/// use mcp_auth::{Algorithm, SigningAlgorithm};
+///
+/// let algorithm: SigningAlgorithm = "eddsa".parse().unwrap();
+/// assert_eq!(Algorithm::from(algorithm), Algorithm::EdDSA);
+/// assert!(algorithm.is_pem());
+/// assert_eq!(
+///     "none".parse::<SigningAlgorithm>().unwrap_err().to_string(),
+///     "expected HS256, HS384, HS512, RS256, ES256 or EdDSA"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigningAlgorithm(Algorithm);
+
+impl SigningAlgorithm {
+    /// Whether keys for it come as a PEM pair (not an HMAC secret).
+    pub fn is_pem(self) -> bool {
+        self.0.family() != AlgorithmFamily::Hmac
+    }
+}
+
+impl Default for SigningAlgorithm {
+    /// `HS256`.
+    fn default() -> Self {
+        SigningAlgorithm(Algorithm::HS256)
+    }
+}
+
+impl From<SigningAlgorithm> for Algorithm {
+    fn from(algorithm: SigningAlgorithm) -> Self {
+        algorithm.0
+    }
+}
+
+/// A signing algorithm this crate does not offer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("expected HS256, HS384, HS512, RS256, ES256 or EdDSA")]
+pub struct UnknownSigningAlgorithm;
+
+impl FromStr for SigningAlgorithm {
+    type Err = UnknownSigningAlgorithm;
+
+    fn from_str(text: &str) -> Result<Self, UnknownSigningAlgorithm> {
+        let algorithm = match text.to_ascii_uppercase().as_str() {
+            "HS256" => Algorithm::HS256,
+            "HS384" => Algorithm::HS384,
+            "HS512" => Algorithm::HS512,
+            "RS256" => Algorithm::RS256,
+            "ES256" => Algorithm::ES256,
+            "EDDSA" => Algorithm::EdDSA,
+            _ => return Err(UnknownSigningAlgorithm),
+        };
+        Ok(SigningAlgorithm(algorithm))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

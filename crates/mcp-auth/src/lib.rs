@@ -56,7 +56,7 @@ pub use jwt::{
     Claims, ClaimsMapper, DefaultClaimsMapper, JwtAuthenticator, JwtAuthenticatorBuilder,
     JwtConfigError, MAX_TOKEN_BYTES, TrustedIssuer, bearer_token,
 };
-pub use key_pair::{KeyPair, KeyPairError};
+pub use key_pair::{KeyPair, KeyPairError, SigningAlgorithm, UnknownSigningAlgorithm};
 pub use keys::{
     KeyError, MIN_HMAC_SECRET_BYTES, SigningKey, VerifyingKey, install_crypto_provider,
 };

@@ -922,14 +922,10 @@ fn parse_jwt(s: &Sources, public_url: &str) -> Result<JwtConfig, ConfigError> {
     let algorithm = s.parse(
         JWT_ALGORITHM,
         || Algorithm::HS256,
-        |v| match v.to_ascii_uppercase().as_str() {
-            "HS256" => Ok(Algorithm::HS256),
-            "HS384" => Ok(Algorithm::HS384),
-            "HS512" => Ok(Algorithm::HS512),
-            "RS256" => Ok(Algorithm::RS256),
-            "ES256" => Ok(Algorithm::ES256),
-            "EDDSA" => Ok(Algorithm::EdDSA),
-            _ => Err("expected HS256, HS384, HS512, RS256, ES256 or EdDSA".to_owned()),
+        |v| {
+            v.parse::<mcp_auth::SigningAlgorithm>()
+                .map(Algorithm::from)
+                .map_err(|e| e.to_string())
         },
     )?;
     let read_pem = |v: &str| std::fs::read(v).map_err(|e| format!("cannot read the key file: {e}"));
