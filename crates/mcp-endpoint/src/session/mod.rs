@@ -24,6 +24,8 @@ pub const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 /// does not know (never issued behind it, or forgotten) is refused before
 /// the server sees it: put it behind authentication and in front of the MCP
 /// server, with a time to idle longer than the server keeps a session.
+/// A request without a [`Principal`] (no authentication in front) is a
+/// misconfiguration: `500`, and an error in the log.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -155,7 +157,15 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let owners = self.owners.clone();
-        let principal = request.extensions().get::<Principal>().cloned();
+        let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+            // Without a caller no session can have an owner: every session
+            // would be refused, or (worse) shared by all anonymous callers.
+            tracing::error!(
+                "SessionBinding reached without a Principal: put an authentication layer \
+                 (mcp_auth::AuthLayer, required mode) in front of it"
+            );
+            return ResponseFuture::new(async { Ok(Problem::internal().into_response()) });
+        };
         let presented = request
             .headers()
             .get(&SESSION_ID)
@@ -165,7 +175,7 @@ where
         // forgotten) is refused as well as a foreign one; the server never
         // decides on a session whose owner we cannot name.
         if let Some(session) = &presented
-            && principal.as_ref().map(Principal::identity) != owners.get(session)
+            && Some(principal.identity()) != owners.get(session)
         {
             tracing::warn!("MCP session presented that is unknown or another principal's");
             return ResponseFuture::new(async {
@@ -180,7 +190,7 @@ where
             match (&presented, response.headers().get(&SESSION_ID)) {
                 // A new session: remember who opened it.
                 (None, Some(created)) => {
-                    if let (Ok(created), Some(principal)) = (created.to_str(), &principal) {
+                    if let Ok(created) = created.to_str() {
                         owners.insert(created.to_owned(), principal.identity());
                     }
                 }
@@ -269,6 +279,22 @@ mod tests {
             .unwrap();
         assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
         assert_eq!(reached.load(Ordering::SeqCst), 2);
+    }
+
+    /// No authentication in front is a loud `500`, never a session every
+    /// anonymous caller shares.
+    #[tokio::test]
+    async fn without_a_principal_it_answers_500() {
+        let reached = Arc::new(AtomicUsize::new(0));
+        let app = app(SessionBindingLayer::new(), reached.clone());
+        let response = app
+            .oneshot(Request::post("/mcp").body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["code"], "internal");
+        assert_eq!(reached.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -300,3 +300,55 @@ fn credentials(headers: &HeaderMap) -> http::request::Parts {
     }
     parts
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use http::{Request, StatusCode};
+    use mcp_core::AuthMethod;
+    use rmcp::handler::server::ServerHandler;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[derive(Clone)]
+    struct Tools;
+    impl ServerHandler for Tools {}
+
+    fn app() -> Router {
+        Router::new().route("/ws", WebSocketEndpoint::new(|_| Tools).method_router())
+    }
+
+    /// No authentication in front is a loud `500`, never an anonymous
+    /// connection.
+    #[tokio::test]
+    async fn without_a_principal_it_answers_500() {
+        let response = app()
+            .oneshot(Request::get("/ws").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_is_no_upgrade_is_refused() {
+        let mut request = Request::get("/ws").body(Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(Principal::builder("u1", AuthMethod::Jwt).build());
+        let response = app().oneshot(request).await.unwrap();
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+
+    #[test]
+    fn credentials_kept_for_the_recheck_are_sensitive() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, "Bearer t".parse().unwrap());
+        headers.insert(SEC_WEBSOCKET_PROTOCOL, "mcp, bearer.t".parse().unwrap());
+        headers.insert("cookie", "c=1".parse().unwrap());
+        let kept = credentials(&headers);
+        assert_eq!(kept.headers.len(), 2);
+        assert!(kept.headers.values().all(http::HeaderValue::is_sensitive));
+    }
+}
