@@ -256,6 +256,8 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
+    use mcp_core::PROBLEM_CONTENT_TYPE;
     use axum::routing::{get, post};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
