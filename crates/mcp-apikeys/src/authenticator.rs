@@ -113,24 +113,40 @@ impl std::fmt::Debug for ApiKeyAuthenticator {
 
 impl ApiKeyAuthenticator {
     /// Keys checked by `service` (an [`ApiKeyService`] or an `Arc` of one),
-    /// principals made by [`KeyOnly`].
+    /// principals made by [`KeyOnly`] and remembered for 10 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mcp_apikeys::{ApiKeyAuthenticator, ApiKeyService, KeyOnly, MemoryStore};
+    ///
+    /// let keys = ApiKeyService::builder(MemoryStore::new()).build();
+    /// let auth = ApiKeyAuthenticator::new(keys)
+    ///     .owners(KeyOnly) // or your OwnerLookup: roles, deleted owners
+    ///     .ttl(Duration::from_secs(30));
+    /// # let _ = auth;
+    /// ```
     pub fn new(service: impl Into<Arc<ApiKeyService>>) -> Self {
-        Self::with_owners(service, KeyOnly, Duration::from_secs(10))
-    }
-
-    /// Keys checked by `service`, principals made by `owners` (any
-    /// [`OwnerLookup`], or an `Arc` of one) and remembered for `ttl` (the
-    /// bound on an owner's role change reaching its keys).
-    pub fn with_owners(
-        service: impl Into<Arc<ApiKeyService>>,
-        owners: impl OwnerLookup,
-        ttl: Duration,
-    ) -> Self {
         ApiKeyAuthenticator {
             service: service.into(),
-            owners: Arc::new(owners),
-            ttl,
+            owners: Arc::new(KeyOnly),
+            ttl: Duration::from_secs(10),
         }
+    }
+
+    /// Makes principals with `owners` (any [`OwnerLookup`], or an `Arc` of
+    /// one to keep a handle on it).
+    #[must_use]
+    pub fn owners(mut self, owners: impl OwnerLookup) -> Self {
+        self.owners = Arc::new(owners);
+        self
+    }
+
+    /// How long a principal made by the owner lookup is reused (10 s): the
+    /// bound on an owner's role change reaching its keys in other processes.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
     }
 }
 

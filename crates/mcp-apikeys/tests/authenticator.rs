@@ -310,7 +310,9 @@ async fn a_principal_is_reused_for_less_than_its_ttl() {
     );
     let (_, secret) = keys.create("user-1", "k", None, None).await.unwrap();
     let owners = Arc::new(CountingOwners::default());
-    let auth = ApiKeyAuthenticator::with_owners(keys, owners.clone(), Duration::from_secs(10));
+    let auth = ApiKeyAuthenticator::new(keys)
+        .owners(owners.clone())
+        .ttl(Duration::from_secs(10));
     let request = parts(&[("x-api-key", secret.expose())]);
     let made = || owners.made.load(Ordering::SeqCst);
 

@@ -227,8 +227,9 @@ async fn a_role_change_reaches_cached_key_principals_at_once() {
     let (_, other) = keys.create("user-2", "c", None, None).await.unwrap();
     let roles = Arc::new(Roles::default());
     *roles.role.lock().unwrap() = "admin";
-    let auth =
-        ApiKeyAuthenticator::with_owners(keys.clone(), roles.clone(), Duration::from_secs(3600));
+    let auth = ApiKeyAuthenticator::new(keys.clone())
+        .owners(roles.clone())
+        .ttl(Duration::from_secs(3600));
     for key in [&first, &second, &other] {
         assert_eq!(role_of(&auth, key.expose()).await, ["admin"]);
     }
@@ -249,11 +250,11 @@ async fn a_role_change_during_an_owner_lookup_wins() {
     let (_, secret) = keys.create("user-1", "a", None, None).await.unwrap();
     let roles = Arc::new(Roles::default());
     *roles.role.lock().unwrap() = "admin";
-    let auth = Arc::new(ApiKeyAuthenticator::with_owners(
-        keys.clone(),
-        roles.clone(),
-        Duration::from_secs(3600),
-    ));
+    let auth = Arc::new(
+        ApiKeyAuthenticator::new(keys.clone())
+            .owners(roles.clone())
+            .ttl(Duration::from_secs(3600)),
+    );
     // Cached key, no principal yet: the next request makes one.
     keys.validate(secret.expose()).await.unwrap();
 

@@ -150,13 +150,11 @@ impl Auth {
             .map_err(|e| StartError::Auth(e.to_string()))?;
         let users = UserCache::new(db.clone(), config.user_cache_ttl, keys.clone());
         // Bearer JWTs first: a bearer token wins over an X-API-Key beside it.
-        let api_keys = mcp_apikeys::ApiKeyAuthenticator::with_owners(
-            keys,
-            crate::keys::UserOwners {
+        let api_keys = mcp_apikeys::ApiKeyAuthenticator::new(keys)
+            .owners(crate::keys::UserOwners {
                 users: users.clone(),
-            },
-            config.user_cache_ttl,
-        );
+            })
+            .ttl(config.user_cache_ttl);
         let layer = AuthLayer::new(UserCheckedJwt {
             jwt: jwt_authenticator,
             own_issuer: own_issuer.clone(),
