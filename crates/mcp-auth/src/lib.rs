@@ -14,6 +14,15 @@
 //! Every refusal is a [`Problem`](mcp_core::Problem) with `WWW-Authenticate:
 //! Bearer` (RFC 6750), configured by a [`Challenge`].
 //!
+//! A missing layer fails loudly: [`AuthLayer`] marks each request it passes
+//! with [`AuthChecked`], and a [`RequireLayer`] or extractor that sees
+//! neither a principal nor that mark answers `500 internal` and logs an
+//! error naming the missing `AuthLayer`, instead of a `401` that blames the
+//! client (or an anonymous pass).
+//!
+//! [`KeyPair`] is a signing key with its matching verifying key (from an
+//! HMAC secret or a PEM pair), checked by signing and verifying one token.
+//!
 //! The crate signs and verifies with aws-lc-rs, installed explicitly as
 //! jsonwebtoken's provider ([`install_crypto_provider`]), so no feature
 //! combination can leave it without one.
