@@ -1,7 +1,7 @@
 //! The database: one pool, PostgreSQL or SQLite, chosen by `DATABASE_URL`.
 //!
 //! Queries are written once, in SQL both databases accept (`$1` parameters,
-//! `ON CONFLICT`, `RETURNING`), and compiled for each pool by [`with_pool!`].
+//! `ON CONFLICT`, `RETURNING`), and compiled for each pool by [`with_pool!`](crate::with_pool).
 
 use std::str::FromStr;
 use std::time::Duration;

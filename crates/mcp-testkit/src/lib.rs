@@ -5,7 +5,7 @@
 //!   `#[cfg_attr(not(test_postgres), ignore = "...")]`; the cfg comes from
 //!   `build/test-services.rs` (`MCP_TEST_SERVICES`, or `CI=true`: the one
 //!   place that decides what "in CI" means). Where the
-//!   service was promised and is unreachable, [`unreachable`] fails the test:
+//!   service was promised and is unreachable, [`unreachable()`] fails the test:
 //!   nothing here skips silently.
 //! - [`spare_port`]: a loopback port nobody in this process was handed.
 //! - [`PgSchema`]: a PostgreSQL schema of a test's own, dropped afterwards,
@@ -74,7 +74,7 @@ pub struct PgSchema {
 
 impl PgSchema {
     /// Creates `<prefix>_<uuid>` on [`postgres_url`]. Fails the test, via
-    /// [`unreachable`], when PostgreSQL does not answer within 5 s.
+    /// [`unreachable()`], when PostgreSQL does not answer within 5 s.
     pub async fn create(prefix: &str) -> PgSchema {
         let admin_url = postgres_url();
         let mut conn = match tokio::time::timeout(
