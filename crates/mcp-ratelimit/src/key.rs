@@ -254,6 +254,41 @@ impl FromStr for ForwardedHeader {
     }
 }
 
+/// An entry of a trusted-proxy list that is neither an address nor a CIDR
+/// network.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an address or CIDR network")]
+pub struct ProxyListError(String);
+
+impl FromStr for TrustedProxyIp {
+    type Err = ProxyListError;
+
+    /// A comma list of addresses and CIDR networks (`10.0.0.0/8, ::1`);
+    /// empty entries are skipped, so `""` trusts no proxy.
+    ///
+    /// ```
+    /// use mcp_ratelimit::TrustedProxyIp;
+    ///
+    /// let proxies: TrustedProxyIp = "10.0.0.0/8, 192.0.2.1".parse().unwrap();
+    /// assert_eq!(proxies.proxies().len(), 2);
+    /// assert!("10.0.0.0/33".parse::<TrustedProxyIp>().is_err());
+    /// ```
+    fn from_str(list: &str) -> Result<TrustedProxyIp, ProxyListError> {
+        let proxies = list
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| ProxyListError(entry.to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TrustedProxyIp::new(proxies))
+    }
+}
+
 /// Who a request came from, as [`TrustedProxyIp`] finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ClientAddr {
@@ -355,6 +390,11 @@ impl TrustedProxyIp {
     pub fn header(mut self, header: ForwardedHeader) -> Self {
         self.header = header;
         self
+    }
+
+    /// The trusted proxies.
+    pub fn proxies(&self) -> &[IpNet] {
+        &self.proxies
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {

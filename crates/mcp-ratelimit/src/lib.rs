@@ -48,7 +48,7 @@ pub use failure_policy::{FailurePolicy, FailurePolicyError};
 pub use headers::{HeaderStyle, HeaderStyleError};
 pub use key::{
     ClientAddr, ForwardedHeader, ForwardedHeaderError, HeaderKey, JsonBodyField, KeyError,
-    KeyExtractor, PeerIp, PrincipalOrIp, RateKey, RequestInfo, TrustedProxyIp,
+    KeyExtractor, PeerIp, PrincipalOrIp, ProxyListError, RateKey, RequestInfo, TrustedProxyIp,
 };
 pub use limiter::RateLimiter;
 pub use quota::{Decision, Policy, Quota, QuotaError};

@@ -457,7 +457,7 @@ pub struct Config {
     /// Rate limits.
     pub rate_limits: RateLimitConfig,
     /// Proxies whose forwarding headers are believed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub trusted_proxies: mcp_ratelimit::TrustedProxyIp,
     /// The one header read from them (`X-Forwarded-For`).
     pub forwarded_header: mcp_ratelimit::ForwardedHeader,
     /// CORS.
@@ -687,17 +687,14 @@ impl Config {
             v.parse::<mcp_cors::CorsPolicy>().map_err(|e| e.to_string())
         })?;
         let (guard, allowed_hosts) = parse_guard(s, bind, &public_url, &cors)?;
-        let trusted_proxies = s.parse(TRUSTED_PROXIES, Vec::new, |v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    p.parse::<ipnet::IpNet>()
-                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                        .map_err(|_| format!("{p:?} is not an address or CIDR network"))
-                })
-                .collect()
-        })?;
+        let trusted_proxies = s.parse(
+            TRUSTED_PROXIES,
+            || mcp_ratelimit::TrustedProxyIp::new([]),
+            |v| {
+                v.parse()
+                    .map_err(|e: mcp_ratelimit::ProxyListError| e.to_string())
+            },
+        )?;
         let forwarded_header = s.parse(FORWARDED_HEADER, Default::default, |v| {
             v.parse::<mcp_ratelimit::ForwardedHeader>()
                 .map_err(|e| e.to_string())
@@ -1413,10 +1410,8 @@ mod tests {
         .unwrap();
         assert_eq!(config.rate_limits.api.limit(), 5);
         assert!(config.rate_limits.fail_closed);
-        assert!(
-            config.rate_limits.headers.structured && !config.rate_limits.headers.draft_07
-        );
-        assert_eq!(config.trusted_proxies.len(), 2);
+        assert!(config.rate_limits.headers.structured && !config.rate_limits.headers.draft_07);
+        assert_eq!(config.trusted_proxies.proxies().len(), 2);
         assert_eq!(
             config.forwarded_header,
             mcp_ratelimit::ForwardedHeader::XForwardedFor

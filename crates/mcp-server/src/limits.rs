@@ -85,7 +85,9 @@ impl Limits {
             failure,
             fail_closed: rl.fail_closed,
             headers: rl.headers,
-            client_ip: TrustedProxyIp::new(config.trusted_proxies.iter().copied())
+            client_ip: config
+                .trusted_proxies
+                .clone()
                 .header(config.forwarded_header),
         })
     }
