@@ -21,6 +21,11 @@
 //! - On the shutdown signal it stops accepting, closes idle connections,
 //!   and lets in-flight requests finish for a grace period.
 //!
+//! With the `axum` feature, [`spine`] wraps an axum app in the request
+//! hygiene every route needs: sane request ids, one log line per request
+//! without credentials, bounded metric labels, panics and timeouts as
+//! problems, and the SIGINT/SIGTERM [`spine::shutdown_signal`].
+//!
 //! Each request carries the peer's [`SocketAddr`](std::net::SocketAddr) in
 //! its extensions (what `mcp-ratelimit`'s `PeerIp` reads) and, with the
 //! `axum` feature, axum's `ConnectInfo<SocketAddr>` too, as with
@@ -56,6 +61,9 @@ mod conn;
 mod limits;
 mod server;
 mod slots;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod spine;
 
 pub use limits::ConnectionLimits;
 pub use server::Server;

@@ -206,7 +206,11 @@ pub async fn list(
         .into_iter()
         .map(AgentRow::into_agent)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(mcp_core::Page::from_overfetch(agents, limit as usize, |a| a.id))
+    Ok(mcp_core::Page::from_overfetch(
+        agents,
+        limit as usize,
+        |a| a.id,
+    ))
 }
 
 /// Applies `changes`; `None` when there is no such agent.

@@ -21,7 +21,6 @@ pub mod config;
 pub mod db;
 pub mod extract;
 pub mod health;
-pub mod http;
 pub mod keys;
 pub mod limits;
 pub mod mcp;
@@ -203,13 +202,13 @@ pub fn routes(state: AppState) -> Router {
 
 /// The whole application: routes inside the spine.
 pub fn app(state: AppState) -> Router {
-    let settings = http::SpineSettings {
+    let settings = mcp_serve::spine::SpineSettings {
         body_limit: state.config.body_limit,
         request_timeout: state.config.request_timeout,
         guard: state.config.guard.clone(),
         cors: state.config.cors.layer(),
     };
-    http::spine(routes(state), settings)
+    mcp_serve::spine::spine(routes(state), settings)
 }
 
 /// Runs the command line.
@@ -241,7 +240,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
         .await
         .map_err(|source| StartError::Bind { addr: bind, source })?;
     let address = listener.local_addr().map_err(StartError::Serve)?;
-    let signal = http::shutdown_signal();
+    let signal = mcp_serve::spine::shutdown_signal();
     let token = state.shutdown.clone();
     let shutdown = async move {
         signal.await;

@@ -1,6 +1,8 @@
-//! The HTTP spine every route sits in: request ids, one log line per
-//! request, security headers, panics and timeouts as problems, the body
-//! limit, problem+json for every error, and graceful shutdown.
+//! The HTTP spine every route of an axum app sits in: request ids (a
+//! client's kept only when sane), one log line per request without
+//! credentials, per-route metrics with bounded labels, security headers,
+//! panics and timeouts as problems, the guard, CORS and the body limit,
+//! problem+json for every error, and the shutdown signal.
 
 use std::any::Any;
 use std::future::Future;
@@ -256,10 +258,10 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header;
-    use mcp_core::PROBLEM_CONTENT_TYPE;
     use axum::routing::{get, post};
+    use http::header;
     use http_body_util::BodyExt;
+    use mcp_core::PROBLEM_CONTENT_TYPE;
     use tower::ServiceExt;
 
     fn app() -> Router {
