@@ -37,6 +37,11 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
+
 #[cfg(feature = "apikeys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "apikeys")))]
 pub use mcp_apikeys as apikeys;

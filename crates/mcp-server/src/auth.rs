@@ -93,7 +93,7 @@ impl Auth {
             } => KeyPair::pem(*algorithm, private_pem, public_pem).map_err(|e| match e {
                 KeyPairError::Verifying(e) => key_error(settings::JWT_PUBLIC_KEY_FILE, e),
                 KeyPairError::Signing(e) => key_error(settings::JWT_PRIVATE_KEY_FILE, e),
-                other => StartError::Auth(other.to_string()),
+                other => StartError::KeyPair(other),
             })?,
         };
         let pair = match &jwt.key_id {
@@ -102,8 +102,7 @@ impl Auth {
         };
         // A mismatched pair or a missing crypto backend stops the server
         // here instead of failing every login.
-        pair.check(clock.clone())
-            .map_err(|e| StartError::Auth(e.to_string()))?;
+        pair.check(clock.clone())?;
         let (signing, verifying) = pair.into_parts();
 
         let own_issuer = config.public_url.clone();
@@ -145,9 +144,7 @@ impl Auth {
             challenge = challenge.resource_metadata(document.well_known_url());
             metadata = Some(document);
         }
-        let jwt_authenticator = builder
-            .build()
-            .map_err(|e| StartError::Auth(e.to_string()))?;
+        let jwt_authenticator = builder.build()?;
         let users = UserCache::new(db.clone(), config.user_cache_ttl, keys.clone());
         // Bearer JWTs first: a bearer token wins over an X-API-Key beside it.
         let api_keys = mcp_apikeys::ApiKeyAuthenticator::new(keys)

@@ -98,9 +98,7 @@ impl AppState {
         let db = open_database(&config).await?;
         let keys = keys::service(&config, &db, clock.clone()).await?;
         let auth = auth::Auth::setup(&config, &db, keys.clone(), clock.clone()).await?;
-        let passwords = tokio::task::spawn_blocking(users::Passwords::new)
-            .await
-            .map_err(|e| StartError::Auth(e.to_string()))?;
+        let passwords = tokio::task::spawn_blocking(users::Passwords::new).await?;
         keys::bootstrap(&config, &db, &keys, &passwords, &clock).await?;
         Ok(AppState {
             db,
@@ -146,9 +144,16 @@ pub enum StartError {
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
-    /// The signing keys cannot be used.
+    /// The signing keys cannot be used (a mismatched pair, no crypto
+    /// backend).
     #[error("authentication setup failed: {0}")]
-    Auth(String),
+    KeyPair(#[from] mcp_auth::KeyPairError),
+    /// The JWT settings do not make an authenticator.
+    #[error("authentication setup failed: {0}")]
+    Jwt(#[from] mcp_auth::JwtConfigError),
+    /// A start-up task on the blocking pool did not finish.
+    #[error("start-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     /// A command-line operation failed.
     #[error("{0}")]
     Command(String),

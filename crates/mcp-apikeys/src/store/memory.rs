@@ -59,19 +59,13 @@ impl ApiKeyStore for MemoryStore {
     fn list(&self, owner: &str, limit: u32, cursor: Option<Uuid>) -> StoreFuture<'_, KeyPage> {
         let owner = owner.to_owned();
         ready(Ok(self.with(|keys| {
-            let mut items: Vec<_> = keys
+            let rows: Vec<_> = keys
                 .values()
                 .filter(|k| k.record.owner == owner && cursor.is_none_or(|c| k.record.id > c))
                 .take(limit as usize + 1)
                 .map(|k| k.record.clone())
                 .collect();
-            let next_cursor = if items.len() > limit as usize {
-                items.truncate(limit as usize);
-                items.last().map(|k| k.id)
-            } else {
-                None
-            };
-            KeyPage { items, next_cursor }
+            KeyPage::from_overfetch(rows, limit as usize, |k| k.id)
         })))
     }
 

@@ -91,14 +91,9 @@ pub struct NewSecret {
     pub previous_valid_until: Option<OffsetDateTime>,
 }
 
-/// A page of keys.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyPage {
-    /// The keys, oldest first.
-    pub items: Vec<ApiKeyRecord>,
-    /// The id to pass as the next cursor, if there are more.
-    pub next_cursor: Option<Uuid>,
-}
+/// A page of keys, oldest first, with the id to pass as the next cursor
+/// when there are more.
+pub type KeyPage = mcp_core::Page<ApiKeyRecord, Uuid>;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

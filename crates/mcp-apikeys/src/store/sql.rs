@@ -330,14 +330,8 @@ impl ApiKeyStore for SqlStore {
                     .await?
                 }
             };
-            let mut items: Vec<ApiKeyRecord> = keys.into_iter().map(|k| k.record).collect();
-            let next_cursor = if items.len() > limit as usize {
-                items.truncate(limit as usize);
-                items.last().map(|k| k.id)
-            } else {
-                None
-            };
-            Ok(KeyPage { items, next_cursor })
+            let rows: Vec<ApiKeyRecord> = keys.into_iter().map(|k| k.record).collect();
+            Ok(KeyPage::from_overfetch(rows, limit as usize, |k| k.id))
         })
     }
 

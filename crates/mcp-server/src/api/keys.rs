@@ -223,10 +223,7 @@ pub async fn list(
         .list(&owner, limit, cursor)
         .await
         .map_err(key_error)?;
-    Ok(Json(Listed {
-        items: page.items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(page))
 }
 
 /// `POST /api/keys` (`keys:write`): `201` with the key, shown once.
