@@ -45,10 +45,10 @@ struct ReadmeDoctest;
 pub use authenticator::{API_KEY_HEADER, ApiKeyAuthenticator, KeyOnly, OwnerLookup};
 pub use key::{ApiKeySecret, DISPLAY_PREFIX_LEN, KEY_LEN, KEY_PREFIX, KeyHash, KeyHasher};
 pub use service::{ApiKeyError, ApiKeyService, ApiKeyServiceBuilder, CacheStats, MAX_GRACE_PERIOD};
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
-pub use store::SqlStore;
 pub use store::{
     ApiKeyRecord, ApiKeyStore, Invalidation, KeyChanges, KeyPage, MemoryStore, NewSecret,
     StoreError, StoredKey,
 };
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use store::{SqlPool, SqlStore};

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::StartError;
 use crate::config::{Config, ConfigError, Origin, SigningConfig, settings};
-use crate::db::Db;
+use crate::db::{Database, Db};
 use crate::users::{self, Role};
 
 /// The settings-table key of a generated signing secret.

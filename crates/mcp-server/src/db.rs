@@ -8,35 +8,20 @@ use std::time::Duration;
 
 use mcp_core::Problem;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// A connection pool to the server's database.
-#[derive(Clone, Debug)]
-pub enum Db {
-    /// PostgreSQL.
-    Postgres(PgPool),
-    /// SQLite.
-    Sqlite(SqlitePool),
-}
+/// A connection pool to the server's database: the one pool type of
+/// `mcp-apikeys`, shared with the key store, with its one dispatch
+/// ([`with_pool!`](crate::with_pool)).
+pub use mcp_apikeys::SqlPool as Db;
 
-/// Runs `$body` with `$pool` bound to the concrete pool of either database.
-///
-/// The body is compiled once per database, so one SQL text serves both.
-#[macro_export]
-macro_rules! with_pool {
-    ($db:expr, |$pool:ident| $body:expr) => {
-        match $db {
-            $crate::db::Db::Postgres($pool) => $body,
-            $crate::db::Db::Sqlite($pool) => $body,
-        }
-    };
-}
+use crate::with_pool;
 
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,10 +72,35 @@ impl From<DbError> for Problem {
     }
 }
 
-impl Db {
+/// What the server does with its database beyond its tables: open it,
+/// migrate it, check it, keep a few settings, report its pool.
+pub trait Database: Sized {
     /// Opens the pool (creating an SQLite file if missing) and checks that
     /// the database answers.
-    pub async fn connect(config: &DatabaseConfig) -> Result<Db, DbError> {
+    fn connect(config: &DatabaseConfig) -> impl Future<Output = Result<Self, DbError>> + Send;
+    /// Applies pending migrations (safe to run from several replicas at
+    /// once on PostgreSQL: the migrator takes an advisory lock).
+    fn migrate(&self) -> impl Future<Output = Result<(), DbError>> + Send;
+    /// One round trip: `SELECT 1`.
+    fn ping(&self) -> impl Future<Output = Result<(), DbError>> + Send;
+    /// A server-wide setting, if set.
+    fn setting(&self, key: &str) -> impl Future<Output = Result<Option<String>, DbError>> + Send;
+    /// Stores `value` under `key` unless a value is there already, and
+    /// returns the value that is kept. Replicas racing to initialise the
+    /// same setting all end up with the first one written.
+    fn setting_or_insert(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<String, DbError>> + Send;
+    /// How many connections are open, idle and allowed.
+    fn pool_usage(&self) -> PoolUsage;
+}
+
+impl Database for Db {
+    /// Opens the pool (creating an SQLite file if missing) and checks that
+    /// the database answers.
+    async fn connect(config: &DatabaseConfig) -> Result<Db, DbError> {
         match &config.url {
             DatabaseUrl::Sqlite(url) => {
                 let options = SqliteConnectOptions::from_str(url)?
@@ -126,17 +136,9 @@ impl Db {
         }
     }
 
-    /// `postgres` or `sqlite`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Db::Postgres(_) => "postgres",
-            Db::Sqlite(_) => "sqlite",
-        }
-    }
-
     /// Applies pending migrations (safe to run from several replicas at once
     /// on PostgreSQL: the migrator takes an advisory lock).
-    pub async fn migrate(&self) -> Result<(), DbError> {
+    async fn migrate(&self) -> Result<(), DbError> {
         match self {
             Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
             Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
@@ -145,7 +147,7 @@ impl Db {
     }
 
     /// One round trip: `SELECT 1`.
-    pub async fn ping(&self) -> Result<(), DbError> {
+    async fn ping(&self) -> Result<(), DbError> {
         with_pool!(self, |pool| sqlx::query("SELECT 1")
             .execute(pool)
             .await
@@ -154,7 +156,7 @@ impl Db {
     }
 
     /// A server-wide setting, if set.
-    pub async fn setting(&self, key: &str) -> Result<Option<String>, DbError> {
+    async fn setting(&self, key: &str) -> Result<Option<String>, DbError> {
         let value = with_pool!(self, |pool| {
             sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = $1")
                 .bind(key)
@@ -167,7 +169,7 @@ impl Db {
     /// Stores `value` under `key` unless a value is there already, and
     /// returns the value that is kept. Replicas racing to initialise the same
     /// setting all end up with the first one written.
-    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, DbError> {
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, DbError> {
         let kept = with_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
@@ -184,9 +186,12 @@ impl Db {
         Ok(kept)
     }
 
-    /// Closes every connection, waiting for those in use.
-    pub async fn close(&self) {
-        with_pool!(self, |pool| pool.close().await);
+    fn pool_usage(&self) -> PoolUsage {
+        with_pool!(self, |pool| PoolUsage {
+            open: pool.size(),
+            idle: pool.num_idle(),
+            max: pool.options().get_max_connections(),
+        })
     }
 }
 
@@ -199,15 +204,4 @@ pub struct PoolUsage {
     pub idle: usize,
     /// The most the pool opens.
     pub max: u32,
-}
-
-impl Db {
-    /// How many connections are open, idle and allowed.
-    pub fn pool_usage(&self) -> PoolUsage {
-        with_pool!(self, |pool| PoolUsage {
-            open: pool.size(),
-            idle: pool.num_idle(),
-            max: pool.options().get_max_connections(),
-        })
-    }
 }

@@ -1,5 +1,6 @@
 //! Liveness and readiness.
 
+use crate::db::Database;
 use std::time::Duration;
 
 use axum::Json;

@@ -20,10 +20,7 @@ pub async fn service(
     db: &Db,
     clock: SharedClock,
 ) -> Result<Arc<ApiKeyService>, StartError> {
-    let store = match db {
-        Db::Postgres(pool) => SqlStore::postgres(pool.clone()),
-        Db::Sqlite(pool) => SqlStore::sqlite(pool.clone()),
-    };
+    let store = SqlStore::new(db.clone());
     store
         .migrate()
         .await

@@ -13,6 +13,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// The one dispatch over the two databases, shared with the key store.
+pub use mcp_apikeys::with_pool;
+
 pub mod agents;
 pub mod api;
 pub mod auth;
@@ -37,7 +40,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError};
-use crate::db::{Db, DbError};
+use crate::db::{Database, Db, DbError};
 use mcp_core::{SharedClock, SystemClock};
 
 /// Everything a handler can reach.

@@ -2,6 +2,7 @@
 //! the gauges that are read rather than counted (key cache, database pool)
 //! refreshed at each scrape.
 
+use crate::db::Database;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::HeaderValue;

@@ -5,6 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Backend, Proxy, TestDb, TestServer, run_binary};
+use mcp_server::db::Database;
 use mcp_server::with_pool;
 use serde_json::Value;
 

@@ -2,6 +2,8 @@
 
 mod memory;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod pool;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
 
 use std::future::Future;
@@ -15,6 +17,8 @@ use uuid::Uuid;
 pub use memory::MemoryStore;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use pool::SqlPool;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use sql::SqlStore;
 
 use crate::key::KeyHash;

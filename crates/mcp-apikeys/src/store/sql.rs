@@ -22,26 +22,8 @@ static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// application's own `_sqlx_migrations`.
 pub(crate) const MIGRATIONS_TABLE: &str = "_mcp_apikeys_migrations";
 
-#[derive(Clone, Debug)]
-enum Pool {
-    #[cfg(feature = "postgres")]
-    Postgres(sqlx::PgPool),
-    #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::SqlitePool),
-}
-
-/// Runs `$body` with `$pool` bound to the concrete pool; one SQL text for
-/// both databases.
-macro_rules! on_pool {
-    ($pool:expr, |$p:ident| $body:expr) => {
-        match $pool {
-            #[cfg(feature = "postgres")]
-            Pool::Postgres($p) => $body,
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite($p) => $body,
-        }
-    };
-}
+use super::pool::SqlPool;
+use super::pool::SqlPool as Pool;
 
 /// API keys in PostgreSQL (feature `postgres`) or SQLite (feature
 /// `sqlite`), in a table `api_keys` created by [`SqlStore::migrate`].
@@ -149,6 +131,14 @@ impl SqlStore {
         }
     }
 
+    /// A store on `pool`, whichever database it is.
+    pub fn new(pool: SqlPool) -> Self {
+        SqlStore {
+            pool,
+            channel: Cow::Borrowed("mcp_api_keys"),
+        }
+    }
+
     /// The PostgreSQL notification channel (for deployments that share a
     /// database between unrelated servers).
     #[must_use]
@@ -161,7 +151,7 @@ impl SqlStore {
     /// migration history (`_mcp_apikeys_migrations`), so it sits beside the
     /// application's migrations without clashing.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        on_pool!(&self.pool, |pool| {
+        crate::with_pool!(&self.pool, |pool| {
             let base = match &self.pool {
                 #[cfg(feature = "postgres")]
                 Pool::Postgres(_) => &POSTGRES,
@@ -185,7 +175,7 @@ impl SqlStore {
         statement: String,
         bind: Binds<'_>,
     ) -> Result<Option<StoredKey>, StoreError> {
-        let row = on_pool!(&self.pool, |pool| {
+        let row = crate::with_pool!(&self.pool, |pool| {
             bind.apply(sqlx::query_as::<_, KeyRow>(sql(statement)))
                 .fetch_optional(pool)
                 .await
@@ -195,7 +185,7 @@ impl SqlStore {
     }
 
     async fn many(&self, statement: String, bind: Binds<'_>) -> Result<Vec<StoredKey>, StoreError> {
-        let rows = on_pool!(&self.pool, |pool| {
+        let rows = crate::with_pool!(&self.pool, |pool| {
             bind.apply(sqlx::query_as::<_, KeyRow>(sql(statement)))
                 .fetch_all(pool)
                 .await

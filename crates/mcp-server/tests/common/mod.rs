@@ -7,6 +7,7 @@
 //! `build/test-services.rs`), and fail when it was promised and is missing.
 #![allow(dead_code)]
 
+use mcp_server::db::Database;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
