@@ -205,6 +205,19 @@ impl AuthLayer {
     }
 }
 
+/// A layer's whole chain as one authenticator, for wrappers that take one
+/// (a WebSocket subprotocol's token, say). It answers as the layer would:
+/// in required mode a request no authenticator recognises is
+/// `MissingCredentials`, not `None`, so chain it last.
+impl Authenticator for AuthLayer {
+    fn authenticate<'a>(
+        &'a self,
+        parts: &'a Parts,
+    ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>> {
+        Box::pin(AuthLayer::authenticate(self, parts))
+    }
+}
+
 async fn authenticate(
     chain: &[Arc<dyn Authenticator>],
     mode: AuthMode,
@@ -362,6 +375,32 @@ mod tests {
     fn code(response: &Response<Bytes>) -> String {
         let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
         body["code"].as_str().unwrap().to_owned()
+    }
+
+    /// A layer's chain inside another layer answers as the layer would:
+    /// the principal, or (required mode) missing credentials, never `None`.
+    #[tokio::test]
+    async fn a_layer_is_an_authenticator_of_its_whole_chain() {
+        let inner = AuthLayer::new(HeaderAuth);
+        let outer = AuthLayer::new(AuthLayer::new(HeaderAuth).optional()).or(inner.clone());
+        let (alice, ()) = Request::builder()
+            .header("x-user", "alice")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let (nobody, ()) = Request::new(()).into_parts();
+        let as_authenticator: &dyn Authenticator = &inner;
+        let found = as_authenticator.authenticate(&alice).await.unwrap();
+        assert_eq!(
+            found.map(|p| p.subject().to_owned()).as_deref(),
+            Some("alice")
+        );
+        assert!(matches!(
+            as_authenticator.authenticate(&nobody).await,
+            Err(AuthError::MissingCredentials)
+        ));
+        // An optional chain yields `None`, so the next one decides.
+        assert_eq!(code(&call(outer, &[]).await), "missing_credentials");
     }
 
     /// `AuthLayer::authenticate`, outside any service: the principal of the

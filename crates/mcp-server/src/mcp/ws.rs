@@ -12,9 +12,7 @@
 //! connections.
 
 use axum::Router;
-use http::request::Parts;
-use mcp_auth::{AuthError, AuthLayer, Authenticator, BoxFuture, RequireLayer};
-use mcp_core::Principal;
+use mcp_auth::{AuthLayer, RequireLayer};
 use mcp_endpoint::{SubprotocolBearer, WebSocketEndpoint};
 use tower::ServiceBuilder;
 
@@ -24,27 +22,13 @@ use super::McpServer;
 use crate::AppState;
 use crate::observe::WS_CONNECTIONS;
 
-/// The server's whole authenticator chain as one authenticator, for the
-/// subprotocol's token.
-#[derive(Debug)]
-struct Chain(AuthLayer);
-
-impl Authenticator for Chain {
-    fn authenticate<'a>(
-        &'a self,
-        parts: &'a Parts,
-    ) -> BoxFuture<'a, Result<Option<Principal>, AuthError>> {
-        Box::pin(self.0.authenticate(parts))
-    }
-}
-
 /// `GET /ws`, behind authentication and scope `mcp`.
 pub fn router(state: &AppState) -> Router<AppState> {
     let layer = &state.auth.layer;
     // The subprotocol's token only for a request without credentials of
     // its own; then the chain as on every route.
-    let auth = AuthLayer::new(SubprotocolBearer::new(Chain(layer.clone())))
-        .or(Chain(layer.clone()))
+    let auth = AuthLayer::new(SubprotocolBearer::new(layer.clone()))
+        .or(layer.clone())
         .challenge(state.auth.challenge.clone());
     let stack = ServiceBuilder::new()
         .layer(auth.clone())
