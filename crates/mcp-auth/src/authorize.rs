@@ -1,5 +1,3 @@
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -186,14 +184,8 @@ where
                 .check(principal, &self.layer.challenge),
         };
         match checked {
-            Ok(()) => RequireFuture {
-                inner: Some(self.inner.call(request)),
-                refused: None,
-            },
-            Err(problem) => RequireFuture {
-                inner: None,
-                refused: Some(problem.into_response()),
-            },
+            Ok(()) => RequireFuture::inner(self.inner.call(request)),
+            Err(problem) => RequireFuture::refused(problem.into_response()),
         }
     }
 }
@@ -209,40 +201,8 @@ pub(crate) fn missing_auth_layer(what: &'static str) -> Problem {
     Problem::internal()
 }
 
-pin_project_lite::pin_project! {
-    /// Response future of [`Require`].
-    pub struct RequireFuture<F, B> {
-        #[pin]
-        inner: Option<F>,
-        refused: Option<Response<B>>,
-    }
-}
-
-impl<F, B> std::fmt::Debug for RequireFuture<F, B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequireFuture")
-            .field("refused", &self.refused.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F, B, E> Future for RequireFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Some(response) = this.refused.take() {
-            return Poll::Ready(Ok(response));
-        }
-        match this.inner.as_pin_mut() {
-            Some(future) => future.poll(cx),
-            None => Poll::Pending,
-        }
-    }
-}
+/// Response future of [`Require`]: the inner service's, or the refusal.
+pub type RequireFuture<F, B> = mcp_core::RefusalFuture<F, B>;
 
 #[cfg(test)]
 mod tests {

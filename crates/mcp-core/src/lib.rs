@@ -30,6 +30,7 @@
 
 mod bare;
 mod clock;
+mod future;
 mod page;
 mod principal;
 mod problem;
@@ -41,6 +42,7 @@ struct ReadmeDoctest;
 
 pub use bare::problem_for_bare_error;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use future::RefusalFuture;
 pub use page::Page;
 pub use principal::{AuthMethod, Principal, PrincipalBuilder};
 pub use problem::{FieldError, MAX_FIELD_ERRORS, PROBLEM_CONTENT_TYPE, Problem, ProblemCode, code};
