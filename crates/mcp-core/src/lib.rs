@@ -29,6 +29,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod bare;
+mod body;
 mod clock;
 mod future;
 mod page;
@@ -41,6 +42,7 @@ mod problem;
 struct ReadmeDoctest;
 
 pub use bare::problem_for_bare_error;
+pub use body::read_body;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use future::RefusalFuture;
 pub use page::Page;

@@ -51,7 +51,7 @@ mod rmcp;
 #[cfg(feature = "ws")]
 mod ws;
 
-pub use authorize::{AuthorizeMcp, AuthorizeMcpLayer};
+pub use authorize::{AuthorizeMcp, AuthorizeMcpLayer, DEFAULT_MAX_BODY};
 pub use policy::{McpPolicy, Refusal, messages};
 pub use session::{SESSION_ID, SessionBinding, SessionBindingLayer};
 pub use subprotocol::{SubprotocolBearer, TOKEN_SUBPROTOCOL_PREFIX};

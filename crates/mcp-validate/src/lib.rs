@@ -48,12 +48,10 @@ mod strict;
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
 use garde::Validate;
 use http::HeaderValue;
 use http::header::CONTENT_TYPE;
 use http_body::Body;
-use http_body_util::BodyExt;
 use mcp_core::{FieldError, Problem};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -64,6 +62,9 @@ pub use blocking::{BLOCKING_ABOVE, parse_blocking};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::Valid;
+/// Reads a body up to a limit into `Bytes` or the problem to answer
+/// (re-exported from `mcp-core`, where every layer that reads a body finds it).
+pub use mcp_core::read_body;
 pub use secret::Secret;
 
 /// How field paths are spelled in errors.
@@ -164,47 +165,6 @@ where
     let bytes = read_body(body, limits.max_bytes).await?;
     let value = parse(&bytes, limits)?;
     Ok((parts, value))
-}
-
-/// Reads at most `max` bytes of `body`: `413 payload_too_large` over the
-/// limit, whether this read or a limit further out (such as tower-http's
-/// `RequestBodyLimitLayer`, for a body without a `Content-Length`) noticed;
-/// `400 bad_request` when the body cannot be read. The one way every layer
-/// that must see a body before passing it on reads it.
-///
-/// ```
-/// use http_body_util::Full;
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let body = Full::new(bytes::Bytes::from_static(b"{\"a\":1}"));
-/// assert_eq!(&mcp_validate::read_body(body, 7).await.unwrap()[..], b"{\"a\":1}");
-///
-/// let body = Full::new(bytes::Bytes::from_static(b"{\"a\":1}"));
-/// let problem = mcp_validate::read_body(body, 6).await.unwrap_err();
-/// assert_eq!(problem.status(), 413);
-/// # }
-/// ```
-pub async fn read_body<B>(body: B, max: usize) -> Result<Bytes, Problem>
-where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    match http_body_util::Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if over_limit(&*error) => Err(Problem::payload_too_large(Some(max))),
-        Err(_) => Err(
-            Problem::new(http::StatusCode::BAD_REQUEST, mcp_core::code::BAD_REQUEST)
-                .with_detail("the request body could not be read"),
-        ),
-    }
-}
-
-/// Whether `error`, or any error it wraps, is a length limit's: an outer
-/// limit's error reaches us inside the body's own error type (axum's, for
-/// one), so a downcast of the outermost error alone misses it.
-fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(error), |e| e.source())
-        .any(|e| e.is::<http_body_util::LengthLimitError>())
 }
 
 /// Parses `body` as a `T` and checks its rules. See the [crate

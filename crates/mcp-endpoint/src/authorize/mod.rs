@@ -7,7 +7,6 @@ use bytes::Bytes;
 use http::header::HeaderName;
 use http::{Method, Request, Response};
 use http_body::Body;
-use http_body_util::BodyExt;
 use mcp_auth::{AuthError, Challenge};
 use mcp_core::{Principal, Problem, code};
 use tower_layer::Layer;
@@ -73,7 +72,13 @@ pub struct AuthorizeMcpLayer {
 struct Shared {
     policy: McpPolicy,
     challenge: Challenge,
+    /// The most of a body read to find its JSON-RPC methods.
+    max_body: usize,
 }
+
+/// The default bound on a body the policy reads: rmcp's own default
+/// request limit.
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 
 impl AuthorizeMcpLayer {
     /// Enforces `policy`.
@@ -82,6 +87,7 @@ impl AuthorizeMcpLayer {
             shared: Arc::new(Shared {
                 policy,
                 challenge: Challenge::default(),
+                max_body: DEFAULT_MAX_BODY,
             }),
         }
     }
@@ -94,6 +100,22 @@ impl AuthorizeMcpLayer {
             shared: Arc::new(Shared {
                 policy: self.shared.policy.clone(),
                 challenge: challenge.into(),
+                max_body: self.shared.max_body,
+            }),
+        }
+    }
+
+    /// Reads at most `bytes` of a body to find its methods (default
+    /// [`DEFAULT_MAX_BODY`]); a longer one is `413`, so the layer never
+    /// buffers without bound even with no body limit in front. Set it to
+    /// the server's body limit.
+    #[must_use]
+    pub fn max_body(self, bytes: usize) -> Self {
+        AuthorizeMcpLayer {
+            shared: Arc::new(Shared {
+                policy: self.shared.policy.clone(),
+                challenge: self.shared.challenge.clone(),
+                max_body: bytes,
             }),
         }
     }
@@ -140,6 +162,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
     ReqBody: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     ResBody: From<Bytes> + 'static,
 {
     type Response = Response<ResBody>;
@@ -190,10 +213,10 @@ where
                 };
             }
             let (parts, body) = request.into_parts();
-            // A body that cannot be read is one over the limit in front.
-            let bytes = match body.collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => return Ok(Problem::payload_too_large(None).into_response()),
+            // Never buffered past the layer's own bound, whatever is in front.
+            let bytes = match mcp_core::read_body(body, shared.max_body).await {
+                Ok(bytes) => bytes,
+                Err(problem) => return Ok(problem.into_response()),
             };
             // A body that does not parse is left to the server, which answers it.
             let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
@@ -219,7 +242,7 @@ mod tests {
     use std::convert::Infallible;
 
     use http::StatusCode;
-    use http_body_util::Full;
+    use http_body_util::{BodyExt, Full};
     use mcp_core::AuthMethod;
     use tower::{ServiceExt, service_fn};
 
@@ -298,6 +321,36 @@ mod tests {
             .unwrap();
         assert_eq!(unnamed.status(), StatusCode::FORBIDDEN);
         assert_eq!(body(unnamed).await["code"], "forbidden");
+    }
+
+    /// With no body limit in front, the layer bounds what it buffers: a
+    /// body one byte over `max_body` is `413` and never reaches the service.
+    #[tokio::test]
+    async fn never_buffers_past_its_own_bound() {
+        let policy = McpPolicy::empty().allow("tools/call", "greet", ["mcp"]);
+        let reached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = reached.clone();
+        let service = AuthorizeMcpLayer::new(policy)
+            .max_body(GREET.len())
+            .layer(service_fn(move |_: Request<Full<Bytes>>| {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
+            }));
+        let fits = service
+            .clone()
+            .oneshot(request(Method::POST, GREET, Some(&["mcp"])))
+            .await
+            .unwrap();
+        assert_eq!(fits.status(), StatusCode::OK);
+        reached.store(false, std::sync::atomic::Ordering::SeqCst);
+        let padded: &'static str = Box::leak(format!("{GREET} ").into_boxed_str());
+        let over = service
+            .oneshot(request(Method::POST, padded, Some(&["mcp"])))
+            .await
+            .unwrap();
+        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body(over).await["code"], "payload_too_large");
+        assert!(!reached.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test]

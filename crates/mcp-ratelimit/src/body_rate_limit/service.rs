@@ -7,8 +7,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::BodyExt;
-use mcp_core::Problem;
 use tower_service::Service;
 
 use crate::decide::{BoxFuture, Shared, decide};
@@ -59,22 +57,9 @@ where
             (self.shared.clone(), self.field.clone(), self.max_buffer);
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let limited = http_body_util::Limited::new(body, max_buffer);
-            let bytes = match limited.collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(error) => {
-                    let too_large = error
-                        .downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some();
-                    return Ok(if too_large {
-                        Problem::payload_too_large(Some(max_buffer)).into_response()
-                    } else {
-                        tracing::debug!(%error, "the request body could not be read");
-                        Problem::new(http::StatusCode::BAD_REQUEST, mcp_core::code::BAD_REQUEST)
-                            .with_detail("the request body could not be read")
-                            .into_response()
-                    });
-                }
+            let bytes = match mcp_core::read_body(body, max_buffer).await {
+                Ok(bytes) => bytes,
+                Err(problem) => return Ok(problem.into_response()),
             };
             let key = match field.key_of_body(&bytes) {
                 Some(key) => key,

@@ -62,7 +62,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(state.auth.layer.clone())
         .layer(state.limits.api_layer())
         .layer(RequireLayer::scope("mcp").challenge(state.auth.challenge.clone()))
-        .layer(AuthorizeMcpLayer::new(policy()).challenge(state.auth.challenge.clone()))
+        .layer(
+            AuthorizeMcpLayer::new(policy())
+                .challenge(state.auth.challenge.clone())
+                .max_body(state.config.body_limit),
+        )
         .layer(SessionBindingLayer::new())
         .service(http::service(state, state.shutdown.child_token()));
     Router::new()
