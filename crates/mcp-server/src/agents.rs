@@ -104,6 +104,7 @@ const COLUMNS: &str =
     "id, owner_id, name, type, capabilities, status, metadata, created_at, updated_at";
 
 /// A new agent.
+#[derive(Debug)]
 pub struct NewAgent {
     /// Owner.
     pub owner_id: Uuid,
@@ -120,7 +121,7 @@ pub struct NewAgent {
 }
 
 /// Changes to an agent; `None` leaves a field alone.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct AgentChanges {
     /// New name.
     pub name: Option<String>,

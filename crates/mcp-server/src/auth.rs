@@ -216,7 +216,7 @@ struct CachedUser {
 /// Who each user is now, cached for `ttl`, so that a deleted or demoted
 /// user's tokens and keys stop working within `ttl` on every replica, and at
 /// once on the one that made the change ([`UserCache::forget`]).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct UserCache {
     db: Db,
     cache: moka::future::Cache<Uuid, Option<CachedUser>>,

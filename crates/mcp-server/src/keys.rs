@@ -39,6 +39,7 @@ pub async fn service(
 
 /// A key acts as its owner, with the owner's current role; a key whose
 /// owner is gone is refused.
+#[derive(Debug)]
 pub struct UserOwners {
     /// The users, cached.
     pub users: UserCache,

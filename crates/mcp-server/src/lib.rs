@@ -11,7 +11,6 @@
 //! let app = mcp_server::app(state);
 //! # let _ = app; Ok(()) }
 //! ```
-#![forbid(unsafe_code)]
 
 /// The one dispatch over the two databases, shared with the key store.
 pub use mcp_apikeys::with_pool;

@@ -1,3 +1,5 @@
+//! `mcp-server`: the server and its command line (`mcp-server --help`).
+
 use std::process::ExitCode;
 
 use clap::Parser;

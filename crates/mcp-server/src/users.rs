@@ -101,6 +101,7 @@ impl fmt::Debug for PasswordHashText {
 }
 
 /// A new user, its password already hashed.
+#[derive(Debug)]
 pub struct NewUser {
     /// Lower-cased e-mail address.
     pub email: String,
@@ -113,7 +114,7 @@ pub struct NewUser {
 }
 
 /// Changes to a user; `None` leaves a field alone.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct UserChanges {
     /// New lower-cased e-mail address.
     pub email: Option<String>,

@@ -965,7 +965,7 @@ mod ws {
 
     /// Opens `/ws` with `headers`; the HTTP refusal (status, body) when the
     /// upgrade is refused.
-    pub async fn open(
+    pub(super) async fn open(
         server: &TestServer,
         headers: &[(&str, &str)],
     ) -> Result<(Socket, http::Response<Option<Vec<u8>>>), (u16, Value)> {
@@ -994,7 +994,7 @@ mod ws {
     }
 
     /// The HTTP refusal of an upgrade that must be refused.
-    pub async fn refused(server: &TestServer, headers: &[(&str, &str)]) -> (u16, Value) {
+    pub(super) async fn refused(server: &TestServer, headers: &[(&str, &str)]) -> (u16, Value) {
         match open(server, headers).await {
             Ok(_) => panic!("the upgrade was accepted"),
             Err(refusal) => refusal,
@@ -1002,7 +1002,7 @@ mod ws {
     }
 
     /// Sends one JSON-RPC message.
-    pub async fn send(socket: &mut Socket, message: &Value) {
+    pub(super) async fn send(socket: &mut Socket, message: &Value) {
         socket
             .send(Message::text(message.to_string()))
             .await
@@ -1010,7 +1010,7 @@ mod ws {
     }
 
     /// The next JSON-RPC message, or the close frame's code.
-    pub async fn next(socket: &mut Socket) -> Result<Value, Option<CloseCode>> {
+    pub(super) async fn next(socket: &mut Socket) -> Result<Value, Option<CloseCode>> {
         loop {
             let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
                 .await
@@ -1025,7 +1025,7 @@ mod ws {
     }
 
     /// initialize, initialized: the handshake of 2025-11-25.
-    pub async fn handshake(socket: &mut Socket) -> Value {
+    pub(super) async fn handshake(socket: &mut Socket) -> Value {
         send(socket, &initialize(1)).await;
         let answer = next(socket).await.expect("initialize answered");
         send(

@@ -28,6 +28,15 @@ pub struct WithSecret {
     key: String,
 }
 
+/// Never the key itself.
+impl std::fmt::Debug for WithSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithSecret")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
 fn key_error(error: ApiKeyError) -> Problem {
     match error {
         ApiKeyError::NotFound => Problem::not_found(),

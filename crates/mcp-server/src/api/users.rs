@@ -135,7 +135,7 @@ pub async fn me(
 }
 
 /// The body of `GET /api/auth/me`.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Me {
     id: String,

@@ -19,7 +19,7 @@ use crate::users::{self, Role};
 
 /// The MCP server: one per session (Streamable HTTP) or connection
 /// (WebSocket).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct McpServer {
     state: AppState,
     tool_router: ToolRouter<Self>,

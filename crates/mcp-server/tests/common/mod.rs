@@ -1,3 +1,6 @@
+// Helpers shared by the test files: `pub` for the files that use them.
+#![allow(unreachable_pub)]
+
 //! Test harness: real databases, the real binary, real HTTP.
 //!
 //! Every test gets its own SQLite file or its own PostgreSQL schema, so tests
