@@ -172,11 +172,24 @@ pub fn messages(message: &serde_json::Value) -> Vec<(&str, Option<&str>)> {
                 .unwrap_or("response");
             let name = message
                 .get("params")
-                .and_then(|p| p.get("name"))
+                .and_then(|params| params.get(name_key(method)?))
                 .and_then(|n| n.as_str());
             (method, name)
         })
         .collect()
+}
+
+/// Where a method's name is, as the MCP `Mcp-Name` header takes it (and
+/// rmcp checks it): a tool's or prompt's `name`, a resource's `uri`, a
+/// task's `taskId`. Other methods have none, so a rule naming one cannot be
+/// met by a `name` the client slips into their params.
+fn name_key(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +222,35 @@ mod tests {
         assert_eq!(
             policy.check(&user, "resources/read", Some("x")),
             Err(Refusal::NotAllowed)
+        );
+    }
+
+    /// A resource is named by its `uri`, a task by its `taskId`: a rule on
+    /// a resource cannot be dodged by leaving out `name`, and a `name` in
+    /// another method's params names nothing.
+    #[test]
+    fn names_are_taken_where_the_method_keeps_them() {
+        let read = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read",
+            "params": {"uri": "file:///etc/secret", "name": "harmless"}});
+        assert_eq!(
+            messages(&read),
+            [("resources/read", Some("file:///etc/secret"))]
+        );
+        let task = serde_json::json!({"method": "tasks/get", "params": {"taskId": "t1"}});
+        assert_eq!(messages(&task), [("tasks/get", Some("t1"))]);
+        let init = serde_json::json!({"method": "initialize", "params": {"name": "x"}});
+        assert_eq!(messages(&init), [("initialize", None)]);
+
+        let policy = McpPolicy::empty()
+            .allow_role("resources/read", "file:///etc/secret", "admin", ["mcp"])
+            .allow("resources/*", "*", ["mcp"]);
+        let user = Principal::builder("u", AuthMethod::Jwt)
+            .role("user")
+            .build();
+        let (method, name) = messages(&read)[0];
+        assert_eq!(
+            policy.check(&user, method, name),
+            Err(Refusal::NeedsRole("admin".into()))
         );
     }
 

@@ -2,7 +2,9 @@
 
 use axum::Router;
 use axum::extract::Extension;
-use mcp_auth::{AuthLayer, Authenticator, RequireLayer};
+use std::sync::Arc;
+
+use mcp_auth::{AuthLayer, AuthMode, Authenticator, Challenge, RequireLayer};
 use mcp_cors::{AllowedHosts, CorsPolicy, HostOriginGuardLayer, Origin};
 use mcp_headers::SecurityHeadersLayer;
 use mcp_ratelimit::{FailureLimitLayer, RateLimitLayer};
@@ -53,7 +55,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 ///     .apply(Router::new().route("/me", get(|| async { "me" })));
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct SecurityStack {
     headers: SecurityHeadersLayer,
@@ -62,10 +64,31 @@ pub struct SecurityStack {
     own_origins: Vec<Origin>,
     guard: bool,
     limits: Limits,
-    lockout: Option<FailureLimitLayer>,
-    auth: Option<AuthLayer>,
-    rate_limit: Option<RateLimitLayer>,
-    require: Option<RequireLayer>,
+    body_limit: Option<usize>,
+    lockout: Vec<FailureLimitLayer>,
+    authenticators: Vec<Arc<dyn Authenticator>>,
+    auth_mode: AuthMode,
+    challenge: Option<Challenge>,
+    rate_limits: Vec<RateLimitLayer>,
+    require: Vec<RequireLayer>,
+}
+
+impl std::fmt::Debug for SecurityStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityStack")
+            .field("cors", &self.cors)
+            .field("hosts", &self.hosts)
+            .field("own_origins", &self.own_origins)
+            .field("guard", &self.guard)
+            .field("limits", &self.limits)
+            .field("body_limit", &self.body_limit)
+            .field("lockout", &self.lockout)
+            .field("authenticators", &self.authenticators.len())
+            .field("auth_mode", &self.auth_mode)
+            .field("rate_limits", &self.rate_limits)
+            .field("require", &self.require)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for SecurityStack {
@@ -85,10 +108,13 @@ impl SecurityStack {
             own_origins: Vec::new(),
             guard: true,
             limits: Limits::default(),
-            lockout: None,
-            auth: None,
-            rate_limit: None,
-            require: None,
+            body_limit: None,
+            lockout: Vec::new(),
+            authenticators: Vec::new(),
+            auth_mode: AuthMode::Required,
+            challenge: None,
+            rate_limits: Vec::new(),
+            require: Vec::new(),
         }
     }
 
@@ -126,23 +152,26 @@ impl SecurityStack {
     }
 
     /// The largest request body in bytes (a body of exactly this size
-    /// passes), for the stack and for `Valid<T>`.
+    /// passes), for the stack and for `Valid<T>`; it wins over the
+    /// `max_bytes` of [`validation`](SecurityStack::validation), whichever
+    /// is set first.
     pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.limits.max_bytes = bytes;
+        self.body_limit = Some(bytes);
         self
     }
 
     /// Validation limits for `Valid<T>` (their `max_bytes` is the body
-    /// limit too).
+    /// limit too, unless [`body_limit`](SecurityStack::body_limit) is set).
     pub fn validation(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
     }
 
     /// Counts refused credentials per client and refuses before checking
-    /// any once it is over its budget (brute-force defence).
+    /// any once it is over its budget (brute-force defence). Each call adds
+    /// one; every one applies.
     pub fn lockout(mut self, lockout: FailureLimitLayer) -> Self {
-        self.lockout = Some(lockout);
+        self.lockout.push(lockout);
         self
     }
 
@@ -150,29 +179,36 @@ impl SecurityStack {
     /// first that recognises the credential decides. A request with no
     /// credential any of them recognises is `401`.
     pub fn authenticate(mut self, authenticator: impl Authenticator) -> Self {
-        self.auth = Some(match self.auth.take() {
-            None => AuthLayer::new(authenticator),
-            Some(auth) => auth.or(authenticator),
-        });
+        self.authenticators.push(Arc::new(authenticator));
         self
     }
 
-    /// Authentication configured in full (optional mode, a challenge), in
-    /// place of [`authenticate`](SecurityStack::authenticate).
-    pub fn auth(mut self, auth: AuthLayer) -> Self {
-        self.auth = Some(auth);
+    /// Lets requests without credentials through as anonymous (handlers
+    /// see no `Principal`); refused credentials are still `401`.
+    pub fn optional_auth(mut self) -> Self {
+        self.auth_mode = AuthMode::Optional;
         self
     }
 
-    /// The rate limit, inside authentication so it can key by the caller.
+    /// The `WWW-Authenticate` challenge of the `401`s and `403`s.
+    pub fn challenge(mut self, challenge: impl Into<Challenge>) -> Self {
+        self.challenge = Some(challenge.into());
+        self
+    }
+
+    /// A rate limit, inside authentication so it can key by the caller:
+    /// give it `.key(PrincipalOrIp::with_fallback(PeerIp))` for that (its
+    /// default key is the peer address). Each call adds one; every one
+    /// applies.
     pub fn rate_limit(mut self, rate_limit: RateLimitLayer) -> Self {
-        self.rate_limit = Some(rate_limit);
+        self.rate_limits.push(rate_limit);
         self
     }
 
     /// What every route needs (a role, scopes), after the rate limit.
+    /// Each call adds a requirement; a request must meet them all.
     pub fn require(mut self, require: RequireLayer) -> Self {
-        self.require = Some(require);
+        self.require.push(require);
         self
     }
 
@@ -181,19 +217,31 @@ impl SecurityStack {
     where
         S: Clone + Send + Sync + 'static,
     {
-        let limit = self.limits.max_bytes;
+        let mut limits = self.limits;
+        limits.max_bytes = self.body_limit.unwrap_or(limits.max_bytes);
+        let limit = limits.max_bytes;
         // axum's `layer` makes each call the outer one: innermost first.
-        let mut router = router.layer(Extension(self.limits));
-        if let Some(require) = self.require {
-            router = router.layer(require);
+        let mut router = router.layer(Extension(limits));
+        for require in self.require.into_iter().rev() {
+            router = router.layer(match &self.challenge {
+                Some(challenge) => require.challenge(challenge.clone()),
+                None => require,
+            });
         }
-        if let Some(rate_limit) = self.rate_limit {
+        for rate_limit in self.rate_limits.into_iter().rev() {
             router = router.layer(rate_limit);
         }
-        if let Some(auth) = self.auth {
+        let mut authenticators = self.authenticators.into_iter();
+        if let Some(first) = authenticators.next() {
+            let mut auth = authenticators
+                .fold(AuthLayer::new(first), |auth, next| auth.or(next))
+                .mode(self.auth_mode);
+            if let Some(challenge) = self.challenge {
+                auth = auth.challenge(challenge);
+            }
             router = router.layer(auth);
         }
-        if let Some(lockout) = self.lockout {
+        for lockout in self.lockout.into_iter().rev() {
             router = router.layer(lockout);
         }
         let router = router

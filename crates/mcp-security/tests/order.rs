@@ -160,3 +160,77 @@ async fn without_the_guard_a_foreign_origin_reaches_authentication() {
     // No authentication configured: the route answers.
     assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::OK);
 }
+
+/// Nothing set is lost: a second requirement adds to the first, and a body
+/// limit holds whatever validation limits come after it.
+#[tokio::test]
+async fn every_requirement_and_the_body_limit_hold_whatever_the_order() {
+    let keys = ApiKeyService::builder(MemoryStore::new()).build();
+    let (_, scoped) = keys
+        .create("u1", "scoped", Some(vec!["x".into()]), None)
+        .await
+        .unwrap();
+    let app = SecurityStack::new()
+        .body_limit(10)
+        .validation(mcp_security::validate::Limits::default())
+        .authenticate(ApiKeyAuthenticator::new(keys))
+        .require(RequireLayer::scope("x"))
+        .require(RequireLayer::scope("y"))
+        .apply(Router::new().route("/notes", post(|| async { "created" })));
+    // Has `x`, lacks `y`: the second requirement refuses.
+    let request = Request::post("/notes")
+        .header("host", "localhost")
+        .header("x-api-key", scoped.expose())
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        code(app.clone().oneshot(request).await.unwrap()).await,
+        (StatusCode::FORBIDDEN, "insufficient_scope".into())
+    );
+    let request = Request::post("/notes")
+        .header("host", "localhost")
+        .header("content-length", "11")
+        .body(Body::from(vec![b'x'; 11]))
+        .unwrap();
+    assert_eq!(
+        code(app.oneshot(request).await.unwrap()).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+}
+
+/// Two rate limits both apply: the stricter one refuses.
+#[tokio::test]
+async fn every_rate_limit_applies() {
+    use mcp_security::ratelimit::{InMemoryBackend, Policy, Quota, RateLimitLayer};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    let quota = |n| Quota::per(n, Duration::from_secs(60)).unwrap();
+    let app = SecurityStack::new()
+        .rate_limit(RateLimitLayer::new(
+            InMemoryBackend::new(),
+            Policy::new("wide", quota(100)),
+        ))
+        .rate_limit(RateLimitLayer::new(
+            InMemoryBackend::new(),
+            Policy::new("narrow", quota(1)),
+        ))
+        .apply(Router::new().route("/me", get(|| async { "me" })));
+    let peer: SocketAddr = "192.0.2.1:1234".parse().unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let mut request = get_me().body(Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        statuses.push(
+            app.clone()
+                .oneshot(request)
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 429]);
+}

@@ -558,8 +558,8 @@ async fn refusals() {
             .unwrap()
             .contains("scope=\"agents:write\"")
     );
-    // Headers that name an allowed tool over a body that calls another are
-    // refused by rmcp, so the headers cannot be used to slip past the policy.
+    // Headers that name an allowed tool over a body that calls another: the
+    // body decides, so the headers cannot be used to slip past the policy.
     let (status, _, body) = post(
         &api,
         &[
@@ -569,6 +569,21 @@ async fn refusals() {
             ("mcp-name", "whoami"),
         ],
         stateless_tool_call(7, "list_agents", json!({})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "insufficient_scope");
+    // And an allowed body under headers that disagree with it is rmcp's to
+    // refuse.
+    let (status, _, body) = post(
+        &api,
+        &[
+            key,
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "list_agents"),
+        ],
+        stateless_tool_call(7, "whoami", json!({})),
     )
     .await;
     assert_eq!(status, 400, "{body}");
@@ -594,8 +609,8 @@ async fn refusals() {
         body["result"]["structuredContent"]["scopes"],
         json!(["mcp"])
     );
-    // Hostile bodies are rmcp's to answer, never a 500: what does not
-    // deserialize as one JSON-RPC message is rmcp's 415, as a problem.
+    // Hostile bodies never reach rmcp and are never a 500: what is not a
+    // JSON-RPC message is the contract's 400, naming what failed.
     for hostile in [
         json!("just a string"),
         json!([]),
@@ -605,7 +620,7 @@ async fn refusals() {
         let (status, _, body) = post(&api, &in_session, hostile.clone()).await;
         assert_eq!(
             (status, body["code"].as_str()),
-            (415, Some("unsupported_media_type")),
+            (400, Some("validation_failed")),
             "{hostile} -> {body}"
         );
     }

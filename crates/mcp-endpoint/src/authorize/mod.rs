@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::HeaderName;
 use http::{Method, Request, Response};
 use http_body::Body;
 use mcp_auth::{AuthError, Challenge};
@@ -15,14 +14,6 @@ use tower_service::Service;
 use crate::future::ResponseFuture;
 use crate::policy::{McpPolicy, Refusal, messages};
 
-const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
-const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
-
-/// Protocol versions from which `Mcp-Method`/`Mcp-Name` carry the routing
-/// information (and rmcp checks them against the body).
-const STANDARD_HEADER_VERSIONS: &[&str] = &["2026-07-28"];
-
 /// Refuses MCP messages the [`McpPolicy`] does not allow for the caller
 /// (the [`Principal`] an authentication layer put into the request):
 /// `403 insufficient_scope` naming the scope (so a client can step up),
@@ -30,9 +21,13 @@ const STANDARD_HEADER_VERSIONS: &[&str] = &["2026-07-28"];
 /// `401` (with the [`Challenge`]) when no layer in front authenticated the
 /// request.
 ///
-/// With `Mcp-Method` / `Mcp-Name` headers (protocol 2026-07-28) it decides
-/// without reading the body; otherwise it reads the JSON-RPC body and hands
-/// it on intact, so put a body limit in front of it. `GET` and `DELETE`
+/// It decides from the JSON-RPC body (at most [`max_body`](Self::max_body)
+/// bytes of it), which it hands on intact, never from the `Mcp-Method` /
+/// `Mcp-Name` headers (protocol 2026-07-28): those are the client's word
+/// for what the body holds, and not every server checks that they agree.
+/// A body that is not JSON, or not a JSON-RPC message or batch, is `400
+/// malformed_json`. A message's name is where the method keeps it: a
+/// tool's or prompt's `name`, a resource's `uri`, a task's `taskId`. `GET` and `DELETE`
 /// (opening the event stream, closing a session) are the pseudo-method
 /// `stream`.
 ///
@@ -191,35 +186,22 @@ where
                     Err(refusal) => Ok(shared.refuse(refusal)),
                 };
             }
-            let version = request
-                .headers()
-                .get(&PROTOCOL_VERSION)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            if STANDARD_HEADER_VERSIONS.contains(&version)
-                && let Some(method) = request
-                    .headers()
-                    .get(&MCP_METHOD)
-                    .and_then(|v| v.to_str().ok())
-            {
-                // rmcp rejects a request whose headers disagree with its body.
-                let name = request
-                    .headers()
-                    .get(&MCP_NAME)
-                    .and_then(|v| v.to_str().ok());
-                return match shared.policy.check(&principal, method, name) {
-                    Ok(()) => inner.call(request).await,
-                    Err(refusal) => Ok(shared.refuse(refusal)),
-                };
-            }
             let (parts, body) = request.into_parts();
             // Never buffered past the layer's own bound, whatever is in front.
             let bytes = match mcp_core::read_body(body, shared.max_body).await {
                 Ok(bytes) => bytes,
                 Err(problem) => return Ok(problem.into_response()),
             };
-            // A body that does not parse is left to the server, which answers it.
-            let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default();
+            // The body decides, never the `Mcp-Method`/`Mcp-Name` headers:
+            // they are the client's word for what the body holds, and only
+            // some servers check the two agree. What is not JSON-RPC is
+            // refused here, not left to a server that may read it otherwise.
+            let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                return Ok(Problem::malformed_json("the body is not JSON").into_response());
+            };
+            if let Some(problem) = not_json_rpc(&parsed) {
+                return Ok(problem.into_response());
+            }
             for (method, name) in messages(&parsed) {
                 if let Err(refusal) = shared.policy.check(&principal, method, name) {
                     tracing::info!(
@@ -235,6 +217,40 @@ where
                 .await
         })
     }
+}
+
+/// `400 validation_failed` listing every item of `body` that is not a
+/// JSON-RPC 2.0 request, notification or response (`jsonrpc: "2.0"` with a
+/// string `method`, or an `id` with a `result` or an `error`); an empty
+/// batch or a bare value is not one either. Such bodies are refused here,
+/// never left to a server that may read them otherwise than the policy did.
+fn not_json_rpc(body: &serde_json::Value) -> Option<Problem> {
+    let is_message = |item: &serde_json::Value| {
+        item.get("jsonrpc").and_then(|v| v.as_str()) == Some("2.0")
+            && (item.get("method").is_some_and(|m| m.is_string())
+                || (item.get("method").is_none()
+                    && item.get("id").is_some()
+                    && (item.get("result").is_some() || item.get("error").is_some())))
+    };
+    let problem = |field: String| {
+        mcp_core::FieldError::new(
+            field,
+            "json_rpc",
+            "expected a JSON-RPC 2.0 request, notification or response",
+        )
+    };
+    let errors: Vec<_> = match body {
+        serde_json::Value::Array(items) if items.is_empty() => vec![problem(String::new())],
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| !is_message(item))
+            .map(|(i, _)| problem(format!("[{i}]")))
+            .collect(),
+        item if is_message(item) => Vec::new(),
+        _ => vec![problem(String::new())],
+    };
+    (!errors.is_empty()).then(|| Problem::validation_failed(errors))
 }
 
 #[cfg(test)]
@@ -353,20 +369,58 @@ mod tests {
         assert!(!reached.load(std::sync::atomic::Ordering::SeqCst));
     }
 
+    /// The headers are the client's word; the body decides. A request
+    /// whose headers name an allowed tool but whose body calls another is
+    /// judged by its body, and what is not JSON-RPC is refused here.
     #[tokio::test]
-    async fn standard_headers_decide_without_the_body() {
-        let mut headed = request(Method::POST, "not json", Some(&["mcp"]));
-        headed
-            .headers_mut()
-            .insert(PROTOCOL_VERSION, "2026-07-28".parse().unwrap());
-        headed
-            .headers_mut()
-            .insert(MCP_METHOD, "tools/call".parse().unwrap());
-        headed
-            .headers_mut()
-            .insert(MCP_NAME, "admin".parse().unwrap());
+    async fn the_body_decides_not_the_headers() {
+        let mut headed = request(Method::POST, ADMIN, Some(&["mcp"]));
+        for (name, value) in [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "greet"),
+        ] {
+            headed.headers_mut().insert(name, value.parse().unwrap());
+        }
         let refused = service().oneshot(headed).await.unwrap();
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert_eq!(body(refused).await["code"], "insufficient_scope");
+
+        let refused = service()
+            .oneshot(request(Method::POST, "not json", Some(&["mcp", "admin"])))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body(refused).await["code"], "malformed_json");
+        for (garbage, field) in [
+            ("[]", ""),
+            ("42", ""),
+            (r#"{"jsonrpc":"2.0"}"#, ""),
+            (r#"{"jsonrpc":"2.0","id":1,"method":7}"#, ""),
+            (r#"{"method":"tools/call","params":{"name":"greet"}}"#, ""),
+            (r#"[{"jsonrpc":"2.0","method":"ping"},{"id":1}]"#, "[1]"),
+        ] {
+            let refused = service()
+                .oneshot(request(Method::POST, garbage, Some(&["mcp", "admin"])))
+                .await
+                .unwrap();
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{garbage}");
+            let problem = body(refused).await;
+            assert_eq!(problem["code"], "validation_failed", "{garbage}");
+            assert_eq!(problem["errors"][0]["field"], field, "{garbage}");
+        }
+        // A response (to a server's request) is a message too.
+        let response = r#"{"jsonrpc":"2.0","id":3,"result":{}}"#;
+        let policy = McpPolicy::empty().allow("response", "*", ["mcp"]);
+        let echo =
+            AuthorizeMcpLayer::new(policy).layer(service_fn(|_: Request<Full<Bytes>>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+            }));
+        let answered = echo
+            .oneshot(request(Method::POST, response, Some(&["mcp"])))
+            .await
+            .unwrap();
+        assert_eq!(answered.status(), StatusCode::OK);
     }
 
     #[tokio::test]

@@ -236,11 +236,20 @@ where
         self
     }
 
-    /// A `GET` route that upgrades.
+    /// A `GET` route that upgrades. Without [`recheck`](Self::recheck) it
+    /// says once, as a warning, that open connections keep their
+    /// credentials until these expire (a revoked key stays connected).
     pub fn method_router<S>(self) -> MethodRouter<S>
     where
         S: Clone + Send + Sync + 'static,
     {
+        if self.settings.auth.is_none() {
+            tracing::warn!(
+                "WebSocketEndpoint without recheck(auth): a connection's credentials are \
+                 never checked again, so a revoked key or deleted user stays connected \
+                 until its credential expires"
+            );
+        }
         axum::routing::get(move |request: axum::extract::Request| {
             let endpoint = self.clone();
             async move { endpoint.upgrade(request).await }
