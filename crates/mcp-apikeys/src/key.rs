@@ -319,28 +319,7 @@ mod tests {
         assert_ne!(a.display_prefix(), b.display_prefix());
     }
 
-    /// `shown` holds no run of 8 characters of `secret` as text, hex or a
-    /// list of bytes.
-    fn assert_hidden(shown: &str, secret: &[u8]) {
-        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-        let decimal: String = secret.iter().map(u8::to_string).collect();
-        let spellings = [
-            String::from_utf8_lossy(secret).into_owned(),
-            hex.clone(),
-            hex.to_uppercase(),
-            decimal,
-        ];
-        // Byte lists (`[6d, 63, ...]`) read as one run once squeezed.
-        let squeezed: String = shown.split(", ").collect();
-        for hay in [shown, squeezed.as_str()] {
-            for spelling in &spellings {
-                for run in spelling.as_bytes().windows(8) {
-                    let run = String::from_utf8_lossy(run);
-                    assert!(!hay.contains(run.as_ref()), "{shown} shows {run}");
-                }
-            }
-        }
-    }
+    use mcp_testkit::assert_hidden;
 
     #[test]
     fn debug_shows_only_the_display_prefix_and_never_the_pepper() {

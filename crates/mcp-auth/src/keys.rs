@@ -370,32 +370,7 @@ mod tests {
         );
     }
 
-    /// `shown` holds no 8-character run of `secret` in any usual spelling:
-    /// text, hex, base64 (standard or URL-safe) or a list of bytes.
-    fn assert_hidden(shown: &str, secret: &[u8]) {
-        use base64::Engine;
-        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-        let decimal: String = secret.iter().map(u8::to_string).collect();
-        let spellings = [
-            String::from_utf8_lossy(secret).into_owned(),
-            hex.clone(),
-            hex.to_uppercase(),
-            decimal,
-            STANDARD.encode(secret),
-            URL_SAFE_NO_PAD.encode(secret),
-        ];
-        // Byte lists (`[115, 117, ...]`) read as one run once squeezed.
-        let squeezed: String = shown.split(", ").collect();
-        for hay in [shown, squeezed.as_str()] {
-            for spelling in &spellings {
-                for run in spelling.as_bytes().windows(8) {
-                    let run = String::from_utf8_lossy(run);
-                    assert!(!hay.contains(run.as_ref()), "{shown} shows {run}");
-                }
-            }
-        }
-    }
+    use mcp_testkit::assert_hidden;
 
     #[test]
     fn debug_hides_material() {
