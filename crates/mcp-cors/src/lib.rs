@@ -25,6 +25,11 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod cors;
 pub mod guard;
 

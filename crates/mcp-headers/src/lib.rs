@@ -47,6 +47,11 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -25,6 +25,11 @@
 //! every client in one bucket.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The README's examples run as doctests (they serve an axum app).
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod backend;
 mod body_rate_limit;
 mod decide;

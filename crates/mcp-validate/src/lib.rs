@@ -38,6 +38,11 @@
 // The crate's `[lints]` only deny unsafe code, for tests/wipe.rs.
 #![forbid(unsafe_code)]
 
+// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(feature = "tokio")]
 mod blocking;
 mod collect;
