@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::StartError;
 use crate::config::{Config, ConfigError, Origin, SigningConfig, settings};
 use crate::db::{Database, Db};
-use crate::users::{self, Role};
+use crate::users::{self, Role, User};
 
 /// The settings-table key of a generated signing secret.
 const GENERATED_SECRET_KEY: &str = "jwt_secret";
@@ -207,19 +207,13 @@ async fn generated_secret(db: &Db) -> Result<Vec<u8>, StartError> {
     Ok(kept.into_bytes())
 }
 
-/// A user as authentication needs it: whether it exists and its role.
-#[derive(Clone, Copy, Debug)]
-struct CachedUser {
-    role: Role,
-}
-
 /// Who each user is now, cached for `ttl`, so that a deleted or demoted
 /// user's tokens and keys stop working within `ttl` on every replica, and at
 /// once on the one that made the change ([`UserCache::forget`]).
 #[derive(Clone, Debug)]
 pub struct UserCache {
     db: Db,
-    cache: moka::future::Cache<Uuid, Option<CachedUser>>,
+    cache: moka::future::Cache<Uuid, Option<User>>,
     /// Bumped by every `forget`: a lookup that read the database before it
     /// does not cache what it read (it could be the old role).
     generation: Arc<AtomicU64>,
@@ -240,27 +234,26 @@ impl UserCache {
         }
     }
 
-    /// The current role of user `id`; `None` when there is no such user.
-    pub async fn role(&self, id: Uuid) -> Result<Option<Role>, AuthError> {
+    /// User `id` as it is now (within the TTL); `None` when there is no
+    /// such user. Authentication and `GET /api/auth/me` read it from here:
+    /// one query per user per TTL, not one per request.
+    pub async fn user(&self, id: Uuid) -> Result<Option<User>, AuthError> {
         if let Some(user) = self.cache.get(&id).await {
-            return Ok(user.map(|u| u.role));
+            return Ok(user);
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let user = users::find(&self.db, id)
-            .await
-            .map_err(|error| {
-                tracing::warn!(%error, "cannot check the token's user");
-                AuthError::Unavailable("the user store is unreachable".into())
-            })?
-            .map(|u| CachedUser { role: u.role });
+        let user = users::find(&self.db, id).await.map_err(|error| {
+            tracing::warn!(%error, "cannot check the token's user");
+            AuthError::Unavailable("the user store is unreachable".into())
+        })?;
         if self.generation.load(Ordering::SeqCst) == generation {
-            self.cache.insert(id, user).await;
+            self.cache.insert(id, user.clone()).await;
             // A `forget` between the check and the insert: undo the insert.
             if self.generation.load(Ordering::SeqCst) != generation {
                 self.cache.invalidate(&id).await;
             }
         }
-        Ok(user.map(|u| u.role))
+        Ok(user)
     }
 
     /// Drops what is cached of `id` (after an update or delete), here and in
@@ -278,7 +271,7 @@ impl UserCache {
         id: Uuid,
         principal: Principal,
     ) -> Result<Option<Principal>, AuthError> {
-        Ok(self.role(id).await?.map(|role| {
+        Ok(self.user(id).await?.map(|User { role, .. }| {
             if principal.roles().len() == 1 && principal.has_role(role.as_str()) {
                 principal
             } else {

@@ -56,9 +56,9 @@ impl OwnerLookup for UserOwners {
             };
             Ok(self
                 .users
-                .role(id)
+                .user(id)
                 .await?
-                .map(|role| key.principal(Some(role.as_str()))))
+                .map(|user| key.principal(Some(user.role.as_str()))))
         })
     }
 }

@@ -841,6 +841,51 @@ both_databases!(
     a_demoted_admins_key_loses_admin_at_once
 );
 
+/// `GET /api/auth/me` answers from the user cache authentication fills
+/// (no query per request): a change written behind the server's back is
+/// not seen within the TTL, while one made through the API is seen at once.
+async fn me_answers_from_the_user_cache(db: TestDb) {
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    let server = start(&db, &[("MCP_USER_CACHE_TTL", "300s")]);
+    let api = Api::new(&server);
+    let token = api.login(ADMIN, ADMIN_PW).await;
+    let (status, _, me) = api.call("GET", "/api/auth/me", Some(&token), None).await;
+    assert_eq!(status, 200, "{me}");
+    let name = me["name"].clone();
+
+    let direct = db.direct().await;
+    mcp_server::with_pool!(&direct, |pool| {
+        sqlx::query("UPDATE users SET name = 'renamed behind its back' WHERE email = $1")
+            .bind(ADMIN)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
+    .unwrap();
+    let (status, _, me) = api.call("GET", "/api/auth/me", Some(&token), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(
+        me["name"], name,
+        "/me read the database instead of the cache"
+    );
+
+    let (status, _, _) = api
+        .call(
+            "PATCH",
+            &format!("/api/users/{}", me["id"].as_str().unwrap()),
+            Some(&token),
+            Some(json!({"name": "renamed through the API"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, _, me) = api.call("GET", "/api/auth/me", Some(&token), None).await;
+    assert_eq!(me["name"], "renamed through the API");
+}
+both_databases!(
+    me_answers_from_the_user_cache,
+    me_answers_from_the_user_cache
+);
+
 async fn metadata_is_404_without_an_issuer(db: TestDb) {
     let server = start(&db, &[]);
     let (status, _, body) = Api::new(&server)

@@ -101,7 +101,13 @@ pub async fn me(
     Authenticated(principal): Authenticated,
 ) -> Result<Json<Me>, Problem> {
     let user = match Uuid::parse_str(principal.subject()) {
-        Ok(id) => users::find(&state.db, id).await?,
+        // From the user cache authentication just filled: no query.
+        Ok(id) => state
+            .auth
+            .users
+            .user(id)
+            .await
+            .map_err(|e| e.to_problem(&state.auth.challenge))?,
         Err(_) => None,
     };
     let scopes = principal.scopes().map(|s| s.iter().cloned().collect());
