@@ -7,7 +7,7 @@
 //! use mcp_server::config::Config;
 //!
 //! let (config, _warnings) = Config::from_env(None)?;
-//! let state = mcp_server::AppState::open(config).await?;
+//! let state = mcp_server::Services::open(config).await?;
 //! let app = mcp_server::app(state);
 //! # let _ = app; Ok(()) }
 //! ```
@@ -42,9 +42,13 @@ use crate::config::{Config, ConfigError};
 use crate::db::{Database, Db, DbError};
 use mcp_core::{SharedClock, SystemClock};
 
-/// Everything a handler can reach.
-#[derive(Clone, Debug)]
-pub struct AppState {
+/// Everything a handler can reach, made once: each request's copy is one
+/// `Arc` (axum clones the state for every extractor).
+pub type AppState = Arc<Services>;
+
+/// What [`AppState`] shares.
+#[derive(Debug)]
+pub struct Services {
     /// The database pool.
     pub db: Db,
     /// The configuration the server started with.
@@ -81,13 +85,13 @@ pub async fn open_database(config: &Config) -> Result<Db, StartError> {
     Ok(db)
 }
 
-impl AppState {
+impl Services {
     /// Opens the database, applies migrations and sets up authentication.
     pub async fn open(config: Config) -> Result<AppState, StartError> {
         Self::open_with_clock(config, SystemClock::shared()).await
     }
 
-    /// [`AppState::open`] with an injected clock.
+    /// [`Services::open`] with an injected clock.
     pub async fn open_with_clock(
         config: Config,
         clock: SharedClock,
@@ -102,7 +106,7 @@ impl AppState {
         let auth = auth::Auth::setup(&config, &db, keys.clone(), clock.clone()).await?;
         let passwords = tokio::task::spawn_blocking(users::Passwords::new).await?;
         keys::bootstrap(&config, &db, &keys, &passwords, &clock).await?;
-        Ok(AppState {
+        Ok(Arc::new(Services {
             db,
             config: Arc::new(config),
             auth,
@@ -113,7 +117,7 @@ impl AppState {
             shutdown: tokio_util::sync::CancellationToken::new(),
             prometheus,
             clock,
-        })
+        }))
     }
 }
 
@@ -242,7 +246,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
     let bind = config.bind;
     let grace = config.shutdown_timeout;
     let connections = config.connections;
-    let state = AppState::open(config).await?;
+    let state = Services::open(config).await?;
     let listener = TcpListener::bind(bind)
         .await
         .map_err(|source| StartError::Bind { addr: bind, source })?;
