@@ -234,3 +234,59 @@ async fn every_rate_limit_applies() {
     }
     assert_eq!(statuses, [200, 429]);
 }
+
+/// The guard admits the hosts and own origin it is given, and nothing
+/// else; optional authentication lets anonymous callers through but still
+/// refuses a bad credential, with the configured challenge.
+#[tokio::test]
+async fn hosts_own_origin_optional_auth_and_challenge() {
+    let keys = ApiKeyService::builder(MemoryStore::new()).build();
+    let app = SecurityStack::new()
+        .allowed_hosts("mcp.example".parse().unwrap())
+        .own_origin("https://mcp.example".parse().unwrap())
+        .authenticate(ApiKeyAuthenticator::new(keys))
+        .optional_auth()
+        .challenge(mcp_security::auth::Challenge::new("notes"))
+        .apply(Router::new().route("/me", get(|| async { "me" })));
+    let send = |host: &'static str, origin: Option<&'static str>, key: Option<&'static str>| {
+        let mut request = Request::get("/me").header("host", host);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        app.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    // The configured host and origin, anonymous: through.
+    let response = send("mcp.example", Some("https://mcp.example"), None)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // Loopback is no longer allowed once hosts are given.
+    let (status, code_) = code(send("localhost", None, None).await.unwrap()).await;
+    assert_eq!(
+        (status, code_.as_str()),
+        (StatusCode::FORBIDDEN, "host_not_allowed")
+    );
+    let (status, code_) = code(
+        send("mcp.example", Some("https://other.example"), None)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code_.as_str()),
+        (StatusCode::FORBIDDEN, "origin_not_allowed")
+    );
+    // A bad key is refused even in optional mode, with the challenge set.
+    let response = send("mcp.example", None, Some("mcp_not_a_real_key"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("realm=\"notes\""), "{challenge}");
+}
