@@ -46,15 +46,6 @@ impl<T, C> Page<T, C> {
             next_cursor,
         }
     }
-
-    /// The same page with each item and the cursor converted, e.g. rows
-    /// to their public type, or an id to the string sent to clients.
-    pub fn map<U, D>(self, item: impl FnMut(T) -> U, cursor: impl FnOnce(C) -> D) -> Page<U, D> {
-        Page {
-            items: self.items.into_iter().map(item).collect(),
-            next_cursor: self.next_cursor.map(cursor),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -75,8 +66,5 @@ mod tests {
             serde_json::to_value(&page).unwrap(),
             serde_json::json!({"items": ["a"], "nextCursor": "a"})
         );
-        let mapped = page.map(str::len, |c| c.len());
-        assert_eq!(mapped.items, [1]);
-        assert_eq!(mapped.next_cursor, Some(1));
     }
 }
