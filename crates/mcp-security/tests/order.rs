@@ -290,3 +290,55 @@ async fn hosts_own_origin_optional_auth_and_challenge() {
         .to_owned();
     assert!(challenge.contains("realm=\"notes\""), "{challenge}");
 }
+
+/// Headers other than the defaults, and a lockout, are applied; the
+/// stack's `Debug` names what it holds.
+#[tokio::test]
+async fn custom_headers_and_the_lockout_apply() {
+    use mcp_security::headers::SecurityHeadersLayer;
+    use mcp_security::ratelimit::{FailureLimitLayer, InMemoryBackend, Policy, Quota};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    let keys = ApiKeyService::builder(MemoryStore::new()).build();
+    let lockout = FailureLimitLayer::new(
+        InMemoryBackend::new(),
+        Policy::new(
+            "auth-failures",
+            Quota::per(1, Duration::from_secs(60)).unwrap(),
+        ),
+        |status, _| status == StatusCode::UNAUTHORIZED,
+    );
+    let stack = SecurityStack::new()
+        .headers(SecurityHeadersLayer::empty().set(
+            http::HeaderName::from_static("x-stack"),
+            http::HeaderValue::from_static("custom"),
+        ))
+        .lockout(lockout)
+        .authenticate(ApiKeyAuthenticator::new(keys));
+    let shown = format!("{stack:?}");
+    assert!(
+        shown.contains("SecurityStack") && shown.contains("lockout"),
+        "{shown}"
+    );
+    let app = stack.apply(Router::new().route("/me", get(|| async { "me" })));
+    let peer: SocketAddr = "192.0.2.9:1234".parse().unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let mut request = get_me()
+            .header("x-api-key", "mcp_not_a_real_key")
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.headers()["x-stack"], "custom");
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [401, 429],
+        "the second refused credential is locked out"
+    );
+}

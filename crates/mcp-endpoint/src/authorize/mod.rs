@@ -341,6 +341,49 @@ mod tests {
 
     /// With no body limit in front, the layer bounds what it buffers: a
     /// body one byte over `max_body` is `413` and never reaches the service.
+    /// By default a body up to rmcp's own limit (4 MiB) is read; one over
+    /// it is refused.
+    #[tokio::test]
+    async fn the_default_bound_is_rmcps_4_mib() {
+        let call = |padding: usize| {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"greet","pad":"{}"}}}}"#,
+                "x".repeat(padding)
+            );
+            request(
+                Method::POST,
+                Box::leak(body.into_boxed_str()),
+                Some(&["mcp"]),
+            )
+        };
+        let fits = service().oneshot(call(3 * 1024 * 1024)).await.unwrap();
+        assert_eq!(fits.status(), StatusCode::OK);
+        let over = service().oneshot(call(4 * 1024 * 1024)).await.unwrap();
+        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    /// Readiness is the inner service's: a service that cannot take a
+    /// request is not made to look ready.
+    #[tokio::test]
+    async fn readiness_is_the_inner_services() {
+        #[derive(Clone)]
+        struct Broken;
+        impl Service<Request<Full<Bytes>>> for Broken {
+            type Response = Response<Full<Bytes>>;
+            type Error = &'static str;
+            type Future = std::future::Ready<Result<Self::Response, &'static str>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), &'static str>> {
+                Poll::Ready(Err("overloaded"))
+            }
+            fn call(&mut self, _: Request<Full<Bytes>>) -> Self::Future {
+                std::future::ready(Err("called"))
+            }
+        }
+        let mut service = AuthorizeMcpLayer::new(McpPolicy::empty()).layer(Broken);
+        let ready = std::future::poll_fn(|cx| service.poll_ready(cx)).await;
+        assert_eq!(ready, Err("overloaded"));
+    }
+
     #[tokio::test]
     async fn never_buffers_past_its_own_bound() {
         let policy = McpPolicy::empty().allow("tools/call", "greet", ["mcp"]);
@@ -397,6 +440,7 @@ mod tests {
             ("42", ""),
             (r#"{"jsonrpc":"2.0"}"#, ""),
             (r#"{"jsonrpc":"2.0","id":1,"method":7}"#, ""),
+            (r#"{"jsonrpc":"2.0","id":1}"#, ""),
             (r#"{"method":"tools/call","params":{"name":"greet"}}"#, ""),
             (r#"[{"jsonrpc":"2.0","method":"ping"},{"id":1}]"#, "[1]"),
         ] {
