@@ -83,6 +83,9 @@ mod tests {
             assert_eq!(out.headers()["x-request-id"], "r1");
             let body: serde_json::Value = serde_json::from_slice(out.body()).unwrap();
             assert_eq!(body["code"], code, "{status}");
+            if status == 413 {
+                assert_eq!(body["limit"], 10, "{body}");
+            }
         }
     }
 

@@ -46,3 +46,45 @@ fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     std::iter::successors(Some(error), |e| e.source())
         .any(|e| e.is::<http_body_util::LengthLimitError>())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{Full, Limited};
+
+    #[tokio::test]
+    async fn reads_up_to_the_limit_and_refuses_past_it() {
+        let body = || Full::new(Bytes::from_static(b"0123456789"));
+        assert_eq!(&read_body(body(), 10).await.unwrap()[..], b"0123456789");
+        let over = read_body(body(), 9).await.unwrap_err();
+        assert_eq!(
+            (over.status().as_u16(), over.code()),
+            (413, "payload_too_large")
+        );
+        // A limit further out, whose error arrives wrapped: still 413.
+        let outer = read_body(Limited::new(body(), 5), 100).await.unwrap_err();
+        assert_eq!(outer.code(), "payload_too_large");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_breaks_is_a_400() {
+        use std::pin::Pin;
+        use std::task::{Context, Poll};
+        struct Broken;
+        impl Body for Broken {
+            type Data = Bytes;
+            type Error = std::io::Error;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+                Poll::Ready(Some(Err(std::io::Error::other("reset"))))
+            }
+        }
+        let problem = read_body(Broken, 100).await.unwrap_err();
+        assert_eq!(
+            (problem.status().as_u16(), problem.code()),
+            (400, "bad_request")
+        );
+    }
+}

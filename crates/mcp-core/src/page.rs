@@ -60,6 +60,15 @@ mod tests {
     }
 
     #[test]
+    fn a_full_last_page_points_at_nothing() {
+        let last = Page::from_overfetch(vec![3, 4], 2, |n: &i32| *n);
+        assert_eq!(last.items, [3, 4]);
+        assert_eq!(last.next_cursor, None);
+        let more = Page::from_overfetch(vec![1, 2, 3], 2, |n: &i32| *n);
+        assert_eq!(more.next_cursor, Some(2));
+    }
+
+    #[test]
     fn serialises_as_the_contract() {
         let page = Page::from_overfetch(vec!["a", "b"], 1, |s| s.to_string());
         assert_eq!(

@@ -312,6 +312,21 @@ impl PrincipalBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_is_the_key_else_issuer_and_subject() {
+        let key = Principal::builder("u1", AuthMethod::ApiKey)
+            .key_id("k7")
+            .issuer("i")
+            .build();
+        assert_eq!(key.identity(), "key:k7");
+        let jwt = Principal::builder("u1", AuthMethod::Jwt)
+            .issuer("https://idp")
+            .build();
+        assert_eq!(jwt.identity(), "sub:https://idp|u1");
+        let bare = Principal::builder("u1", AuthMethod::Jwt).build();
+        assert_eq!(bare.identity(), "sub:u1");
+    }
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]

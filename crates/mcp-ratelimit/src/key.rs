@@ -628,6 +628,26 @@ impl JsonBodyField {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_proxy_list_parses_addresses_and_networks_and_names_a_bad_entry() {
+        let proxies: TrustedProxyIp = " 10.0.0.0/8, ,192.0.2.1 ".parse().unwrap();
+        assert_eq!(
+            proxies.proxies(),
+            [
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "192.0.2.1/32".parse().unwrap()
+            ]
+        );
+        assert!("".parse::<TrustedProxyIp>().unwrap().proxies().is_empty());
+        let error = "10.0.0.0/8, proxy.internal"
+            .parse::<TrustedProxyIp>()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#""proxy.internal" is not an address or CIDR network"#
+        );
+    }
+
     fn info_with<'a>(
         headers: &'a HeaderMap,
         extensions: &'a Extensions,

@@ -281,6 +281,50 @@ mod tests {
         assert_eq!(reached.load(Ordering::SeqCst), 2);
     }
 
+    /// A successful `DELETE` frees the id (it is then unknown, `404`); a
+    /// refused one keeps it bound to its owner.
+    #[tokio::test]
+    async fn only_a_successful_close_forgets_the_session() {
+        let status = Arc::new(std::sync::Mutex::new(StatusCode::OK));
+        let answer = status.clone();
+        let app = SessionBindingLayer::new().layer(service_fn(move |request: Request<()>| {
+            let status = *answer.lock().unwrap();
+            async move {
+                let mut response = Response::new(Bytes::new());
+                if !request.headers().contains_key(&SESSION_ID) {
+                    response
+                        .headers_mut()
+                        .insert(SESSION_ID, http::HeaderValue::from_static("s-1"));
+                } else {
+                    *response.status_mut() = status;
+                }
+                Ok::<_, Infallible>(response)
+            }
+        }));
+        let delete = || {
+            let mut request = request("alice", Some("s-1"));
+            *request.method_mut() = http::Method::DELETE;
+            request
+        };
+        app.clone().oneshot(request("alice", None)).await.unwrap();
+        *status.lock().unwrap() = StatusCode::BAD_REQUEST;
+        assert_eq!(app.clone().oneshot(delete()).await.unwrap().status(), 400);
+        *status.lock().unwrap() = StatusCode::OK;
+        let own = app
+            .clone()
+            .oneshot(request("alice", Some("s-1")))
+            .await
+            .unwrap();
+        assert_eq!(
+            own.status(),
+            StatusCode::OK,
+            "a refused close forgot the session"
+        );
+        assert_eq!(app.clone().oneshot(delete()).await.unwrap().status(), 200);
+        let after = app.oneshot(request("alice", Some("s-1"))).await.unwrap();
+        assert_eq!(after.status(), StatusCode::NOT_FOUND);
+    }
+
     /// No authentication in front is a loud `500`, never a session every
     /// anonymous caller shares.
     #[tokio::test]
