@@ -263,10 +263,12 @@ where
         for name in &this.config.strip {
             headers.remove(name);
         }
+        // One growth of the map for all of them, not one per doubling.
+        headers.reserve(this.config.set.len());
         for (name, value) in &this.config.set {
-            if !headers.contains_key(name) {
-                headers.insert(name.clone(), value.clone());
-            }
+            headers
+                .entry(name.clone())
+                .or_insert_with(|| value.clone());
         }
         Poll::Ready(Ok(response))
     }

@@ -5,22 +5,24 @@
 //! problem+json for every error, and the shutdown signal.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::{self, Next};
 use axum::response::Response;
 use http::header::HeaderValue;
 use mcp_core::{Problem, code};
 use mcp_headers::SecurityHeadersLayer;
-use tower::ServiceBuilder;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::{Span, field};
 
@@ -50,50 +52,127 @@ impl SpineSettings {
 }
 
 /// Wraps `router` in the spine. Layers run outside-in in this order:
-/// request id, trace, security headers, catch-panic, problem+json for bare
-/// errors, timeout, the Host/Origin guard, CORS, body limit, then the
-/// router.
+/// request id, trace, metrics, security headers, catch-panic, problem+json
+/// for bare errors, timeout, the Host/Origin guard, CORS, body limit, then
+/// the router.
+///
+/// The layers wrap the router as one stack, not each route (as
+/// `Router::layer` would): each request then pays for one copy of a stack
+/// whose layers hold their settings behind `Arc`s, instead of a boxed copy
+/// per layer and route.
 pub fn spine(router: Router, settings: SpineSettings) -> Router {
     let timeout = settings.request_timeout;
-    router
+    let body_limit = settings.body_limit;
+    let routed = router
         .fallback(|| async { Problem::not_found() })
-        .layer(middleware::from_fn(record_route))
-        .layer(RequestBodyLimitLayer::new(settings.body_limit))
-        .layer(settings.cors)
-        .layer(tower::util::option_layer(settings.guard))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(
-                    move |_: tower::BoxError| async move {
-                        Problem::new(http::StatusCode::SERVICE_UNAVAILABLE, code::TIMEOUT)
-                            .with_detail(format!(
-                                "the request took longer than {}",
-                                humantime::format_duration(timeout)
-                            ))
-                    },
-                ))
-                .timeout(timeout),
-        )
-        .layer(middleware::map_response_with_state(
-            settings.body_limit,
-            problem_for_bare_errors,
-        ))
-        .layer(CatchPanicLayer::custom(panic_to_problem))
-        .layer(SecurityHeadersLayer::new())
-        .layer(middleware::from_fn(count_request))
+        .layer(RecordRouteLayer);
+    let stack = ServiceBuilder::new()
+        .map_request(drop_insane_request_id::<Body>)
+        .layer(SetRequestIdLayer::x_request_id(FastRequestId))
+        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(request_span)
+                .make_span_with(request_span as fn(&Request) -> Span)
                 .on_request(())
-                .on_response(log_response)
+                .on_response(log_response::<PanicSafeBody> as fn(&_, Duration, &Span))
                 .on_body_chunk(())
                 .on_eos(())
                 // A failure is already the status of the one response line.
                 .on_failure(()),
         )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(middleware::map_request(drop_insane_request_id))
+        .layer(CountRequestsLayer::default())
+        .layer(SecurityHeadersLayer::new())
+        .layer(CatchPanicLayer::custom(panic_to_problem))
+        .map_response(move |response: Response| {
+            mcp_core::problem_for_bare_error(response, Some(body_limit))
+        })
+        .layer(DeadlineLayer(timeout))
+        .option_layer(settings.guard)
+        .layer(settings.cors)
+        .map_response(|r: http::Response<_>| r.map(Body::new))
+        .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        .service(routed);
+    Router::new().fallback_service(stack.map_response(|r: http::Response<_>| r.map(Body::new)))
+}
+
+/// Answers `503 timeout` when the inner service has not produced its
+/// response head within the duration (tower's `Timeout` answers with an
+/// error, which would need a boxed error handler to become a response).
+#[derive(Clone, Copy, Debug)]
+struct DeadlineLayer(Duration);
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline {
+            inner,
+            timeout: self.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Deadline<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+impl<S, B> Service<http::Request<B>> for Deadline<S>
+where
+    S: Service<http::Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = DeadlineFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        DeadlineFuture {
+            inner: self.inner.call(request),
+            sleep: tokio::time::sleep(self.timeout),
+            timeout: self.timeout,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner future, or the timeout's problem.
+    struct DeadlineFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        timeout: Duration,
+    }
+}
+
+impl<F, E> Future for DeadlineFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result);
+        }
+        std::task::ready!(this.sleep.poll(cx));
+        Poll::Ready(Ok(timed_out(*this.timeout)))
+    }
+}
+
+fn timed_out(timeout: Duration) -> Response {
+    Problem::new(http::StatusCode::SERVICE_UNAVAILABLE, code::TIMEOUT)
+        .with_detail(format!(
+            "the request took longer than {}",
+            humantime::format_duration(timeout)
+        ))
+        .into_response()
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -108,7 +187,7 @@ fn is_sane_request_id(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-async fn drop_insane_request_id(mut request: Request) -> Request {
+fn drop_insane_request_id<B>(mut request: http::Request<B>) -> http::Request<B> {
     let ids = request.headers().get_all(X_REQUEST_ID);
     let mut ids = ids.iter();
     let keep = match (ids.next(), ids.next()) {
@@ -120,6 +199,21 @@ async fn drop_insane_request_id(mut request: Request) -> Request {
         request.headers_mut().remove(X_REQUEST_ID);
     }
     request
+}
+
+/// Random (version 4) UUIDs from the thread's generator (uuid's `fast-rng`),
+/// formatted on the stack: no system call and one allocation (the header
+/// value) per request, where tower-http's `MakeRequestUuid` asks the kernel
+/// for randomness and formats through a `String`.
+#[derive(Clone, Copy, Debug, Default)]
+struct FastRequestId;
+
+impl MakeRequestId for FastRequestId {
+    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+        HeaderValue::from_str(id).ok().map(RequestId::new)
+    }
 }
 
 /// The span every log line of a request is in. Deliberately no headers,
@@ -139,48 +233,203 @@ fn request_span(request: &Request) -> Span {
     )
 }
 
-/// Names the matched route template (`/api/keys/{id}`) in the request span;
-/// only known once the router has matched.
-async fn record_route(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    if let Some(route) = &route {
-        Span::current().record("route", route.as_str());
+/// Names the matched route template (`/api/keys/{id}`) in the request span
+/// and hands it to the response for the metrics; only known once the router
+/// has matched, so it is the one layer inside the router.
+#[derive(Clone, Copy, Debug)]
+struct RecordRouteLayer;
+
+impl<S> Layer<S> for RecordRouteLayer {
+    type Service = RecordRoute<S>;
+
+    fn layer(&self, inner: S) -> RecordRoute<S> {
+        RecordRoute { inner }
     }
-    let mut response = next.run(request).await;
-    if let Some(route) = route {
-        response.extensions_mut().insert(route);
+}
+
+#[derive(Clone, Debug)]
+struct RecordRoute<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<http::Request<B>> for RecordRoute<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = WithRoute<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
-    response
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        if let Some(route) = &route {
+            Span::current().record("route", route.as_str());
+        }
+        WithRoute {
+            inner: self.inner.call(request),
+            route,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner future; its response gets the matched route.
+    struct WithRoute<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, R, E> Future for WithRoute<F>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(route) = this.route.take() {
+            response.extensions_mut().insert(route);
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// Counts every response by route template (never the raw path, which
 /// would let clients mint label values), method and status, with its
 /// latency; and every refused credential or permission by its problem code.
-async fn count_request(request: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let method = method_label(request.method());
-    let response = next.run(request).await;
-    let route = response
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |r| r.as_str().to_owned());
-    let status = response.status();
-    let labels = [
-        metrics::Label::new("route", route),
-        metrics::Label::from_static_parts("method", method),
-        metrics::Label::new("status", status.as_str().to_owned()),
-    ];
-    metrics::counter!("http_requests_total", labels.iter()).increment(1);
-    metrics::histogram!("http_request_duration_seconds", labels.iter())
-        .record(started.elapsed().as_secs_f64());
-    if matches!(status.as_u16(), 401 | 403) {
-        let code = response
-            .extensions()
-            .get::<mcp_core::ProblemCode>()
-            .map_or_else(|| status.as_str().to_owned(), |c| c.as_str().to_owned());
-        metrics::counter!("auth_failures_total", "code" => code).increment(1);
+///
+/// The handles of each label set are made once and kept (the sets are
+/// bounded: routes, eight methods, statuses), so a request costs two map
+/// lookups under a read lock, not a registry lookup with owned labels.
+#[derive(Clone, Debug, Default)]
+struct CountRequestsLayer {
+    handles: Arc<Handles>,
+}
+
+type HandleMap = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
+
+#[derive(Debug, Default)]
+struct Handles {
+    by_route: RwLock<HashMap<String, HandleMap>>,
+}
+
+impl Handles {
+    fn record(&self, route: &str, method: &'static str, status: http::StatusCode, took: Duration) {
+        let key = (method, status.as_u16());
+        let found = self
+            .by_route
+            .read()
+            .ok()
+            .and_then(|routes| routes.get(route).and_then(|m| m.get(&key)).cloned());
+        let (counter, histogram) = match found {
+            Some(handles) => handles,
+            None => {
+                let labels = [
+                    metrics::Label::new("route", route.to_owned()),
+                    metrics::Label::from_static_parts("method", method),
+                    metrics::Label::new("status", status.as_str().to_owned()),
+                ];
+                let handles = (
+                    metrics::counter!("http_requests_total", labels.iter()),
+                    metrics::histogram!("http_request_duration_seconds", labels.iter()),
+                );
+                if let Ok(mut routes) = self.by_route.write() {
+                    routes
+                        .entry(route.to_owned())
+                        .or_default()
+                        .insert(key, handles.clone());
+                }
+                handles
+            }
+        };
+        counter.increment(1);
+        histogram.record(took.as_secs_f64());
     }
-    response
+}
+
+impl<S> Layer<S> for CountRequestsLayer {
+    type Service = CountRequests<S>;
+
+    fn layer(&self, inner: S) -> CountRequests<S> {
+        CountRequests {
+            inner,
+            handles: self.handles.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct CountRequests<S> {
+    inner: S,
+    handles: Arc<Handles>,
+}
+
+impl<S, B, R> Service<http::Request<B>> for CountRequests<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Counted<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        Counted {
+            started: Instant::now(),
+            method: method_label(request.method()),
+            handles: Some(self.handles.clone()),
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner future; its response is counted.
+    struct Counted<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        method: &'static str,
+        handles: Option<Arc<Handles>>,
+    }
+}
+
+impl<F, R, E> Future for Counted<F>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(handles) = this.handles.take() {
+            let route = response
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            let status = response.status();
+            handles.record(route, this.method, status, this.started.elapsed());
+            if matches!(status.as_u16(), 401 | 403) {
+                let code = response
+                    .extensions()
+                    .get::<mcp_core::ProblemCode>()
+                    .map_or_else(|| status.as_str().to_owned(), |c| c.as_str().to_owned());
+                metrics::counter!("auth_failures_total", "code" => code).increment(1);
+            }
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// Standard methods by name; anything else as `other`, so the label set
@@ -198,21 +447,15 @@ fn method_label(method: &http::Method) -> &'static str {
     }
 }
 
-fn log_response(response: &Response, latency: Duration, _span: &Span) {
+/// The body type `CatchPanic` answers with.
+type PanicSafeBody = tower_http::body::UnsyncBoxBody<bytes::Bytes, tower::BoxError>;
+
+fn log_response<B>(response: &http::Response<B>, latency: Duration, _span: &Span) {
     tracing::info!(
         status = response.status().as_u16(),
         latency_ms = latency.as_secs_f64() * 1000.0,
         "request"
     );
-}
-
-/// Axum's rejections, tower-http's limit, a 405, rmcp's plain texts: as
-/// problems.
-async fn problem_for_bare_errors(
-    axum::extract::State(body_limit): axum::extract::State<usize>,
-    response: Response,
-) -> Response {
-    mcp_core::problem_for_bare_error(response, Some(body_limit))
 }
 
 fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> http::Response<Body> {

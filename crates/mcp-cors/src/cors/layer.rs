@@ -92,6 +92,17 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let kind = match &mut self.inner {
+            // Without an `Origin` nothing CORS says applies but `Vary`
+            // (tower-http answers every `OPTIONS` itself, so those still
+            // go through it): skip building and then stripping its headers.
+            Inner::Enabled(cors)
+                if request.method() != Method::OPTIONS
+                    && !request.headers().contains_key(header::ORIGIN) =>
+            {
+                Kind::NoOrigin {
+                    inner: cors.get_mut().call(request),
+                }
+            }
             Inner::Enabled(cors) => {
                 let preflight = request.method() == Method::OPTIONS
                     && request.headers().contains_key(header::ORIGIN)
@@ -127,12 +138,21 @@ pin_project_lite::pin_project! {
             inner: tower_http::cors::ResponseFuture<F>,
             preflight: bool,
         },
+        NoOrigin {
+            #[pin]
+            inner: F,
+        },
         Disabled {
             #[pin]
             inner: F,
         },
     }
 }
+
+/// What every answer of an enabled policy varies on, made once: tower-http
+/// would clone a list and join it into a fresh value for each response.
+const VARY: HeaderValue =
+    HeaderValue::from_static("origin, access-control-request-method, access-control-request-headers");
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,10 +170,16 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let (inner, preflight) = match self.project().kind.project() {
             KindProj::Disabled { inner } => return inner.poll(cx),
+            KindProj::NoOrigin { inner } => {
+                let mut response = std::task::ready!(inner.poll(cx))?;
+                response.headers_mut().append(header::VARY, VARY);
+                return Poll::Ready(Ok(response));
+            }
             KindProj::Enabled { inner, preflight } => (inner, *preflight),
         };
         let mut response = std::task::ready!(inner.poll(cx))?;
         let headers = response.headers_mut();
+        headers.append(header::VARY, VARY);
         // tower-http sends these whatever the origin; without an allowed
         // origin they only tell an attacker about the API.
         if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {

@@ -284,7 +284,9 @@ impl CorsPolicy {
             .allow_methods(ALLOWED_METHODS.to_vec())
             .allow_headers(allowed_headers())
             .expose_headers(exposed_headers())
-            .max_age(Duration::from_secs(86_400));
+            .max_age(Duration::from_secs(86_400))
+            // `Vary` is added by our layer, from a value made once.
+            .vary(Vec::<http::HeaderName>::new());
         let layer = match &self.kind {
             Kind::Disabled => return CorsLayer::disabled(),
             Kind::Any => base.allow_origin(AllowOrigin::any()),

@@ -1,0 +1,550 @@
+#!/usr/bin/env python3
+"""The server against its ceilings, in one run, on loopback.
+
+Starts, one after the other:
+
+1. `mcp-server` on PostgreSQL with in-process rate limits (`pg`);
+2. the same with its rate limits in Redis (`pg+redis`);
+3. `bare_axum`: the same REST routes with no layers (the REST ceiling);
+4. `bare_rmcp`: rmcp's Streamable HTTP service with the same `whoami`
+   tool and nothing in front (the MCP ceiling);
+
+checks every scenario's status once, then drives each with wrk for
+`--duration` seconds, the server pinned to one core (`--server-cpu`) and
+wrk to the other (`--load-cpu`), and prints one table: scenario, target,
+requests/s, p50, p99, the server's CPU (100% = one core), PostgreSQL's CPU,
+non-2xx answers and the ratio to the ceiling. Then resident memory, idle
+and with `--idle` open keep-alive connections.
+
+The rate limits run on every request but are set high enough never to
+refuse (a refusal would be a 429, and this measures the path that serves);
+logs are at `warn` (the per-request access line is `info`).
+
+Usage: benches/load/bench.sh (builds the release binaries first), or
+    python3 benches/load/bench.py --duration 5 --only health,me_jwt
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+RELEASE = os.path.join(ROOT, "target", "release")
+ORIGIN = "http://app.example.com"
+PASSWORD = "bench-password-1234"
+JWT_SECRET = "bench-secret-bench-secret-bench-secret-0123"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# name -> (ceiling, what it does)
+SCENARIOS = [
+    ("health", "axum", "GET /health"),
+    ("me_jwt", "axum", "GET /api/auth/me, JWT"),
+    ("me_key", "axum", "GET /api/auth/me, API key"),
+    ("agents_post", "axum", "POST /api/agents (a row inserted), JWT"),
+    ("preflight", "axum", "OPTIONS /api/agents, CORS preflight"),
+    ("mcp_call", "rmcp", "tools/call whoami, 2026-07-28 stateless"),
+    ("mcp_list", "rmcp", "tools/list, 2026-07-28 stateless"),
+    ("mcp_session", "rmcp", "initialize+initialized+call+close, 2025-11-25"),
+    ("mcp_call_seq", "rmcp", "tools/call whoami, one client, sequential"),
+]
+
+
+def stateless(method, params):
+    params = dict(params)
+    params["_meta"] = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+
+
+def scenario_request(name, credentials):
+    """(method, path, headers, body) of one request of `name`; `credentials`
+    is {} for a ceiling."""
+    jwt = {"authorization": "Bearer " + credentials["jwt"]} if credentials else {}
+    key = {"x-api-key": credentials["key"]} if credentials else {}
+    mcp = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28",
+    }
+    if name == "health":
+        return "GET", "/health", {}, None
+    if name == "me_jwt":
+        return "GET", "/api/auth/me", jwt, None
+    if name == "me_key":
+        return "GET", "/api/auth/me", key, None
+    if name == "agents_post":
+        body = {"name": "agent-0", "type": "bench", "capabilities": ["read"]}
+        return "POST", "/api/agents", dict(jwt, **{"content-type": "application/json"}), json.dumps(body)
+    if name == "preflight":
+        return "OPTIONS", "/api/agents", {
+            "origin": ORIGIN,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization,content-type",
+        }, None
+    if name in ("mcp_call", "mcp_call_seq"):
+        body = stateless("tools/call", {"name": "whoami", "arguments": {}})
+        headers = dict(mcp, **key, **{"mcp-method": "tools/call", "mcp-name": "whoami"})
+        return "POST", "/mcp", headers, json.dumps(body)
+    if name == "mcp_list":
+        body = stateless("tools/list", {})
+        return "POST", "/mcp", dict(mcp, **key, **{"mcp-method": "tools/list"}), json.dumps(body)
+    if name == "mcp_session":
+        return "POST", "/mcp", dict(mcp, **key), None
+    raise KeyError(name)
+
+
+def lua_string(value):
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def wrk_script(name, credentials):
+    method, path, headers, body = scenario_request(name, credentials)
+    lines = ["wrk.method = %s" % lua_string(method), "wrk.path = %s" % lua_string(path)]
+    for header, value in headers.items():
+        lines.append("wrk.headers[%s] = %s" % (lua_string(header), lua_string(value)))
+    if name == "agents_post":
+        # Agent names need not be unique, but vary them anyway so the rows
+        # differ; the counter is per wrk thread.
+        lines.append("local n = 0")
+        lines.append("request = function()")
+        lines.append("  n = n + 1")
+        lines.append(
+            '  return wrk.format(nil, nil, nil, \'{"name":"agent-\' .. n .. \'",'
+            '"type":"bench","capabilities":["read"]}\')'
+        )
+        lines.append("end")
+    elif name == "mcp_session":
+        lines.append(SESSION_LUA)
+    elif body is not None:
+        lines.append("wrk.body = %s" % lua_string(body))
+    return "\n".join(lines) + "\n"
+
+
+# One session per four requests: initialize, initialized, tools/call, then
+# DELETE; the session id comes from the initialize answer. Any status
+# other than the expected one is counted as `bad` and printed at the end.
+SESSION_LUA = r"""
+local step, session, bad = 0, nil, 0
+local init = '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}'
+local initialized = '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+local call = '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}'
+wrk.headers["mcp-protocol-version"] = "2025-11-25"
+request = function()
+  if step == 0 or session == nil then
+    step = 0
+    wrk.headers["mcp-session-id"] = nil
+    return wrk.format("POST", nil, nil, init)
+  end
+  wrk.headers["mcp-session-id"] = session
+  if step == 1 then return wrk.format("POST", nil, nil, initialized) end
+  if step == 2 then return wrk.format("POST", nil, nil, call) end
+  return wrk.format("DELETE", nil, nil, nil)
+end
+response = function(status, headers, body)
+  local want = ({[0] = 200, [1] = 202, [2] = 200, [3] = 204})[step]
+  if step == 0 then session = headers["mcp-session-id"] or headers["Mcp-Session-Id"] end
+  if status ~= want and not (step == 3 and (status == 200 or status == 202)) then bad = bad + 1 end
+  step = (step + 1) % 4
+end
+done = function(summary, latency, requests)
+  io.write(string.format("session-steps-unexpected: %d\n", bad))
+end
+"""
+
+
+def http(address, method, path, headers, body=None, timeout=10):
+    """One request; (status, headers, body text)."""
+    url = "http://%s:%d%s" % (address[0], address[1], path)
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def postgres_pids():
+    out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def parse_duration_ms(text):
+    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(args, address, name, credentials, connections):
+    script = wrk_script(name, credentials)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+        path = f.name
+    command = [
+        "taskset", "-c", str(args.load_cpu), "wrk",
+        # The session script keeps its state per wrk thread: one connection each.
+        "-t%d" % (connections if name == "mcp_session" else 1), "-c%d" % connections,
+        "-d%ds" % args.duration, "--latency", "--timeout", "5s", "-s", path,
+        "http://%s:%d" % address,
+    ]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(path)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    if "Requests/sec" not in out or "Latency Distribution" not in out:
+        sys.exit("%s: wrk printed no figures:\n%s" % (name, out))
+    distribution = out.split("Latency Distribution", 1)[1]
+    p50 = parse_duration_ms(re.search(r"\b50%\s+(\S+)", distribution).group(1))
+    p99 = parse_duration_ms(re.search(r"\b99%\s+(\S+)", distribution).group(1))
+    bad = 0
+    match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if match:
+        bad += int(match.group(1))
+    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if match:
+        bad += sum(int(g) for g in match.groups())
+    match = re.search(r"session-steps-unexpected: (\d+)", out)
+    if match:
+        bad += int(match.group(1))
+    if name == "mcp_session":
+        rps /= 4  # sessions per second
+    return rps, p50, p99, bad, out
+
+
+class Target:
+    """A started process and the address it listens on."""
+
+    def __init__(self, label, command, env, cpu):
+        self.label = label
+        self.log = tempfile.TemporaryFile("w+")
+        self.child = subprocess.Popen(
+            ["taskset", "-c", str(cpu)] + command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.address = None
+        self.first_key = None
+        self.lines = []
+        found = threading.Event()
+
+        def read(stream):
+            for line in stream:
+                self.lines.append(line)
+                match = re.search(r"X-API-Key: ([^']+)'", line)
+                if match:
+                    self.first_key = match.group(1)
+                match = re.search(r"listening on (\S+)", line)
+                if match:
+                    self.address = match.group(1)
+                try:
+                    fields = json.loads(line).get("fields", {})
+                    if fields.get("message") == "listening":
+                        self.address = fields["address"]
+                except ValueError:
+                    pass
+                if self.address:
+                    found.set()
+
+        for stream in (self.child.stdout, self.child.stderr):
+            threading.Thread(target=read, args=(stream,), daemon=True).start()
+        if not found.wait(60) or self.child.poll() is not None:
+            self.stop()
+            sys.exit("%s did not start:\n%s" % (label, "".join(self.lines[-20:])))
+        host, port = self.address.rsplit(":", 1)
+        self.address = (host, int(port))
+        self.pid = self.child.pid
+        # taskset execs the program: the pid is the server's own.
+
+    def stop(self):
+        if self.child.poll() is None:
+            self.child.terminate()
+            try:
+                self.child.wait(15)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+
+
+def psql(*sql):
+    command = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1", "-q"]
+    for statement in sql:
+        command += ["-c", statement]
+    subprocess.run(command, check=True, capture_output=True)
+
+
+def server_env(database, redis_prefix):
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/%s" % database,
+        "MCP_BIND": "127.0.0.1:0",
+        "MCP_LOG_FORMAT": "json",
+        "MCP_LOG": "warn,mcp_server=info",
+        "MCP_JWT_SECRET": JWT_SECRET,
+        "MCP_JWT_TTL": "2h",
+        "MCP_CORS_ORIGIN": ORIGIN,
+        # Never refuse: this measures the path that serves.
+        "MCP_RATE_LIMIT_API": "1000000000/1s",
+        "MCP_MAX_CONNECTIONS": "20000",
+        "MCP_MAX_CONNECTIONS_PER_IP": "20000",
+    }
+    if redis_prefix:
+        env["REDIS_URL"] = "redis://127.0.0.1:6379"
+        env["MCP_RATE_LIMIT_PREFIX"] = redis_prefix
+    return env
+
+
+def credentials_for(target):
+    """A user with a JWT and an API key of their own, made through the API
+    with the first-start admin key."""
+    admin = {"x-api-key": target.first_key, "content-type": "application/json"}
+    user = {"email": "bench@example.com", "password": PASSWORD, "name": "bench", "role": "user"}
+    status, _, body = http(target.address, "POST", "/api/users", admin, json.dumps(user))
+    if status not in (201, 409):
+        sys.exit("creating the bench user: %d %s" % (status, body))
+    status, _, body = http(
+        target.address, "POST", "/api/auth/login", {"content-type": "application/json"},
+        json.dumps({"email": user["email"], "password": PASSWORD}),
+    )
+    if status != 200:
+        sys.exit("login: %d %s" % (status, body))
+    jwt = json.loads(body)["accessToken"]
+    headers = {"authorization": "Bearer " + jwt, "content-type": "application/json"}
+    status, _, body = http(target.address, "POST", "/api/keys", headers, json.dumps({"name": "bench"}))
+    if status != 201:
+        sys.exit("creating a key: %d %s" % (status, body))
+    return {"jwt": jwt, "key": json.loads(body)["key"]}
+
+
+EXPECTED = {"agents_post": 201, "preflight": (200, 204)}
+
+
+def check(address, name, credentials):
+    """One request of the scenario; exits on an unexpected status."""
+    if name == "mcp_session":
+        _, _, headers, _ = scenario_request(name, credentials)
+        headers = dict(headers, **{"mcp-protocol-version": "2025-11-25"})
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"}}}
+        status, answer, text = http(address, "POST", "/mcp", headers, json.dumps(init))
+        session = {k.lower(): v for k, v in answer.items()}.get("mcp-session-id")
+        steps = [(status, 200, text)]
+        headers["mcp-session-id"] = session or ""
+        status, _, text = http(address, "POST", "/mcp", headers,
+                               json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        steps.append((status, 202, text))
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+        status, _, text = http(address, "POST", "/mcp", headers, json.dumps(call))
+        steps.append((status, 200, text))
+        status, _, text = http(address, "DELETE", "/mcp", headers)
+        steps.append((status, (200, 202, 204), text))
+        for status, want, text in steps:
+            if status not in (want if isinstance(want, tuple) else (want,)):
+                sys.exit("%s: %d (wanted %s): %s" % (name, status, want, text[:300]))
+        return
+    method, path, headers, body = scenario_request(name, credentials)
+    status, _, text = http(address, method, path, headers, body)
+    want = EXPECTED.get(name, 200)
+    if status not in (want if isinstance(want, tuple) else (want,)):
+        sys.exit("%s: %d (wanted %s): %s" % (name, status, want, text[:300]))
+    if name.startswith("mcp_") and '"result"' not in text:
+        sys.exit("%s: no JSON-RPC result: %s" % (name, text[:300]))
+
+
+def hold_idle(address, count):
+    """Opens `count` keep-alive connections, each after one answered
+    GET /health; returns the sockets (kept open by the caller)."""
+    sockets = []
+    request = ("GET /health HTTP/1.1\r\nhost: %s:%d\r\n\r\n" % address).encode()
+    for _ in range(count):
+        sock = socket.create_connection(address)
+        sock.sendall(request)
+        sockets.append(sock)
+    for sock in sockets:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("the server closed a held connection")
+            data += chunk
+        if not data.startswith(b"HTTP/1.1 200"):
+            raise ConnectionError("held connection answered %r" % data[:40])
+    return sockets
+
+
+def measure(args, target, names, credentials):
+    rows = []
+    for name in names:
+        check(target.address, name, credentials)
+    for name in names:
+        connections = 1 if name == "mcp_call_seq" else args.connections
+        # Backends are forked per connection: list them each time.
+        pg = postgres_pids()
+        before, pg_before, started = cpu_ticks([target.pid]), cpu_ticks(pg), time.monotonic()
+        rps, p50, p99, bad, out = run_wrk(args, target.address, name, credentials, connections)
+        elapsed = time.monotonic() - started
+        cpu = (cpu_ticks([target.pid]) - before) / CLK_TCK / elapsed * 100
+        pg_cpu = (cpu_ticks(pg) - pg_before) / CLK_TCK / elapsed * 100
+        rows.append({"scenario": name, "target": target.label, "rps": rps, "p50": p50,
+                     "p99": p99, "cpu": cpu, "pg_cpu": pg_cpu, "bad": bad, "rss": rss_mib(target.pid)})
+        print("  %-13s %-9s %9.0f/s p50 %7.2f ms p99 %7.2f ms cpu %4.0f%% pg %4.0f%% non-2xx %d rss %.0f MiB"
+              % (name, target.label, rps, p50, p99, cpu, pg_cpu, bad, rows[-1]["rss"]), flush=True)
+        if args.verbose:
+            print(out)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario (10)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    parser.add_argument("--server-cpu", type=int, default=1)
+    parser.add_argument("--load-cpu", type=int, default=0)
+    parser.add_argument("--idle", type=int, default=10000, help="idle connections held (10000)")
+    parser.add_argument("--only", help="comma-separated scenarios")
+    parser.add_argument("--targets", default="pg,pg+redis,axum,rmcp", help="which targets to start")
+    parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--verbose", action="store_true", help="print wrk's own output")
+    parser.add_argument("--serve", metavar="TARGET", help="only start TARGET (pg, pg+redis), print "
+                        "its address, pid and credentials as JSON, and keep it up until stdin closes "
+                        "(for a profiler)")
+    args = parser.parse_args()
+    for tool in ("wrk", "taskset", "psql"):
+        if shutil.which(tool) is None:
+            sys.exit("needs %s (apt-get install wrk util-linux postgresql-client)" % tool)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = args.idle * 2 + 1024
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    names = [n for n, _, _ in SCENARIOS]
+    if args.only:
+        names = [n for n in names if n in args.only.split(",")]
+    targets = args.targets.split(",")
+    rows, memory = [], []
+    database = "mcp_bench_%d" % os.getpid()
+    if args.serve:
+        psql("DROP DATABASE IF EXISTS %s" % database, "CREATE DATABASE %s" % database)
+        redis = "bench-%d:" % os.getpid() if args.serve == "pg+redis" else None
+        target = Target(args.serve, [os.path.join(RELEASE, "mcp-server")],
+                        server_env(database, redis), args.server_cpu)
+        try:
+            credentials = credentials_for(target)
+            print(json.dumps({"address": "%s:%d" % target.address, "pid": target.pid,
+                              **credentials}), flush=True)
+            for name in names:
+                print(wrk_script(name, credentials), file=open("/tmp/bench-%s.lua" % name, "w"))
+            sys.stdin.read()
+        finally:
+            target.stop()
+            psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % database)
+        return
+
+    for label in ("pg", "pg+redis"):
+        if label not in targets:
+            continue
+        psql("DROP DATABASE IF EXISTS %s" % database, "CREATE DATABASE %s" % database)
+        redis = "bench-%d:" % os.getpid() if label == "pg+redis" else None
+        env = server_env(database, redis)
+        target = Target(label, [os.path.join(RELEASE, "mcp-server")], env, args.server_cpu)
+        try:
+            credentials = credentials_for(target)
+            idle = rss_mib(target.pid)
+            print("%s on %s:%d" % (label, *target.address), flush=True)
+            rows += measure(args, target, names, credentials)
+            if label == "pg":
+                memory.append(hold_and_measure(args, target, idle))
+        finally:
+            target.stop()
+            psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % database)
+
+    for label, binary, kind in (("axum", "bare_axum", "axum"), ("rmcp", "bare_rmcp", "rmcp")):
+        if label not in targets:
+            continue
+        ceiling = [n for n in names if dict((s, c) for s, c, _ in SCENARIOS)[n] == kind]
+        if not ceiling and not (kind == "axum" and args.idle):
+            continue
+        target = Target(label, [os.path.join(RELEASE, binary), "127.0.0.1:0"], {"PATH": os.environ["PATH"]}, args.server_cpu)
+        try:
+            idle = rss_mib(target.pid)
+            print("%s on %s:%d" % (label, *target.address), flush=True)
+            rows += measure(args, target, ceiling, {})
+            if kind == "axum":
+                memory.append(hold_and_measure(args, target, idle))
+        finally:
+            target.stop()
+
+    print_table(rows, memory)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "memory": memory}, f, indent=1)
+
+
+def hold_and_measure(args, target, idle_at_start):
+    if not args.idle:
+        return None
+    before = rss_mib(target.pid)
+    sockets = hold_idle(target.address, args.idle)
+    time.sleep(1)
+    held = rss_mib(target.pid)
+    for sock in sockets:
+        sock.close()
+    return {"target": target.label, "start": idle_at_start, "idle": before,
+            "held": held, "connections": len(sockets)}
+
+
+def print_table(rows, memory):
+    ceilings = {(r["scenario"]): r["rps"] for r in rows if r["target"] in ("axum", "rmcp")}
+    print()
+    print("| scenario | target | requests/s | p50 ms | p99 ms | server CPU | PostgreSQL CPU | non-2xx | ratio to ceiling |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        ceiling = ceilings.get(r["scenario"])
+        ratio = "%.0f%%" % (100 * r["rps"] / ceiling) if ceiling and r["target"] not in ("axum", "rmcp") else "-"
+        print("| %s | %s | %.0f | %.2f | %.2f | %.0f%% | %.0f%% | %d | %s |" % (
+            r["scenario"], r["target"], r["rps"], r["p50"], r["p99"], r["cpu"], r["pg_cpu"], r["bad"], ratio))
+    memory = [m for m in memory if m]
+    if memory:
+        print()
+        print("| target | RSS at start | RSS after the load | RSS with N idle connections | N |")
+        print("|---|---:|---:|---:|---:|")
+        for m in memory:
+            print("| %s | %.1f MiB | %.1f MiB | %.1f MiB | %d |" % (
+                m["target"], m["start"], m["idle"], m["held"], m["connections"]))
+
+
+if __name__ == "__main__":
+    main()
