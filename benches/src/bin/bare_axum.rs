@@ -7,10 +7,10 @@
 //! `bare_axum [ADDR]` (default `127.0.0.1:0`) prints `listening on ADDR`.
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize)]

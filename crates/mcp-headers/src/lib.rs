@@ -199,18 +199,33 @@ impl<S> Layer<S> for SecurityHeadersLayer {
     type Service = SecurityHeaders<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let mut template = http::HeaderMap::with_capacity(self.config.set.len());
+        for (name, value) in &self.config.set {
+            template.insert(name.clone(), value.clone());
+        }
         SecurityHeaders {
             inner,
-            config: self.config.clone(),
+            config: Arc::new(Compiled {
+                template,
+                strip: self.config.strip.clone(),
+            }),
         }
     }
+}
+
+/// The headers as a map made once: each response starts from a copy of it
+/// (no hashing) and only the handler's own headers are hashed into it.
+#[derive(Debug)]
+struct Compiled {
+    template: http::HeaderMap,
+    strip: Vec<HeaderName>,
 }
 
 /// The service made by [`SecurityHeadersLayer`].
 #[derive(Clone, Debug)]
 pub struct SecurityHeaders<S> {
     inner: S,
-    config: Arc<Config>,
+    config: Arc<Compiled>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SecurityHeaders<S>
@@ -238,7 +253,7 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        config: Arc<Config>,
+        config: Arc<Compiled>,
     }
 }
 
@@ -259,17 +274,27 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx))?;
-        let headers = response.headers_mut();
-        for name in &this.config.strip {
-            headers.remove(name);
+        let own = std::mem::take(response.headers_mut());
+        let mut headers = this.config.template.clone();
+        // The handler's headers win over the defaults (all their values);
+        // stripped names are dropped.
+        let mut current: Option<HeaderName> = None;
+        for (name, value) in own {
+            match name {
+                Some(name) if this.config.strip.contains(&name) => current = None,
+                Some(name) => {
+                    headers.insert(name.clone(), value);
+                    current = Some(name);
+                }
+                // Another value of the name before.
+                None => {
+                    if let Some(name) = &current {
+                        headers.append(name.clone(), value);
+                    }
+                }
+            }
         }
-        // One growth of the map for all of them, not one per doubling.
-        headers.reserve(this.config.set.len());
-        for (name, value) in &this.config.set {
-            headers
-                .entry(name.clone())
-                .or_insert_with(|| value.clone());
-        }
+        *response.headers_mut() = headers;
         Poll::Ready(Ok(response))
     }
 }
@@ -279,6 +304,36 @@ mod tests {
     use super::*;
     use std::convert::Infallible;
     use tower::{ServiceExt, service_fn};
+
+    /// The handler's headers survive the copy of the defaults whole: every
+    /// value of a repeated name, its own value of a default, and none of a
+    /// stripped name however often it was set.
+    #[tokio::test]
+    async fn handler_headers_keep_every_value_and_win() {
+        let service = SecurityHeadersLayer::new().layer(service_fn(|_req: Request<()>| async {
+            let mut response = Response::new("{}");
+            let headers = response.headers_mut();
+            headers.append("set-cookie", HeaderValue::from_static("a=1"));
+            headers.append("set-cookie", HeaderValue::from_static("b=2"));
+            headers.append(header::SERVER, HeaderValue::from_static("x"));
+            headers.append(header::SERVER, HeaderValue::from_static("y"));
+            headers.insert(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("SAMEORIGIN"),
+            );
+            headers.append("vary", HeaderValue::from_static("origin"));
+            Ok::<_, Infallible>(response)
+        }));
+        let response = service.oneshot(Request::new(())).await.unwrap();
+        let headers = response.headers();
+        let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert!(!headers.contains_key(header::SERVER));
+        assert_eq!(headers.get_all(header::X_FRAME_OPTIONS).iter().count(), 1);
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "SAMEORIGIN");
+        assert_eq!(headers["vary"], "origin");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
 
     async fn respond(
         layer: SecurityHeadersLayer,

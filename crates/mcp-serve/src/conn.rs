@@ -198,8 +198,6 @@ pub(crate) struct ConnService<S> {
     pub(crate) activity: Arc<Activity>,
 }
 
-type ResponseFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<Tracked<B>>, E>> + Send>>;
-
 impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -208,7 +206,7 @@ where
 {
     type Response = Response<Tracked<B>>;
     type Error = S::Error;
-    type Future = ResponseFuture<B, S::Error>;
+    type Future = ConnFuture<S, Request<Incoming>>;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::start(&self.activity);
@@ -218,15 +216,63 @@ where
             .extensions_mut()
             .insert(axum::extract::ConnectInfo(self.peer));
         // The clone is the one made ready and called, as tower's `oneshot`.
-        let mut app = self.app.clone();
-        Box::pin(async move {
-            std::future::poll_fn(|cx| app.poll_ready(cx)).await?;
-            let response = app.call(request).await?;
-            Ok(response.map(|body| Tracked {
-                body,
-                _in_flight: in_flight,
-            }))
-        })
+        ConnFuture {
+            state: State::Ready {
+                app: self.app.clone(),
+                request: Some(request),
+            },
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Makes the app ready, calls it, and ties the response body to the
+    /// request's [`InFlight`]: a named future, so no box per request.
+    pub(crate) struct ConnFuture<S: Service<R>, R> {
+        #[pin]
+        state: State<S, R>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<S: Service<R>, R> {
+        Ready { app: S, request: Option<R> },
+        Called { #[pin] future: S::Future },
+    }
+}
+
+impl<S, R, B> Future for ConnFuture<S, R>
+where
+    S: Service<R, Response = Response<B>>,
+{
+    type Output = Result<Response<Tracked<B>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Ready { app, request } => {
+                    std::task::ready!(app.poll_ready(cx))?;
+                    let Some(request) = request.take() else {
+                        // Polled again after it answered: never by hyper.
+                        return Poll::Pending;
+                    };
+                    let future = app.call(request);
+                    this.state.set(State::Called { future });
+                }
+                StateProj::Called { future } => {
+                    let response = std::task::ready!(future.poll(cx))?;
+                    let in_flight = this.in_flight.take();
+                    return Poll::Ready(Ok(response.map(|body| Tracked {
+                        body,
+                        _in_flight: in_flight,
+                    })));
+                }
+            }
+        }
     }
 }
 
@@ -236,7 +282,7 @@ pin_project_lite::pin_project! {
     pub(crate) struct Tracked<B> {
         #[pin]
         body: B,
-        _in_flight: InFlight,
+        _in_flight: Option<InFlight>,
     }
 }
 

@@ -19,10 +19,12 @@ use axum::response::Response;
 use http::header::HeaderValue;
 use mcp_core::{Problem, code};
 use mcp_headers::SecurityHeadersLayer;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 use tracing::{Span, field};
 
@@ -60,26 +62,38 @@ impl SpineSettings {
 /// `Router::layer` would): each request then pays for one copy of a stack
 /// whose layers hold their settings behind `Arc`s, instead of a boxed copy
 /// per layer and route.
-pub fn spine(router: Router, settings: SpineSettings) -> Router {
+///
+/// The result is the service to serve (with [`Server`](crate::Server) or
+/// hyper), not a `Router`: a router around it would box each request's
+/// future once more.
+pub fn spine<B>(
+    router: Router,
+    settings: SpineSettings,
+) -> impl Service<
+    http::Request<B>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
     let timeout = settings.request_timeout;
     let body_limit = settings.body_limit;
     let routed = router
         .fallback(|| async { Problem::not_found() })
         .layer(RecordRouteLayer);
-    let stack = ServiceBuilder::new()
-        .map_request(drop_insane_request_id::<Body>)
+    ServiceBuilder::new()
+        .map_response(|r: http::Response<_>| r.map(Body::new))
+        .map_request(|r: http::Request<B>| drop_insane_request_id(r.map(Body::new)))
         .layer(SetRequestIdLayer::x_request_id(FastRequestId))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span as fn(&Request) -> Span)
-                .on_request(())
-                .on_response(log_response::<PanicSafeBody> as fn(&_, Duration, &Span))
-                .on_body_chunk(())
-                .on_eos(())
-                // A failure is already the status of the one response line.
-                .on_failure(()),
-        )
+        .option_layer(access_log())
+        .map_response(|r: http::Response<_>| r.map(Body::new))
         .layer(CountRequestsLayer::default())
         .layer(SecurityHeadersLayer::new())
         .layer(CatchPanicLayer::custom(panic_to_problem))
@@ -91,8 +105,66 @@ pub fn spine(router: Router, settings: SpineSettings) -> Router {
         .layer(settings.cors)
         .map_response(|r: http::Response<_>| r.map(Body::new))
         .layer(RequestBodyLimitLayer::new(settings.body_limit))
-        .service(routed);
-    Router::new().fallback_service(stack.map_response(|r: http::Response<_>| r.map(Body::new)))
+        .service(routed)
+}
+
+/// The request span and its one log line, when the subscriber wants them
+/// (`info` for this module, decided once, when the spine is made): with
+/// the level off, the layer is not there at all instead of timing,
+/// classifying and wrapping every response for nothing.
+fn access_log() -> Option<AccessLogLayer> {
+    tracing::enabled!(tracing::Level::INFO).then_some(AccessLogLayer)
+}
+
+/// tower-http's `TraceLayer` with the spine's span and line, its body
+/// turned back into axum's.
+#[derive(Clone, Copy, Debug)]
+struct AccessLogLayer;
+
+type AccessLog<S> = tower::util::MapResponse<
+    tower_http::trace::Trace<
+        S,
+        tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+        fn(&Request) -> Span,
+        (),
+        fn(&Response, Duration, &Span),
+        (),
+        (),
+        (),
+    >,
+    fn(http::Response<AccessLogged>) -> Response,
+>;
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+
+    fn layer(&self, inner: S) -> AccessLog<S> {
+        let trace = TraceLayer::new_for_http()
+            .make_span_with(request_span as fn(&Request) -> Span)
+            .on_request(())
+            .on_response(log_response as fn(&Response, Duration, &Span))
+            .on_body_chunk(())
+            .on_eos(())
+            // A failure is already the status of the one response line.
+            .on_failure(());
+        tower::util::MapResponse::new(
+            trace.layer(inner),
+            to_body as fn(http::Response<AccessLogged>) -> Response,
+        )
+    }
+}
+
+/// The body `TraceLayer` answers with, around the spine's own.
+type AccessLogged = tower_http::trace::ResponseBody<
+    Body,
+    tower_http::classify::NeverClassifyEos<tower_http::classify::ServerErrorsFailureClass>,
+    (),
+    (),
+    (),
+>;
+
+fn to_body(response: http::Response<AccessLogged>) -> Response {
+    response.map(Body::new)
 }
 
 /// Answers `503 timeout` when the inner service has not produced its
@@ -187,7 +259,7 @@ fn is_sane_request_id(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn drop_insane_request_id<B>(mut request: http::Request<B>) -> http::Request<B> {
+fn drop_insane_request_id(mut request: Request) -> Request {
     let ids = request.headers().get_all(X_REQUEST_ID);
     let mut ids = ids.iter();
     let keep = match (ids.next(), ids.next()) {
@@ -203,16 +275,21 @@ fn drop_insane_request_id<B>(mut request: http::Request<B>) -> http::Request<B> 
 
 /// Random (version 4) UUIDs from the thread's generator (uuid's `fast-rng`),
 /// formatted on the stack: no system call and one allocation (the header
-/// value) per request, where tower-http's `MakeRequestUuid` asks the kernel
-/// for randomness and formats through a `String`.
+/// value, shared with the response's copy) per request, where tower-http's
+/// `MakeRequestUuid` asks the kernel for randomness and formats through a
+/// `String`.
 #[derive(Clone, Copy, Debug, Default)]
 struct FastRequestId;
 
 impl MakeRequestId for FastRequestId {
     fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
-        let mut buffer = uuid::Uuid::encode_buffer();
-        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
-        HeaderValue::from_str(id).ok().map(RequestId::new)
+        let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+        // Shared from the start: the copy the response gets is a reference
+        // count, where a copied slice would be re-allocated on first clone.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buffer))
+            .ok()
+            .map(RequestId::new)
     }
 }
 
@@ -447,10 +524,7 @@ fn method_label(method: &http::Method) -> &'static str {
     }
 }
 
-/// The body type `CatchPanic` answers with.
-type PanicSafeBody = tower_http::body::UnsyncBoxBody<bytes::Bytes, tower::BoxError>;
-
-fn log_response<B>(response: &http::Response<B>, latency: Duration, _span: &Span) {
+fn log_response(response: &Response, latency: Duration, _span: &Span) {
     tracing::info!(
         status = response.status().as_u16(),
         latency_ms = latency.as_secs_f64() * 1000.0,
@@ -507,7 +581,12 @@ mod tests {
     use mcp_core::PROBLEM_CONTENT_TYPE;
     use tower::ServiceExt;
 
-    fn app() -> Router {
+    fn app() -> impl Service<
+        Request,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone {
         let routes = Router::new()
             .route("/ok", get(|| async { "ok" }))
             .route(

@@ -213,7 +213,8 @@ async fn generated_secret(db: &Db) -> Result<Vec<u8>, StartError> {
 #[derive(Clone, Debug)]
 pub struct UserCache {
     db: Db,
-    cache: moka::future::Cache<Uuid, Option<User>>,
+    /// `Arc`: each hit is a reference count, not a copy of the strings.
+    cache: moka::future::Cache<Uuid, Option<Arc<User>>>,
     /// Bumped by every `forget`: a lookup that read the database before it
     /// does not cache what it read (it could be the old role).
     generation: Arc<AtomicU64>,
@@ -237,15 +238,18 @@ impl UserCache {
     /// User `id` as it is now (within the TTL); `None` when there is no
     /// such user. Authentication and `GET /api/auth/me` read it from here:
     /// one query per user per TTL, not one per request.
-    pub async fn user(&self, id: Uuid) -> Result<Option<User>, AuthError> {
+    pub async fn user(&self, id: Uuid) -> Result<Option<Arc<User>>, AuthError> {
         if let Some(user) = self.cache.get(&id).await {
             return Ok(user);
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let user = users::find(&self.db, id).await.map_err(|error| {
-            tracing::warn!(%error, "cannot check the token's user");
-            AuthError::Unavailable("the user store is unreachable".into())
-        })?;
+        let user = users::find(&self.db, id)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "cannot check the token's user");
+                AuthError::Unavailable("the user store is unreachable".into())
+            })?
+            .map(Arc::new);
         if self.generation.load(Ordering::SeqCst) == generation {
             self.cache.insert(id, user.clone()).await;
             // A `forget` between the check and the insert: undo the insert.
@@ -271,7 +275,8 @@ impl UserCache {
         id: Uuid,
         principal: Principal,
     ) -> Result<Option<Principal>, AuthError> {
-        Ok(self.user(id).await?.map(|User { role, .. }| {
+        Ok(self.user(id).await?.map(|user| {
+            let role = user.role;
             if principal.roles().len() == 1 && principal.has_role(role.as_str()) {
                 principal
             } else {

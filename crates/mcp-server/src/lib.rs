@@ -200,19 +200,38 @@ pub fn routes(state: AppState) -> Router {
     }
     // Brute force is stopped before any credential is checked; health
     // checks stay outside every limit.
-    let limited = limited.layer(state.limits.failures_layer());
-    let validation = state.validation;
+    // One stack (each `layer` call boxes once more per route and request).
+    // `Valid<T>` reads the body limits from the extension; health checks
+    // read no body, so they are spared it.
+    let limited = limited.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::Extension(state.validation))
+            .layer(state.limits.failures_layer()),
+    );
     Router::new()
         .route("/health", get(health::health))
         .route("/health/ready", get(health::ready))
         .merge(limited)
-        // `Valid<T>` reads the body limits from here.
-        .layer(axum::Extension(validation))
         .with_state(state)
 }
 
-/// The whole application: routes inside the spine.
-pub fn app(state: AppState) -> Router {
+/// The whole application: routes inside the spine, ready to serve (with
+/// `mcp_serve::Server`) or to drive with `tower::ServiceExt::oneshot`.
+pub fn app<B>(
+    state: AppState,
+) -> impl tower::Service<
+    http::Request<B>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
     let settings = mcp_serve::spine::SpineSettings {
         body_limit: state.config.body_limit,
         request_timeout: state.config.request_timeout,

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use mcp_server::cli::Cli;
 
+// The binary's, not the library's: embedders keep their own allocator.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,5 @@
-//! Allocations per request on the hot paths, counted by a global allocator
-//! on the test's own thread: the whole application (spine, guard, CORS,
+//! Allocations per request on the hot paths, counted by dhat's allocator
+//! (testing mode): the whole application (spine, guard, CORS,
 //! authentication from the caches, rate limits, the handler) against a bare
 //! axum router serving the same answer, each request driven with
 //! `ServiceExt::oneshot` after a warm-up, so what is counted is what every
@@ -9,67 +9,28 @@
 //! change that adds an allocation to one of these paths fails here, and
 //! says by how much.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::Request;
 use serde_json::Value;
-use tower::ServiceExt;
-
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    // `try_with`: the allocator also runs while thread locals are torn down.
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = COUNT.try_with(|count| count.set(count.get() + 1));
-        }
-    });
-}
-
-// SAFETY: every call is forwarded to `System` unchanged; the counter only
-// touches const-initialised thread locals, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: the caller's contract is passed on as is.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use tower::{Service, ServiceExt};
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: dhat::Alloc = dhat::Alloc;
 
 const ORIGIN: &str = "http://app.example.com";
 const SECRET: &str = "alloc-test-secret-alloc-test-secret-0123456789";
 
-/// Allocations made on this thread while `request` goes through `app` up
-/// to its response head (the body is the transport's to write).
-async fn allocations(app: &Router, request: impl Fn() -> Request<Body>) -> (u64, u16) {
+/// Allocations made while `request` goes through `app` up to its response
+/// head (the body is the transport's to write).
+async fn allocations<S>(app: &S, request: impl Fn() -> Request<Body>) -> (u64, u16)
+where
+    S: Service<Request<Body>, Response = axum::response::Response> + Clone,
+    S::Error: std::fmt::Debug,
+{
     // Warm up: caches, lazily made metric handles, thread-local pools.
     for _ in 0..3 {
         let response = app.clone().oneshot(request()).await.unwrap();
@@ -80,12 +41,11 @@ async fn allocations(app: &Router, request: impl Fn() -> Request<Body>) -> (u64,
     for _ in 0..5 {
         let request = request();
         let app = app.clone();
-        COUNT.with(|c| c.set(0));
-        COUNTING.with(|c| c.set(true));
+        let before = dhat::HeapStats::get().total_blocks;
         let response = app.oneshot(request).await.unwrap();
-        COUNTING.with(|c| c.set(false));
+        let after = dhat::HeapStats::get().total_blocks;
         status = response.status().as_u16();
-        counts.push(COUNT.with(Cell::get));
+        counts.push(after - before);
         drop(response);
     }
     // The least of five: a rare refill (a pool growing, a moka
@@ -109,9 +69,9 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<Body> 
 }
 
 /// The bare ceiling: the same answers with nothing around them.
-fn bare() -> Router {
+fn bare() -> axum::Router {
     use axum::routing::get;
-    Router::new()
+    axum::Router::new()
         .route(
             "/health",
             get(|| async {
@@ -128,14 +88,17 @@ fn bare() -> Router {
         .route("/api/agents", axum::routing::options(|| async { "" }))
 }
 
-struct Fixture {
-    app: Router,
+struct Fixture<S> {
+    app: S,
     jwt: String,
     key: String,
     _dir: tempfile::TempDir,
 }
 
-async fn fixture() -> Fixture {
+async fn fixture() -> Fixture<
+    impl Service<Request<Body>, Response = axum::response::Response, Error = std::convert::Infallible>
+    + Clone,
+> {
     let dir = tempfile::tempdir().unwrap();
     let env: Vec<(OsString, OsString)> = [
         (
@@ -144,7 +107,6 @@ async fn fixture() -> Fixture {
         ),
         ("MCP_JWT_SECRET", SECRET.to_owned()),
         ("MCP_CORS_ORIGIN", ORIGIN.to_owned()),
-        ("MCP_RATE_LIMIT_API", "1000000/1s".to_owned()),
         ("MCP_ADMIN_EMAIL", "admin@example.com".to_owned()),
     ]
     .into_iter()
@@ -155,7 +117,11 @@ async fn fixture() -> Fixture {
     let app = mcp_server::app(state.clone());
 
     // A user, its JWT and an API key of its own, through the API.
-    let password_hash = state.passwords.hash("a-long-password".to_owned()).await.unwrap();
+    let password_hash = state
+        .passwords
+        .hash("a-long-password".to_owned())
+        .await
+        .unwrap();
     let user = mcp_server::users::create(
         &state.db,
         mcp_server::users::NewUser {
@@ -196,13 +162,11 @@ async fn fixture() -> Fixture {
     }
 }
 
-async fn call(
-    app: &Router,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Value,
-) -> Value {
+async fn call<S>(app: &S, method: &str, path: &str, headers: &[(&str, &str)], body: Value) -> Value
+where
+    S: Service<Request<Body>, Response = axum::response::Response> + Clone,
+    S::Error: std::fmt::Debug,
+{
     let mut request = request(method, path, headers);
     request
         .headers_mut()
@@ -223,6 +187,7 @@ struct Budget {
 
 #[tokio::test(flavor = "current_thread")]
 async fn hot_paths_allocate_no_more_than_their_budget() {
+    let _profiler = dhat::Profiler::builder().testing().build();
     let fixture = fixture().await;
     let bare = bare();
     let bearer = format!("Bearer {}", fixture.jwt);
@@ -263,7 +228,10 @@ async fn hot_paths_allocate_no_more_than_their_budget() {
                     &[
                         ("origin", ORIGIN),
                         ("access-control-request-method", "POST"),
-                        ("access-control-request-headers", "authorization,content-type"),
+                        (
+                            "access-control-request-headers",
+                            "authorization,content-type",
+                        ),
                     ],
                 )
             }),

@@ -151,8 +151,9 @@ pin_project_lite::pin_project! {
 
 /// What every answer of an enabled policy varies on, made once: tower-http
 /// would clone a list and join it into a fresh value for each response.
-const VARY: HeaderValue =
-    HeaderValue::from_static("origin, access-control-request-method, access-control-request-headers");
+const VARY: HeaderValue = HeaderValue::from_static(
+    "origin, access-control-request-method, access-control-request-headers",
+);
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -269,7 +269,13 @@ impl CorsPolicy {
             Kind::Disabled => false,
             Kind::Any => true,
             Kind::List(patterns) => {
-                Origin::parse(origin).is_some_and(|o| patterns.iter().any(|p| p.matches(&o)))
+                // Browsers send origins in the canonical form the exact
+                // patterns are kept in: equal bytes match without parsing
+                // (and allocating); anything else is parsed and compared.
+                patterns
+                    .iter()
+                    .any(|p| matches!(p, Pattern::Exact(text) if text.as_bytes() == origin))
+                    || Origin::parse(origin).is_some_and(|o| patterns.iter().any(|p| p.matches(&o)))
             }
         }
     }

@@ -196,7 +196,12 @@ impl HostOriginGuardLayer {
         if self.cors.allows_any() && Origin::parse(origin.as_bytes()).is_some() {
             return Ok(());
         }
-        let own = Origin::parse(origin.as_bytes()).is_some_and(|parsed| self.own.contains(&parsed));
+        // The canonical text matches without parsing (see `CorsPolicy::allows`).
+        let own = self
+            .own
+            .iter()
+            .any(|o| o.as_str().as_bytes() == origin.as_bytes())
+            || Origin::parse(origin.as_bytes()).is_some_and(|parsed| self.own.contains(&parsed));
         if own || self.cors.allows(origin.as_bytes()) {
             Ok(())
         } else {

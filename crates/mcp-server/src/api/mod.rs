@@ -12,6 +12,7 @@ use http::header::CACHE_CONTROL;
 use mcp_auth::RequireLayer;
 use mcp_core::{FieldError, Problem};
 use serde::Deserialize;
+use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use uuid::Uuid;
 
@@ -25,9 +26,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
     }
     // Login and register: the auth policy (per e-mail) inside the api
     // policy (per IP); the response shows whichever has fewer left.
-    let public = public
-        .route_layer(state.limits.auth_layer())
-        .route_layer(state.limits.api_layer());
+    //
+    // Each `route_layer` call boxes once more per route and request, so the
+    // layers of a group go in as one stack.
+    let public = public.route_layer(
+        ServiceBuilder::new()
+            .layer(no_store())
+            .layer(state.limits.api_layer())
+            .layer(state.limits.auth_layer()),
+    );
     // Authorization runs as a layer, before any body is read: a caller
     // without the scope gets 403, never a 400 about a body it may not send.
     let challenge = state.auth.challenge.clone();
@@ -74,15 +81,18 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         // Authentication, then the api limit keyed by who was authenticated,
         // then (per handler) authorization.
-        .route_layer(state.limits.api_layer())
-        .route_layer(state.auth.layer.clone());
-    public
-        .merge(authenticated)
-        // Responses of the API are per caller and often secret.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(no_store())
+                .layer(state.auth.layer.clone())
+                .layer(state.limits.api_layer()),
+        );
+    public.merge(authenticated)
+}
+
+/// Responses of the API are per caller and often secret.
+fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
 /// `?limit=` (default 50, at most 200) and `?cursor=` of list routes.

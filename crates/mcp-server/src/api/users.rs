@@ -95,11 +95,12 @@ async fn create_user(state: &AppState, body: UserCreate, role: Role) -> Result<U
         })
 }
 
-/// `GET /api/auth/me`.
+/// `GET /api/auth/me`: serialised from the cached user and the principal
+/// as they are (borrowed, nothing copied).
 pub async fn me(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-) -> Result<Json<Me>, Problem> {
+) -> Result<Response, Problem> {
     let user = match Uuid::parse_str(principal.subject()) {
         // From the user cache authentication just filled: no query.
         Ok(id) => state
@@ -110,49 +111,55 @@ pub async fn me(
             .map_err(|e| e.to_problem(&state.auth.challenge))?,
         Err(_) => None,
     };
-    let scopes = principal.scopes().map(|s| s.iter().cloned().collect());
-    let me = match user {
+    let me = match &user {
         Some(user) => Me {
-            id: user.id.to_string(),
-            email: Some(user.email),
-            name: Some(user.name),
-            role: user.role.as_str().to_owned(),
-            auth_method: principal.auth_method().as_str().to_owned(),
-            scopes,
-            key_id: principal.key_id().map(str::to_owned),
+            id: MeId::User(user.id),
+            email: Some(&user.email),
+            name: Some(&user.name),
+            role: user.role.as_str(),
+            auth_method: principal.auth_method().as_str(),
+            scopes: principal.scopes(),
+            key_id: principal.key_id(),
         },
         // A user of an external issuer: what its token says.
         None => Me {
-            id: principal.subject().to_owned(),
-            email: principal.email().map(str::to_owned),
+            id: MeId::External(principal.subject()),
+            email: principal.email(),
             name: None,
             role: principal
                 .roles()
                 .iter()
                 .next()
-                .cloned()
-                .unwrap_or_else(|| Role::User.as_str().to_owned()),
-            auth_method: principal.auth_method().as_str().to_owned(),
-            scopes,
-            key_id: principal.key_id().map(str::to_owned),
+                .map_or(Role::User.as_str(), String::as_str),
+            auth_method: principal.auth_method().as_str(),
+            scopes: principal.scopes(),
+            key_id: principal.key_id(),
         },
     };
-    Ok(Json(me))
+    Ok(Json(me).into_response())
 }
 
 /// The body of `GET /api/auth/me`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Me {
-    id: String,
-    email: Option<String>,
-    name: Option<String>,
-    role: String,
-    auth_method: String,
+pub struct Me<'a> {
+    id: MeId<'a>,
+    email: Option<&'a str>,
+    name: Option<&'a str>,
+    role: &'a str,
+    auth_method: &'a str,
     /// `null` when unrestricted.
-    scopes: Option<Vec<String>>,
+    scopes: Option<&'a std::collections::BTreeSet<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    key_id: Option<String>,
+    key_id: Option<&'a str>,
+}
+
+/// A user of this server (its UUID) or of an external issuer (its subject).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum MeId<'a> {
+    User(Uuid),
+    External(&'a str),
 }
 
 /// Admin routes need role `admin`, and scope `admin` when restricted.
