@@ -15,17 +15,16 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ServerHandler, tool, tool_handler, tool_router};
 use serde_json::json;
 
+/// The server, made for each stateless request; its tools are made once
+/// (as the server's are), so the ceiling is the best rmcp does.
 #[derive(Clone, Debug)]
-struct Bare {
-    tool_router: ToolRouter<Self>,
-}
+struct Bare;
 
 #[tool_router]
 impl Bare {
-    fn new() -> Self {
-        Bare {
-            tool_router: Self::tool_router(),
-        }
+    fn tools() -> &'static ToolRouter<Self> {
+        static TOOLS: std::sync::OnceLock<ToolRouter<Bare>> = std::sync::OnceLock::new();
+        TOOLS.get_or_init(Self::tool_router)
     }
 
     /// The same answer as the server's `whoami`, from constants.
@@ -41,7 +40,7 @@ impl Bare {
     }
 }
 
-#[tool_handler(router = self.tool_router)]
+#[tool_handler(router = Self::tools())]
 impl ServerHandler for Bare {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
@@ -55,7 +54,7 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:0".to_owned());
     let mcp = StreamableHttpService::new(
-        || Ok(Bare::new()),
+        || Ok(Bare),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );

@@ -22,16 +22,20 @@ use crate::users::{self, Role};
 #[derive(Clone, Debug)]
 pub struct McpServer {
     state: AppState,
-    tool_router: ToolRouter<Self>,
 }
 
 impl McpServer {
     /// A server for the tools; each request carries its caller.
     pub fn new(state: AppState) -> Self {
-        McpServer {
-            state,
-            tool_router: Self::tool_router(),
-        }
+        McpServer { state }
+    }
+
+    /// The tools, made once: rmcp builds a router by validating every
+    /// tool's name and schema, and a server is made for each stateless
+    /// request.
+    fn tools() -> &'static ToolRouter<Self> {
+        static TOOLS: std::sync::OnceLock<ToolRouter<McpServer>> = std::sync::OnceLock::new();
+        TOOLS.get_or_init(Self::tool_router)
     }
 
     fn principal(&self, context: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
@@ -329,7 +333,7 @@ impl McpServer {
     }
 }
 
-#[tool_handler(router = self.tool_router)]
+#[tool_handler(router = Self::tools())]
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
