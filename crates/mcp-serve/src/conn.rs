@@ -13,7 +13,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -23,9 +22,6 @@ use crate::slots::Slot;
 /// What one connection is doing, for its watcher.
 pub(crate) struct Activity {
     phase: Mutex<Phase>,
-    /// Signalled on every change of `phase`, so the watcher re-reads its
-    /// deadline.
-    pub(crate) changed: Notify,
     /// Set while idle between requests, so that only the first byte of the
     /// next head takes the lock.
     awaiting_first_byte: AtomicBool,
@@ -53,7 +49,6 @@ impl Activity {
                 first_byte: None,
                 kept_alive: false,
             }),
-            changed: Notify::new(),
             awaiting_first_byte: AtomicBool::new(false),
         }
     }
@@ -89,7 +84,6 @@ impl Activity {
     fn request_started(&self) {
         self.awaiting_first_byte.store(false, Ordering::Relaxed);
         self.lock().in_flight += 1;
-        self.changed.notify_one();
     }
 
     fn request_finished(&self) {
@@ -103,7 +97,6 @@ impl Activity {
                 self.awaiting_first_byte.store(true, Ordering::Relaxed);
             }
         }
-        self.changed.notify_one();
     }
 
     fn bytes_read(&self) {
@@ -116,7 +109,6 @@ impl Activity {
                 phase.first_byte = Some(Instant::now());
             }
         }
-        self.changed.notify_one();
     }
 }
 

@@ -261,10 +261,22 @@ impl Acceptor {
             activity: activity.clone(),
         };
         let mut conn = pin!(self.http.serve_connection(io, service).with_upgrades());
+        let mut cancelled = pin!(stop.cancelled());
+        // The watcher is never told of a change: it wakes at the deadline
+        // it knew, or sooner, and looks again. Every deadline set after it
+        // looked is at least the shortest timeout away, so waking at most
+        // that long after each look is never late, and a request costs the
+        // watcher nothing (no wake, no timer reset).
+        let check_every = self
+            .limits
+            .header_read_timeout
+            .min(self.limits.keep_alive_timeout);
+        let mut wake = pin!(tokio::time::sleep_until(next_look(
+            activity.deadline(&self.limits),
+            check_every
+        )));
         let mut stopping = false;
         loop {
-            let changed = activity.changed.notified();
-            let deadline = activity.deadline(&self.limits);
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(error) = result {
@@ -274,16 +286,17 @@ impl Acceptor {
                     }
                     return;
                 }
-                () = changed => {}
-                () = sleep_until(deadline) => {
+                () = wake.as_mut() => {
                     if activity.expired(&self.limits) {
                         tracing::debug!(%peer, "closing a connection with no whole request in time");
                         // Nothing is in flight, so there is nothing to
                         // finish: dropping the connection closes it.
                         return;
                     }
+                    let next = next_look(activity.deadline(&self.limits), check_every);
+                    wake.as_mut().reset(next);
                 }
-                () = stop.cancelled(), if !stopping => {
+                () = cancelled.as_mut(), if !stopping => {
                     if activity.is_idle() {
                         return;
                     }
@@ -314,11 +327,11 @@ impl Acceptor {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+/// When the watcher looks next: at the deadline, or after `check_every`
+/// if that is sooner or there is none (a request in flight).
+fn next_look(deadline: Option<Instant>, check_every: std::time::Duration) -> Instant {
+    let soonest = Instant::now() + check_every;
+    deadline.map_or(soonest, |deadline| deadline.min(soonest))
 }
 
 #[cfg(test)]
