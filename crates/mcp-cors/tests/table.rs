@@ -502,3 +502,90 @@ async fn guard_table() {
         .unwrap();
     assert!(guard.check(&request).is_err());
 }
+
+/// Our preflight answer (made from values computed once) is tower-http's,
+/// header for header, for allowed, refused, wildcard-matched and hostile
+/// origins, under a list and under `*`: the answer tower-http would give
+/// with the contract's settings, made `204` and stripped of what an
+/// unallowed origin must not learn, as the layer always did.
+#[tokio::test]
+async fn preflight_answers_are_tower_https() {
+    use tower_http::cors::{AllowOrigin, CorsLayer as TowerCorsLayer};
+    for setting in ["https://app.example.com, https://*.example.org", "*"] {
+        let policy: CorsPolicy = setting.parse().unwrap();
+        let reference = {
+            let base = TowerCorsLayer::new()
+                .allow_methods(mcp_cors::ALLOWED_METHODS.to_vec())
+                .allow_headers(mcp_cors::allowed_headers())
+                .max_age(std::time::Duration::from_secs(86_400));
+            if policy.allows_any() {
+                base.allow_origin(AllowOrigin::any())
+            } else {
+                let policy = policy.clone();
+                base.allow_origin(AllowOrigin::predicate(move |origin, _| {
+                    policy.allows(origin.as_bytes())
+                }))
+                .allow_credentials(true)
+            }
+        };
+        for origin in [
+            "https://app.example.com",
+            "https://a.b.example.org",
+            "https://evil.example.com",
+            "HTTPS://APP.EXAMPLE.COM",
+            "https://app.example.com:443",
+            "null",
+            "not an origin",
+        ] {
+            let request = || {
+                Request::builder()
+                    .method(Method::OPTIONS)
+                    .uri("/api/keys")
+                    .header("origin", origin)
+                    .header("access-control-request-method", "POST")
+                    .header("access-control-request-headers", "authorization")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            };
+            let ours = policy
+                .layer()
+                .layer(service_fn(handler))
+                .oneshot(request())
+                .await
+                .unwrap();
+            let mut theirs = reference
+                .clone()
+                .layer(service_fn(handler))
+                .oneshot(request())
+                .await
+                .unwrap();
+            assert_eq!(theirs.status(), 200, "{setting} {origin}");
+            let headers = theirs.headers_mut();
+            if !headers.contains_key("access-control-allow-origin") {
+                for name in [
+                    "access-control-allow-credentials",
+                    "access-control-allow-methods",
+                    "access-control-allow-headers",
+                    "access-control-max-age",
+                ] {
+                    headers.remove(name);
+                }
+            }
+            headers.insert("content-length", "0".parse().unwrap());
+            let sorted = |h: &http::HeaderMap| {
+                let mut all: Vec<(String, String)> = h
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                    .collect();
+                all.sort();
+                all
+            };
+            assert_eq!(ours.status(), 204, "{setting} {origin}");
+            assert_eq!(
+                sorted(ours.headers()),
+                sorted(theirs.headers()),
+                "{setting} {origin}"
+            );
+        }
+    }
+}

@@ -253,3 +253,42 @@ async fn hot_paths_allocate_no_more_than_their_budget() {
     }
     assert!(over.is_empty(), "over budget: {over:?}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn zz_profile() {
+    let Ok(which) = std::env::var("ALLOC_PROFILE") else {
+        return;
+    };
+    let fixture = fixture().await;
+    let bearer = format!("Bearer {}", fixture.jwt);
+    let key = fixture.key.clone();
+    let make = move || match which.as_str() {
+        "health" => request("GET", "/health", &[]),
+        "jwt" => request("GET", "/api/auth/me", &[("authorization", &bearer)]),
+        "key" => request("GET", "/api/auth/me", &[("x-api-key", &key)]),
+        _ => request(
+            "OPTIONS",
+            "/api/agents",
+            &[
+                ("origin", ORIGIN),
+                ("access-control-request-method", "POST"),
+                (
+                    "access-control-request-headers",
+                    "authorization,content-type",
+                ),
+            ],
+        ),
+    };
+    for _ in 0..10 {
+        let _ = fixture.app.clone().oneshot(make()).await.unwrap();
+    }
+
+    let requests: Vec<_> = (0..1000).map(|_| make()).collect();
+    let _profiler = dhat::Profiler::builder()
+        .file_name("/tmp/dhat.json")
+        .build();
+    for r in requests {
+        let resp = fixture.app.clone().oneshot(r).await.unwrap();
+        std::mem::forget(resp);
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{self, HeaderValue};
@@ -28,12 +29,59 @@ use tower_service::Service;
 /// ```
 #[derive(Clone, Debug)]
 pub struct CorsLayer {
-    inner: Option<TowerCorsLayer>,
+    inner: Option<(TowerCorsLayer, Arc<Preflight>)>,
+}
+
+/// A preflight's answer, made once: tower-http builds the same headers for
+/// each preflight into a fresh map (joining, growing), which is most of
+/// what a preflight costs. Its layer still answers everything else.
+#[derive(Debug)]
+pub(crate) struct Preflight {
+    /// Who may call: `*`, or the policy to ask (its origin then reflected
+    /// with credentials allowed).
+    pub(crate) origins: crate::CorsPolicy,
+    pub(crate) methods: HeaderValue,
+    pub(crate) headers: HeaderValue,
+    pub(crate) max_age: HeaderValue,
+}
+
+impl Preflight {
+    /// The `204` answer to a preflight from `origin` (its head; the body
+    /// is empty): the grant when the origin is allowed, only `Vary`
+    /// otherwise.
+    fn answer(&self, origin: &HeaderValue) -> http::response::Parts {
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.status = StatusCode::NO_CONTENT;
+        let headers = &mut parts.headers;
+        headers.reserve(7);
+        headers.insert(header::VARY, VARY);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let allowed = if self.origins.allows_any() {
+            Some(HeaderValue::from_static("*"))
+        } else if self.origins.allows(origin.as_bytes()) {
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+            Some(origin.clone())
+        } else {
+            None
+        };
+        if let Some(allowed) = allowed {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+            headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, self.methods.clone());
+            headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, self.headers.clone());
+            headers.insert(header::ACCESS_CONTROL_MAX_AGE, self.max_age.clone());
+        }
+        parts
+    }
 }
 
 impl CorsLayer {
-    pub(crate) fn enabled(inner: TowerCorsLayer) -> CorsLayer {
-        CorsLayer { inner: Some(inner) }
+    pub(crate) fn enabled(inner: TowerCorsLayer, preflight: Preflight) -> CorsLayer {
+        CorsLayer {
+            inner: Some((inner, Arc::new(preflight))),
+        }
     }
 
     /// The layer of a disabled policy: a pass-through.
@@ -52,7 +100,7 @@ impl<S> Layer<S> for CorsLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         let inner = match &self.inner {
-            Some(cors) => Inner::Enabled(cors.layer(inner)),
+            Some((cors, preflight)) => Inner::Enabled(cors.layer(inner), preflight.clone()),
             None => Inner::Disabled(inner),
         };
         Cors { inner }
@@ -70,7 +118,7 @@ pub struct Cors<S> {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 enum Inner<S> {
-    Enabled(tower_http::cors::Cors<S>),
+    Enabled(tower_http::cors::Cors<S>, Arc<Preflight>),
     Disabled(S),
 }
 
@@ -85,17 +133,27 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         match &mut self.inner {
-            Inner::Enabled(cors) => cors.poll_ready(cx),
+            Inner::Enabled(cors, _) => cors.poll_ready(cx),
             Inner::Disabled(inner) => inner.poll_ready(cx),
         }
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let kind = match &mut self.inner {
+        // A preflight (with its origin): answered here, from values made once.
+        let preflight_from = (request.method() == Method::OPTIONS
+            && request
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD))
+        .then(|| request.headers().get(header::ORIGIN).cloned())
+        .flatten();
+        let kind = match (&mut self.inner, preflight_from) {
+            (Inner::Enabled(_, preflight), Some(origin)) => Kind::Answered {
+                parts: Some(preflight.answer(&origin)),
+            },
             // Without an `Origin` nothing CORS says applies but `Vary`
             // (tower-http answers every `OPTIONS` itself, so those still
             // go through it): skip building and then stripping its headers.
-            Inner::Enabled(cors)
+            (Inner::Enabled(cors, _), None)
                 if request.method() != Method::OPTIONS
                     && !request.headers().contains_key(header::ORIGIN) =>
             {
@@ -103,18 +161,10 @@ where
                     inner: cors.get_mut().call(request),
                 }
             }
-            Inner::Enabled(cors) => {
-                let preflight = request.method() == Method::OPTIONS
-                    && request.headers().contains_key(header::ORIGIN)
-                    && request
-                        .headers()
-                        .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-                Kind::Enabled {
-                    inner: cors.call(request),
-                    preflight,
-                }
-            }
-            Inner::Disabled(inner) => Kind::Disabled {
+            (Inner::Enabled(cors, _), None) => Kind::Enabled {
+                inner: cors.call(request),
+            },
+            (Inner::Disabled(inner), _) => Kind::Disabled {
                 inner: inner.call(request),
             },
         };
@@ -136,7 +186,9 @@ pin_project_lite::pin_project! {
         Enabled {
             #[pin]
             inner: tower_http::cors::ResponseFuture<F>,
-            preflight: bool,
+        },
+        Answered {
+            parts: Option<http::response::Parts>,
         },
         NoOrigin {
             #[pin]
@@ -169,14 +221,18 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (inner, preflight) = match self.project().kind.project() {
+        let inner = match self.project().kind.project() {
             KindProj::Disabled { inner } => return inner.poll(cx),
             KindProj::NoOrigin { inner } => {
                 let mut response = std::task::ready!(inner.poll(cx))?;
                 response.headers_mut().append(header::VARY, VARY);
                 return Poll::Ready(Ok(response));
             }
-            KindProj::Enabled { inner, preflight } => (inner, *preflight),
+            KindProj::Answered { parts } => {
+                let parts = parts.take().expect("polled after it answered");
+                return Poll::Ready(Ok(Response::from_parts(parts, B::default())));
+            }
+            KindProj::Enabled { inner } => inner,
         };
         let mut response = std::task::ready!(inner.poll(cx))?;
         let headers = response.headers_mut();
@@ -193,12 +249,6 @@ where
             ] {
                 headers.remove(name);
             }
-        }
-        if preflight && response.status() == StatusCode::OK {
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            response
-                .headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
         Poll::Ready(Ok(response))
     }

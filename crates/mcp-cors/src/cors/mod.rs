@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use http::Method;
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
 use tower_http::cors::{AllowOrigin, CorsLayer as TowerCorsLayer};
 
 pub use layer::{Cors, CorsLayer, ResponseFuture};
@@ -304,7 +304,23 @@ impl CorsPolicy {
                 .allow_credentials(true)
             }
         };
-        CorsLayer::enabled(layer)
+        CorsLayer::enabled(layer, self.preflight())
+    }
+
+    /// The preflight answer's values, joined as tower-http joins them.
+    fn preflight(&self) -> layer::Preflight {
+        let methods: Vec<&str> = ALLOWED_METHODS.iter().map(Method::as_str).collect();
+        let headers: Vec<HeaderName> = allowed_headers();
+        let headers: Vec<&str> = headers.iter().map(HeaderName::as_str).collect();
+        layer::Preflight {
+            origins: self.clone(),
+            // Method and header names are tokens: always valid values.
+            methods: HeaderValue::from_str(&methods.join(","))
+                .unwrap_or_else(|_| HeaderValue::from_static("GET")),
+            headers: HeaderValue::from_str(&headers.join(","))
+                .unwrap_or_else(|_| HeaderValue::from_static("content-type")),
+            max_age: HeaderValue::from(86_400u32),
+        }
     }
 }
 

@@ -82,8 +82,12 @@ impl AllowedHost {
 
     /// Whether a request's `Host` is this entry.
     pub(crate) fn allows(&self, host: &AllowedHost) -> bool {
-        self.name == host.name
-            && match (self.port, host.port) {
+        self.allows_parts(&host.name, host.port)
+    }
+
+    fn allows_parts(&self, name: &str, port: Option<u16>) -> bool {
+        self.name == name
+            && match (self.port, port) {
                 (None, _) => true,
                 (Some(allowed), Some(port)) => allowed == port,
                 (Some(allowed), None) => allowed == 80 || allowed == 443,
@@ -158,6 +162,27 @@ impl AllowedHosts {
 
     pub(crate) fn allows(&self, host: &AllowedHost) -> bool {
         self.0.iter().any(|allowed| allowed.allows(host))
+    }
+
+    /// Whether a `Host` value names an allowed host written exactly as it
+    /// is kept (a lower-case name, an optional port): decided without
+    /// parsing into owned strings. `false` only means "parse it": any other
+    /// spelling (case, brackets, spaces) goes through [`AllowedHost::parse`].
+    pub(crate) fn allows_verbatim(&self, raw: &str) -> bool {
+        if raw.starts_with('[') {
+            return false;
+        }
+        let (name, port) = match raw.rsplit_once(':') {
+            // The same port syntax as `AllowedHost::parse`.
+            Some((name, port)) => match port.parse::<u16>() {
+                Ok(port) => (name, Some(port)),
+                Err(_) => return false,
+            },
+            None => (raw, None),
+        };
+        self.0
+            .iter()
+            .any(|allowed| allowed.allows_parts(name, port))
     }
 }
 
@@ -235,5 +260,51 @@ impl IntoIterator for AllowedHosts {
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The verbatim shortcut never lets in a host that parsing would
+    /// refuse, and lets in the plain spellings of allowed ones.
+    #[test]
+    fn verbatim_matches_only_what_parsing_allows() {
+        let hosts: AllowedHosts = "localhost, 127.0.0.1, example.com:8443, [::1]"
+            .parse()
+            .unwrap();
+        let parsed = |raw: &str| AllowedHost::parse(raw).is_some_and(|h| hosts.allows(&h));
+        for raw in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:3000",
+            "example.com:8443",
+            "example.com:443",
+            "example.com",
+            "LOCALHOST",
+            "localhost.",
+            " localhost",
+            "localhost:",
+            "localhost:99999",
+            "localhost:+80",
+            "evil.com",
+            "localhost.evil.com",
+            "[::1]:8080",
+            "[0:0::1]",
+            "127.0.0.1:80:80",
+            "",
+        ] {
+            let verbatim = hosts.allows_verbatim(raw);
+            assert!(!verbatim || parsed(raw), "{raw:?} let in verbatim only");
+        }
+        for plain in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:3000",
+            "example.com:8443",
+        ] {
+            assert!(hosts.allows_verbatim(plain), "{plain}");
+        }
     }
 }

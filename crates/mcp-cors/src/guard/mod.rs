@@ -165,6 +165,9 @@ impl HostOriginGuardLayer {
                 .ok_or_else(refuse)?,
             (Some(_), Some(_)) => return Err(refuse()),
         };
+        if self.hosts.allows_verbatim(host) {
+            return Ok(());
+        }
         let host = AllowedHost::parse(host).ok_or_else(refuse)?;
         if self.hosts.allows(&host) {
             Ok(())
