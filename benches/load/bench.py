@@ -30,6 +30,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -440,6 +441,9 @@ def measure(args, target, names, credentials):
 
 
 def main():
+    # A SIGTERM (or Ctrl-C) still stops the started servers and drops the
+    # database: the `finally` blocks run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario (10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")

@@ -22,9 +22,6 @@ use mcp_headers::SecurityHeadersLayer;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::trace::TraceLayer;
 use tracing::{Span, field};
 
@@ -82,6 +79,37 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
 {
+    spine_with(router, settings, tower::layer::util::Identity::new())
+}
+
+/// [`spine`] with `around` between the body limit and the router: for the
+/// application's own layers that see every request (a brute-force limit,
+/// an extension). Given to `Router::layer` instead, each would wrap every
+/// route and box once more per request.
+pub fn spine_with<B, L>(
+    router: Router,
+    settings: SpineSettings,
+    around: L,
+) -> impl Service<
+    http::Request<B>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+    L: Layer<Router>,
+    L::Service: Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as Service<Request>>::Future: Send + 'static,
+{
     let timeout = settings.request_timeout;
     let body_limit = settings.body_limit;
     let routed = router
@@ -89,9 +117,8 @@ where
         .layer(RecordRouteLayer);
     ServiceBuilder::new()
         .map_response(|r: http::Response<_>| r.map(Body::new))
-        .map_request(|r: http::Request<B>| drop_insane_request_id(r.map(Body::new)))
-        .layer(SetRequestIdLayer::x_request_id(FastRequestId))
-        .layer(PropagateRequestIdLayer::x_request_id())
+        .map_request(|r: http::Request<B>| r.map(Body::new))
+        .layer(RequestIdLayer)
         .option_layer(access_log())
         .map_response(|r: http::Response<_>| r.map(Body::new))
         .layer(CountRequestsLayer::default())
@@ -105,6 +132,8 @@ where
         .layer(settings.cors)
         .map_response(|r: http::Response<_>| r.map(Body::new))
         .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        .map_request(|r: http::Request<_>| r.map(Body::new))
+        .layer(around)
         .service(routed)
 }
 
@@ -247,7 +276,7 @@ fn timed_out(timeout: Duration) -> Response {
         .into_response()
 }
 
-const X_REQUEST_ID: &str = "x-request-id";
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// A client's request id is kept only when it is 1 to 128 of
 /// `[A-Za-z0-9._-]`: anything else could forge log lines or smuggle markup.
@@ -259,37 +288,95 @@ fn is_sane_request_id(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn drop_insane_request_id(mut request: Request) -> Request {
-    let ids = request.headers().get_all(X_REQUEST_ID);
-    let mut ids = ids.iter();
-    let keep = match (ids.next(), ids.next()) {
-        (None, _) => true,
-        (Some(id), None) => is_sane_request_id(id),
-        (Some(_), Some(_)) => false,
-    };
-    if !keep {
-        request.headers_mut().remove(X_REQUEST_ID);
+/// The request's id: the client's one sane `X-Request-Id`, or a fresh
+/// random (version 4) UUID in its place. The UUID comes from the thread's
+/// generator (uuid's `fast-rng`), is formatted on the stack and shared
+/// with the response's copy: no system call and one allocation.
+fn request_id(headers: &http::HeaderMap) -> Option<HeaderValue> {
+    let mut ids = headers.get_all(&X_REQUEST_ID).iter();
+    if let (Some(id), None) = (ids.next(), ids.next())
+        && is_sane_request_id(id)
+    {
+        return None;
     }
-    request
+    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buffer)).ok()
 }
 
-/// Random (version 4) UUIDs from the thread's generator (uuid's `fast-rng`),
-/// formatted on the stack: no system call and one allocation (the header
-/// value, shared with the response's copy) per request, where tower-http's
-/// `MakeRequestUuid` asks the kernel for randomness and formats through a
-/// `String`.
-#[derive(Clone, Copy, Debug, Default)]
-struct FastRequestId;
+/// Gives every request an `X-Request-Id` (see [`request_id`]) and its
+/// response the same, unless the response names one. tower-http's
+/// `SetRequestId` and `PropagateRequestId` do this too, but also store the
+/// id in the request's and the response's extensions (two allocations per
+/// request) for readers this server does not have.
+#[derive(Clone, Copy, Debug)]
+struct RequestIdLayer;
 
-impl MakeRequestId for FastRequestId {
-    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
-        let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
-        // Shared from the start: the copy the response gets is a reference
-        // count, where a copied slice would be re-allocated on first clone.
-        HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buffer))
-            .ok()
-            .map(RequestId::new)
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestIds<S>;
+
+    fn layer(&self, inner: S) -> RequestIds<S> {
+        RequestIds { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct RequestIds<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<http::Request<B>> for RequestIds<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = WithRequestId<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let id = match request_id(request.headers()) {
+            Some(fresh) => {
+                // `insert` drops every client value first.
+                request.headers_mut().insert(X_REQUEST_ID, fresh.clone());
+                Some(fresh)
+            }
+            None => request.headers().get(X_REQUEST_ID).cloned(),
+        };
+        WithRequestId {
+            inner: self.inner.call(request),
+            id,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner future; its response gets the request's id.
+    struct WithRequestId<F> {
+        #[pin]
+        inner: F,
+        id: Option<HeaderValue>,
+    }
+}
+
+impl<F, R, E> Future for WithRequestId<F>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(id) = this.id.take()
+            && !response.headers().contains_key(X_REQUEST_ID)
+        {
+            response.headers_mut().insert(X_REQUEST_ID, id);
+        }
+        Poll::Ready(Ok(response))
     }
 }
 
@@ -298,7 +385,7 @@ impl MakeRequestId for FastRequestId {
 fn request_span(request: &Request) -> Span {
     let request_id = request
         .headers()
-        .get(X_REQUEST_ID)
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     tracing::info_span!(

@@ -175,8 +175,8 @@ impl StartError {
     }
 }
 
-/// The routes, without the spine.
-pub fn routes(state: AppState) -> Router {
+/// The routes, without the spine and without [`around_routes`].
+fn routes(state: AppState) -> Router {
     let metrics = Router::new().route(
         "/metrics",
         get(observe::scrape).route_layer(
@@ -198,16 +198,7 @@ pub fn routes(state: AppState) -> Router {
             .route_service("/.well-known/oauth-protected-resource", service.clone())
             .route_service("/.well-known/oauth-protected-resource/mcp", service);
     }
-    // Brute force is stopped before any credential is checked; health
-    // checks stay outside every limit.
-    // One stack (each `layer` call boxes once more per route and request).
-    // `Valid<T>` reads the body limits from the extension; health checks
-    // read no body, so they are spared it.
-    let limited = limited.layer(
-        tower::ServiceBuilder::new()
-            .layer(axum::Extension(state.validation))
-            .layer(state.limits.failures_layer()),
-    );
+    // Health checks stay outside every limit (`around_routes` skips them).
     Router::new()
         .route("/health", get(health::health))
         .route("/health/ready", get(health::ready))
@@ -238,7 +229,25 @@ where
         guard: state.config.guard.clone(),
         cors: state.config.cors.layer(),
     };
-    mcp_serve::spine::spine(routes(state), settings)
+    let around = around_routes(&state);
+    mcp_serve::spine::spine_with(routes(state), settings, around)
+}
+
+/// What every request meets just outside the router: brute force is
+/// stopped before any credential is checked (health checks are skipped by
+/// the layer itself), and `Valid<T>` reads the body limits from the
+/// extension. Outside the router, not on its routes, where each would wrap
+/// every route and box once more per request.
+fn around_routes(
+    state: &AppState,
+) -> tower::layer::util::Stack<
+    mcp_ratelimit::FailureLimitLayer,
+    tower::layer::util::Stack<axum::Extension<mcp_validate::Limits>, tower::layer::util::Identity>,
+> {
+    tower::ServiceBuilder::new()
+        .layer(axum::Extension(state.validation))
+        .layer(state.limits.failures_layer())
+        .into_inner()
 }
 
 /// Runs the command line.

@@ -15,7 +15,7 @@ use crate::quota::Policy;
 
 mod service;
 
-pub use service::FailureLimit;
+pub use service::{FailureLimit, ResponseFuture as FailureLimitFuture};
 
 type Attempts = Arc<dyn Fn(&RequestInfo<'_>) -> bool + Send + Sync>;
 type Counts = Arc<dyn Fn(http::StatusCode, &http::Extensions) -> bool + Send + Sync>;

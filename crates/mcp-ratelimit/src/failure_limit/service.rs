@@ -13,6 +13,54 @@ use crate::backend::Check;
 use crate::decide::{BoxFuture, Decider, Outcome, Shared, charge, outcome, peeked};
 use crate::key::{KeyExtractor, RateKey, RequestInfo, keyless};
 
+pin_project_lite::pin_project! {
+    /// The response future of [`FailureLimit`]: a skipped request's own
+    /// future (no box), or the boxed check-call-count of any other.
+    pub struct ResponseFuture<F, O> {
+        #[pin]
+        kind: Kind<F, O>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, O> {
+        Skipped { #[pin] inner: F },
+        Checked { inner: BoxFuture<O> },
+    }
+}
+
+impl<F, O> ResponseFuture<F, O> {
+    fn skipped(inner: F) -> Self {
+        ResponseFuture {
+            kind: Kind::Skipped { inner },
+        }
+    }
+
+    fn checked(inner: BoxFuture<O>) -> Self {
+        ResponseFuture {
+            kind: Kind::Checked { inner },
+        }
+    }
+}
+
+impl<F, O> std::fmt::Debug for ResponseFuture<F, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F: std::future::Future<Output = O>, O> std::future::Future for ResponseFuture<F, O> {
+    type Output = O;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
+        match self.project().kind.project() {
+            KindProj::Skipped { inner } => inner.poll(cx),
+            KindProj::Checked { inner } => inner.as_mut().poll(cx),
+        }
+    }
+}
+
 /// The service made by [`FailureLimitLayer`](super::FailureLimitLayer).
 #[derive(Clone)]
 pub struct FailureLimit<S> {
@@ -108,7 +156,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<ResBody>, S::Error>>;
+    type Future = ResponseFuture<S::Future, Result<Response<ResBody>, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -117,13 +165,13 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let info = RequestInfo::of(&request);
         if self.shared.skips(&info) {
-            return Box::pin(self.inner.call(request));
+            return ResponseFuture::skipped(self.inner.call(request));
         }
         let key = match self.shared.key(&*self.key, &info) {
             Ok(key) => key,
             Err(error) => {
                 let response = self.shared.misconfigured(&error);
-                return Box::pin(async move { Ok(response) });
+                return ResponseFuture::checked(Box::pin(async move { Ok(response) }));
             }
         };
         let attempt = self
@@ -134,7 +182,7 @@ where
         let counts = self.counts.clone();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
+        ResponseFuture::checked(Box::pin(async move {
             if !attempt {
                 // Cannot fail: only refused while locked out, never reserved.
                 match peeked(&shared, &key).await {
@@ -178,6 +226,6 @@ where
                 _ => reservation.refund(),
             }
             response
-        })
+        }))
     }
 }
