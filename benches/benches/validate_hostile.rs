@@ -50,6 +50,13 @@ fn bench(c: &mut Criterion) {
     // The quadratic version took seconds per body: few samples keep it
     // measurable at all.
     group.sample_size(10);
+    // The floor: the same good body deserialised, nothing validated.
+    group.bench_function("bare", |b| {
+        b.iter(|| {
+            let agent = serde_json::from_slice::<AgentCreate>(black_box(good));
+            black_box(agent.is_ok())
+        })
+    });
     group.bench_function("good_body", |b| {
         b.iter(|| {
             let agent = parse::<AgentCreate>(black_box(good), &limits);
