@@ -297,6 +297,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
     let keys = state.keys.clone();
     let _writer = keys.start(std::time::Duration::from_secs(10));
     let eviction = state.limits.start();
+    let upkeep = state.prometheus.clone().map(telemetry::start_upkeep);
     let result = mcp_serve::Server::new(listener, app(state))
         .limits(connections)
         .graceful_shutdown(shutdown, grace)
@@ -306,6 +307,9 @@ async fn serve(config: Config) -> Result<(), StartError> {
     // finish, stops the writer, then writes the last batch.
     if let Some(eviction) = eviction {
         eviction.abort();
+    }
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
     }
     match keys.shutdown().await {
         Ok(count) => tracing::info!(keys = count, "recorded the last uses of API keys"),

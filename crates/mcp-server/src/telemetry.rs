@@ -26,6 +26,24 @@ pub fn init(config: &Config) {
     };
 }
 
+/// Drains the recorder's histogram samples into their buckets every five
+/// seconds. A recorder made with `build_recorder` keeps every sample until
+/// it is rendered or upkept: without this, a server nobody scrapes grows by
+/// the latency of every request it serves (measured: about 20 MiB per ten
+/// seconds under load).
+pub fn start_upkeep(
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    })
+}
+
 /// The process's Prometheus recorder, installed on first use. `None` when
 /// an embedding program installed another `metrics` recorder first: then
 /// its exporter serves the counters and `/metrics` answers `404`.

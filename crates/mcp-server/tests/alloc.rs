@@ -7,7 +7,9 @@
 //!
 //! The budgets are the counts measured when they were set (issue 14): a
 //! change that adds an allocation to one of these paths fails here, and
-//! says by how much.
+//! says by how much. Before that issue the same paths made 247 (`/health`),
+//! 356 (JWT), 353 (API key) and 277 (preflight) allocations more than the
+//! bare router; what is left is listed in `docs/performance.md`.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -195,21 +197,21 @@ async fn hot_paths_allocate_no_more_than_their_budget() {
         (
             Budget {
                 name: "GET /health",
-                extra: u64::MAX,
+                extra: 16,
             },
             Box::new(|| request("GET", "/health", &[])),
         ),
         (
             Budget {
                 name: "GET /api/auth/me (JWT)",
-                extra: u64::MAX,
+                extra: 26,
             },
             Box::new(move || request("GET", "/api/auth/me", &[("authorization", &bearer)])),
         ),
         (
             Budget {
                 name: "GET /api/auth/me (API key)",
-                extra: u64::MAX,
+                extra: 27,
             },
             Box::new({
                 let key = fixture.key.clone();
@@ -219,7 +221,7 @@ async fn hot_paths_allocate_no_more_than_their_budget() {
         (
             Budget {
                 name: "OPTIONS /api/agents (preflight)",
-                extra: u64::MAX,
+                extra: 6,
             },
             Box::new(|| {
                 request(
