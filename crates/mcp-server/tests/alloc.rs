@@ -181,6 +181,9 @@ where
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// Makes the same request again for each measured run.
+type MakeRequest = Box<dyn Fn() -> Request<Body>>;
+
 /// What each hot path allocates beyond the bare router, at most.
 struct Budget {
     name: &'static str,
@@ -193,7 +196,7 @@ async fn hot_paths_allocate_no_more_than_their_budget() {
     let fixture = fixture().await;
     let bare = bare();
     let bearer = format!("Bearer {}", fixture.jwt);
-    let paths: Vec<(Budget, Box<dyn Fn() -> Request<Body>>)> = vec![
+    let paths: Vec<(Budget, MakeRequest)> = vec![
         (
             Budget {
                 name: "GET /health",
