@@ -50,6 +50,35 @@ impl SpineSettings {
     }
 }
 
+/// What [`spine`] returns: a service for requests with body `B`, answering
+/// axum responses, never failing, cheap to clone (one per connection), its
+/// futures `Send`.
+pub trait SpineService<B>:
+    Service<
+        http::Request<B>,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T, B> SpineService<B> for T where
+    T: Service<
+            http::Request<B>,
+            Response = Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Wraps `router` in the spine. Layers run outside-in in this order:
 /// request id, trace, metrics, security headers, catch-panic, problem+json
 /// for bare errors, timeout, the Host/Origin guard, CORS, body limit, then
@@ -63,18 +92,7 @@ impl SpineSettings {
 /// The result is the service to serve (with [`Server`](crate::Server) or
 /// hyper), not a `Router`: a router around it would box each request's
 /// future once more.
-pub fn spine<B>(
-    router: Router,
-    settings: SpineSettings,
-) -> impl Service<
-    http::Request<B>,
-    Response = Response,
-    Error = std::convert::Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ Sync
-+ 'static
+pub fn spine<B>(router: Router, settings: SpineSettings) -> impl SpineService<B>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
@@ -86,19 +104,7 @@ where
 /// application's own layers that see every request (a brute-force limit,
 /// an extension). Given to `Router::layer` instead, each would wrap every
 /// route and box once more per request.
-pub fn spine_with<B, L>(
-    router: Router,
-    settings: SpineSettings,
-    around: L,
-) -> impl Service<
-    http::Request<B>,
-    Response = Response,
-    Error = std::convert::Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ Sync
-+ 'static
+pub fn spine_with<B, L>(router: Router, settings: SpineSettings, around: L) -> impl SpineService<B>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
@@ -114,14 +120,14 @@ where
     let body_limit = settings.body_limit;
     let routed = router
         .fallback(|| async { Problem::not_found() })
-        .layer(RecordRouteLayer);
+        .layer(AroundLayer(RecordRoute));
     ServiceBuilder::new()
         .map_response(|r: http::Response<_>| r.map(Body::new))
         .map_request(|r: http::Request<B>| r.map(Body::new))
-        .layer(RequestIdLayer)
+        .layer(AroundLayer(RequestIds))
         .option_layer(access_log())
         .map_response(|r: http::Response<_>| r.map(Body::new))
-        .layer(CountRequestsLayer::default())
+        .layer(AroundLayer(CountRequests::default()))
         .layer(SecurityHeadersLayer::new())
         .layer(CatchPanicLayer::custom(panic_to_problem))
         .map_response(move |response: Response| {
@@ -310,73 +316,34 @@ fn request_id(headers: &http::HeaderMap) -> Option<HeaderValue> {
 /// id in the request's and the response's extensions (two allocations per
 /// request) for readers this server does not have.
 #[derive(Clone, Copy, Debug)]
-struct RequestIdLayer;
+struct RequestIds;
 
-impl<S> Layer<S> for RequestIdLayer {
-    type Service = RequestIds<S>;
+impl Around for RequestIds {
+    type Then = GiveId;
 
-    fn layer(&self, inner: S) -> RequestIds<S> {
-        RequestIds { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct RequestIds<S> {
-    inner: S,
-}
-
-impl<S, B, R> Service<http::Request<B>> for RequestIds<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<R>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = WithRequestId<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let id = match request_id(request.headers()) {
+    fn request<B>(&self, request: &mut http::Request<B>) -> GiveId {
+        GiveId(match request_id(request.headers()) {
             Some(fresh) => {
                 // `insert` drops every client value first.
                 request.headers_mut().insert(X_REQUEST_ID, fresh.clone());
                 Some(fresh)
             }
             None => request.headers().get(X_REQUEST_ID).cloned(),
-        };
-        WithRequestId {
-            inner: self.inner.call(request),
-            id,
-        }
+        })
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The inner future; its response gets the request's id.
-    struct WithRequestId<F> {
-        #[pin]
-        inner: F,
-        id: Option<HeaderValue>,
-    }
-}
+/// The id the response gets.
+#[derive(Debug)]
+struct GiveId(Option<HeaderValue>);
 
-impl<F, R, E> Future for WithRequestId<F>
-where
-    F: Future<Output = Result<http::Response<R>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = std::task::ready!(this.inner.poll(cx))?;
-        if let Some(id) = this.id.take()
+impl Then for GiveId {
+    fn response<R>(self, response: &mut http::Response<R>) {
+        if let Some(id) = self.0
             && !response.headers().contains_key(X_REQUEST_ID)
         {
             response.headers_mut().insert(X_REQUEST_ID, id);
         }
-        Poll::Ready(Ok(response))
     }
 }
 
@@ -401,67 +368,29 @@ fn request_span(request: &Request) -> Span {
 /// and hands it to the response for the metrics; only known once the router
 /// has matched, so it is the one layer inside the router.
 #[derive(Clone, Copy, Debug)]
-struct RecordRouteLayer;
+struct RecordRoute;
 
-impl<S> Layer<S> for RecordRouteLayer {
-    type Service = RecordRoute<S>;
+impl Around for RecordRoute {
+    type Then = GiveRoute;
 
-    fn layer(&self, inner: S) -> RecordRoute<S> {
-        RecordRoute { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct RecordRoute<S> {
-    inner: S,
-}
-
-impl<S, B, R> Service<http::Request<B>> for RecordRoute<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<R>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = WithRoute<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn request<B>(&self, request: &mut http::Request<B>) -> GiveRoute {
         let route = request.extensions().get::<MatchedPath>().cloned();
         if let Some(route) = &route {
             Span::current().record("route", route.as_str());
         }
-        WithRoute {
-            inner: self.inner.call(request),
-            route,
-        }
+        GiveRoute(route)
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The inner future; its response gets the matched route.
-    struct WithRoute<F> {
-        #[pin]
-        inner: F,
-        route: Option<MatchedPath>,
-    }
-}
+/// The route the response gets.
+#[derive(Debug)]
+struct GiveRoute(Option<MatchedPath>);
 
-impl<F, R, E> Future for WithRoute<F>
-where
-    F: Future<Output = Result<http::Response<R>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = std::task::ready!(this.inner.poll(cx))?;
-        if let Some(route) = this.route.take() {
+impl Then for GiveRoute {
+    fn response<R>(self, response: &mut http::Response<R>) {
+        if let Some(route) = self.0 {
             response.extensions_mut().insert(route);
         }
-        Poll::Ready(Ok(response))
     }
 }
 
@@ -473,7 +402,7 @@ where
 /// bounded: routes, eight methods, statuses), so a request costs two map
 /// lookups under a read lock, not a registry lookup with owned labels.
 #[derive(Clone, Debug, Default)]
-struct CountRequestsLayer {
+struct CountRequests {
     handles: Arc<Handles>,
 }
 
@@ -518,79 +447,126 @@ impl Handles {
     }
 }
 
-impl<S> Layer<S> for CountRequestsLayer {
-    type Service = CountRequests<S>;
+impl Around for CountRequests {
+    type Then = Count;
 
-    fn layer(&self, inner: S) -> CountRequests<S> {
-        CountRequests {
-            inner,
+    fn request<B>(&self, request: &mut http::Request<B>) -> Count {
+        Count {
+            started: Instant::now(),
+            method: method_label(request.method()),
             handles: self.handles.clone(),
         }
     }
 }
 
-#[derive(Clone, Debug)]
-struct CountRequests<S> {
-    inner: S,
+/// What the response is counted with.
+#[derive(Debug)]
+struct Count {
+    started: Instant,
+    method: &'static str,
     handles: Arc<Handles>,
 }
 
-impl<S, B, R> Service<http::Request<B>> for CountRequests<S>
+impl Then for Count {
+    fn response<R>(self, response: &mut http::Response<R>) {
+        let route = response
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
+        let status = response.status();
+        self.handles
+            .record(route, self.method, status, self.started.elapsed());
+        if matches!(status.as_u16(), 401 | 403) {
+            let code = response
+                .extensions()
+                .get::<mcp_core::ProblemCode>()
+                .map_or_else(|| status.as_str().to_owned(), |c| c.as_str().to_owned());
+            metrics::counter!("auth_failures_total", "code" => code).increment(1);
+        }
+    }
+}
+
+/// A layer that looks at each request on its way in and, with what it
+/// kept, at its response on the way out: the shape of the spine's own small
+/// layers, with a named future (`axum::middleware::from_fn` boxes two
+/// things per request).
+trait Around: Clone {
+    /// What is kept for the response.
+    type Then: Then;
+
+    /// Looks at (and may change) the request.
+    fn request<B>(&self, request: &mut http::Request<B>) -> Self::Then;
+}
+
+/// The response half of an [`Around`].
+trait Then {
+    /// Looks at (and may change) the response.
+    fn response<R>(self, response: &mut http::Response<R>);
+}
+
+#[derive(Clone, Copy, Debug)]
+struct AroundLayer<A>(A);
+
+impl<S, A: Clone> Layer<S> for AroundLayer<A> {
+    type Service = AroundService<S, A>;
+
+    fn layer(&self, inner: S) -> AroundService<S, A> {
+        AroundService {
+            inner,
+            around: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct AroundService<S, A> {
+    inner: S,
+    around: A,
+}
+
+impl<S, A, B, R> Service<http::Request<B>> for AroundService<S, A>
 where
     S: Service<http::Request<B>, Response = http::Response<R>>,
+    A: Around,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Counted<S::Future>;
+    type Future = AroundFuture<S::Future, A::Then>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        Counted {
-            started: Instant::now(),
-            method: method_label(request.method()),
-            handles: Some(self.handles.clone()),
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let then = self.around.request(&mut request);
+        AroundFuture {
             inner: self.inner.call(request),
+            then: Some(then),
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The inner future; its response is counted.
-    struct Counted<F> {
+    /// The inner future, then the response half of the layer.
+    struct AroundFuture<F, T> {
         #[pin]
         inner: F,
-        started: Instant,
-        method: &'static str,
-        handles: Option<Arc<Handles>>,
+        then: Option<T>,
     }
 }
 
-impl<F, R, E> Future for Counted<F>
+impl<F, T, R, E> Future for AroundFuture<F, T>
 where
     F: Future<Output = Result<http::Response<R>, E>>,
+    T: Then,
 {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = std::task::ready!(this.inner.poll(cx))?;
-        if let Some(handles) = this.handles.take() {
-            let route = response
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or("unmatched", MatchedPath::as_str);
-            let status = response.status();
-            handles.record(route, this.method, status, this.started.elapsed());
-            if matches!(status.as_u16(), 401 | 403) {
-                let code = response
-                    .extensions()
-                    .get::<mcp_core::ProblemCode>()
-                    .map_or_else(|| status.as_str().to_owned(), |c| c.as_str().to_owned());
-                metrics::counter!("auth_failures_total", "code" => code).increment(1);
-            }
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(then) = this.then.take() {
+            then.response(&mut response);
         }
         Poll::Ready(Ok(response))
     }

@@ -208,17 +208,7 @@ fn routes(state: AppState) -> Router {
 
 /// The whole application: routes inside the spine, ready to serve (with
 /// `mcp_serve::Server`) or to drive with `tower::ServiceExt::oneshot`.
-pub fn app<B>(
-    state: AppState,
-) -> impl tower::Service<
-    http::Request<B>,
-    Response = axum::response::Response,
-    Error = std::convert::Infallible,
-    Future: Send + 'static,
-> + Clone
-+ Send
-+ Sync
-+ 'static
+pub fn app<B>(state: AppState) -> impl mcp_serve::spine::SpineService<B>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
