@@ -8,7 +8,9 @@
 //!
 //! let (config, _warnings) = Config::from_env(None)?;
 //! let state = mcp_server::Services::open(config).await?;
-//! let app = mcp_server::app(state);
+//! // Requests of any body type: `Incoming` when served (`mcp_serve::Server`
+//! // does), axum's `Body` when driven with `tower::ServiceExt::oneshot`.
+//! let app = mcp_server::app::<axum::body::Body>(state);
 //! # let _ = app; Ok(()) }
 //! ```
 
