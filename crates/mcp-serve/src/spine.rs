@@ -294,23 +294,25 @@ fn is_sane_request_id(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// The request's id: the client's one sane `X-Request-Id`, or a fresh
-/// random (version 4) UUID in its place. The UUID comes from the thread's
-/// generator (uuid's `fast-rng`), is formatted on the stack and shared
-/// with the response's copy: no system call and one allocation.
-fn request_id(headers: &http::HeaderMap) -> Option<HeaderValue> {
+/// Whether the request needs an id of ours: it has none, or not exactly
+/// one sane one.
+fn needs_request_id(headers: &http::HeaderMap) -> bool {
     let mut ids = headers.get_all(&X_REQUEST_ID).iter();
-    if let (Some(id), None) = (ids.next(), ids.next())
-        && is_sane_request_id(id)
-    {
-        return None;
-    }
-    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
-    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buffer)).ok()
+    !matches!((ids.next(), ids.next()), (Some(id), None) if is_sane_request_id(id))
 }
 
-/// Gives every request an `X-Request-Id` (see [`request_id`]) and its
+/// A fresh random (version 4) UUID, from the thread's generator (uuid's
+/// `fast-rng`), formatted on the stack and shared with the response's copy:
+/// no system call and one allocation.
+fn fresh_request_id() -> HeaderValue {
+    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+    // Hex digits and hyphens are always a valid value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buffer))
+        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
+}
+
+/// Gives every request an `X-Request-Id` (its one sane one, or ours) and its
 /// response the same, unless the response names one. tower-http's
 /// `SetRequestId` and `PropagateRequestId` do this too, but also store the
 /// id in the request's and the response's extensions (two allocations per
@@ -322,14 +324,13 @@ impl Around for RequestIds {
     type Then = GiveId;
 
     fn request<B>(&self, request: &mut http::Request<B>) -> GiveId {
-        GiveId(match request_id(request.headers()) {
-            Some(fresh) => {
-                // `insert` drops every client value first.
-                request.headers_mut().insert(X_REQUEST_ID, fresh.clone());
-                Some(fresh)
-            }
-            None => request.headers().get(X_REQUEST_ID).cloned(),
-        })
+        if needs_request_id(request.headers()) {
+            // `insert` drops every client value first.
+            request
+                .headers_mut()
+                .insert(X_REQUEST_ID, fresh_request_id());
+        }
+        GiveId(request.headers().get(X_REQUEST_ID).cloned())
     }
 }
 

@@ -99,6 +99,18 @@ async fn refused_credentials_lock_the_ip_out(db: TestDb) {
     assert_eq!(body["policy"], "auth-failures");
     // ...and so are logins (which would check a password).
     assert_eq!(login(&api, "ada@example.com", "ada-password").await.0, 429);
+    // ...and every other route that takes a credential: the limit stands
+    // around the router, not on some of its routes.
+    for (method, path) in [
+        ("POST", "/mcp"),
+        ("GET", "/ws"),
+        ("GET", "/metrics"),
+        ("GET", "/api/keys"),
+        ("GET", "/no/such/route"),
+    ] {
+        let (status, _, body) = api.call(method, path, Some(&token), None).await;
+        assert_eq!(status, 429, "{method} {path}: {body}");
+    }
     // Health checks are never limited.
     for path in ["/health", "/health/ready"] {
         assert_eq!(api.call("GET", path, None, None).await.0, 200, "{path}");
