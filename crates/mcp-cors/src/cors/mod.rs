@@ -179,6 +179,9 @@ pub const ALLOWED_METHODS: [Method; 6] = [
     Method::OPTIONS,
 ];
 
+/// How long a browser may keep a preflight's answer (`Access-Control-Max-Age`).
+const MAX_AGE_SECS: u32 = 86_400;
+
 /// The request headers a browser may send.
 pub fn allowed_headers() -> Vec<HeaderName> {
     [
@@ -290,7 +293,7 @@ impl CorsPolicy {
             .allow_methods(ALLOWED_METHODS.to_vec())
             .allow_headers(allowed_headers())
             .expose_headers(exposed_headers())
-            .max_age(Duration::from_secs(86_400))
+            .max_age(Duration::from_secs(MAX_AGE_SECS.into()))
             // `Vary` is added by our layer, from a value made once.
             .vary(Vec::<http::HeaderName>::new());
         let layer = match &self.kind {
@@ -319,7 +322,7 @@ impl CorsPolicy {
                 .unwrap_or_else(|_| HeaderValue::from_static("GET")),
             headers: HeaderValue::from_str(&headers.join(","))
                 .unwrap_or_else(|_| HeaderValue::from_static("content-type")),
-            max_age: HeaderValue::from(86_400u32),
+            max_age: HeaderValue::from(MAX_AGE_SECS),
         }
     }
 }
