@@ -589,3 +589,41 @@ async fn preflight_answers_are_tower_https() {
         }
     }
 }
+
+/// An `OPTIONS` without `Origin` is not a browser's preflight, but tower-http
+/// answers it as it answers every `OPTIONS` (an empty `200`, the API not
+/// reached) and the layer says nothing of CORS in it but `Vary`; a `GET`
+/// without `Origin` reaches the API untouched but for `Vary`.
+#[tokio::test]
+async fn requests_without_origin_say_nothing_of_cors() {
+    let policy: CorsPolicy = "https://app.example.com".parse().unwrap();
+    for (method, preflight_header, status) in [
+        (Method::OPTIONS, true, 200),
+        (Method::OPTIONS, false, 200),
+        (Method::GET, false, 401),
+    ] {
+        let mut request = Request::builder().method(method.clone()).uri("/api/keys");
+        if preflight_header {
+            request = request.header("access-control-request-method", "POST");
+        }
+        let response = policy
+            .layer()
+            .layer(service_fn(handler))
+            .oneshot(request.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{method} {preflight_header}");
+        assert!(
+            response
+                .headers()
+                .keys()
+                .all(|name| !name.as_str().starts_with("access-control-")),
+            "{method}: {:?}",
+            response.headers()
+        );
+        assert_eq!(
+            response.headers()["vary"],
+            "origin, access-control-request-method, access-control-request-headers"
+        );
+    }
+}

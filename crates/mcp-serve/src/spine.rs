@@ -682,6 +682,66 @@ mod tests {
         Request::get(path).body(Body::empty()).unwrap()
     }
 
+    /// Every response is counted by route template (not the raw path),
+    /// method and status, and a refusal by its problem code.
+    #[test]
+    fn responses_are_counted_by_route_method_and_status() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let routes = Router::new()
+                    .route("/items/{id}", get(|| async { "ok" }))
+                    .route(
+                        "/refuse",
+                        get(|| async { Problem::unauthorized(code::INVALID_TOKEN, "no") }),
+                    );
+                let app = spine(routes, SpineSettings::new(16, Duration::from_secs(5)));
+                for path in ["/items/1", "/items/2", "/refuse", "/nope"] {
+                    app.clone().oneshot(get_request(path)).await.unwrap();
+                }
+            })
+        });
+        let mut counted = std::collections::BTreeMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let value = match value {
+                DebugValue::Counter(n) => n,
+                DebugValue::Histogram(samples) => samples.len() as u64,
+                DebugValue::Gauge(_) => continue,
+            };
+            counted.insert(format!("{} {}", key.name(), labels.join(",")), value);
+        }
+        let want = |name: &str| counted.get(name).copied();
+        assert_eq!(
+            want("http_requests_total route=/items/{id},method=GET,status=200"),
+            Some(2),
+            "{counted:?}"
+        );
+        assert_eq!(
+            want("http_request_duration_seconds route=/items/{id},method=GET,status=200"),
+            Some(2)
+        );
+        assert_eq!(
+            want("http_requests_total route=/refuse,method=GET,status=401"),
+            Some(1)
+        );
+        assert_eq!(
+            want("http_requests_total route=unmatched,method=GET,status=404"),
+            Some(1)
+        );
+        assert_eq!(want("auth_failures_total code=invalid_token"), Some(1));
+    }
+
     #[tokio::test]
     async fn unknown_route_is_a_404_problem_with_security_headers() {
         let (status, headers, body) = send(get_request("/nope")).await;
