@@ -76,8 +76,8 @@ impl Requirement {
                     .with_extension("role", role.as_str()),
             );
         }
-        if let Some(scope) = self.scopes.iter().find(|s| !principal.has_scope(s)) {
-            return Err(challenge.insufficient_scope(scope));
+        if principal.lacks_any_scope(self.scopes.iter().map(String::as_str)) {
+            return Err(challenge.insufficient_scope(self.scopes.iter().map(String::as_str)));
         }
         Ok(())
     }

@@ -71,8 +71,8 @@ impl AuthError {
         let description = self.description();
         let header = match self {
             // RFC 6750 §3.1: no error attribute when no credentials were sent.
-            AuthError::MissingCredentials => challenge.header(None),
-            _ => challenge.header(Some(("invalid_token", &description, None))),
+            AuthError::MissingCredentials => challenge.unauthorized(None),
+            _ => challenge.unauthorized(Some(&description)),
         };
         Problem::unauthorized(self.code(), description).with_header(WWW_AUTHENTICATE, header)
     }
@@ -85,7 +85,7 @@ impl AuthError {
 ///
 /// let challenge = Challenge::new("mcp")
 ///     .resource_metadata("https://mcp.example.com/.well-known/oauth-protected-resource/mcp");
-/// let problem = challenge.insufficient_scope("keys:write");
+/// let problem = challenge.insufficient_scope(["keys:write"]);
 /// assert_eq!(problem.status(), 403);
 /// assert_eq!(
 ///     problem.headers()["www-authenticate"],
@@ -98,6 +98,8 @@ impl AuthError {
 pub struct Challenge {
     realm: String,
     resource_metadata: Option<String>,
+    /// Space-separated scopes a `401` names; empty: none.
+    scope: String,
 }
 
 impl Default for Challenge {
@@ -112,6 +114,7 @@ impl Challenge {
         Challenge {
             realm: quoted_safe(&realm.into()),
             resource_metadata: None,
+            scope: String::new(),
         }
     }
 
@@ -122,27 +125,64 @@ impl Challenge {
         self
     }
 
-    /// `403 insufficient_scope` naming the scope needed (RFC 6750 §3.1), so a
-    /// client can ask for it.
-    pub fn insufficient_scope(&self, scope: &str) -> Problem {
+    /// The scopes a `401` from this challenge names (`scope="..."`, MCP
+    /// authorization): what the protected endpoint needs, so a client asks
+    /// for them on its first authorization.
+    #[must_use]
+    pub fn scopes<'a>(mut self, scopes: impl IntoIterator<Item = &'a str>) -> Self {
+        self.scope = join_scopes(scopes);
+        self
+    }
+
+    /// `403 insufficient_scope` (RFC 6750 §3.1) naming every scope the
+    /// operation needs, in the challenge's `scope` attribute
+    /// (space-separated) and the problem's `requiredScopes`, so a client
+    /// can ask for one token that carries them all.
+    ///
+    /// ```
+    /// let problem = mcp_auth::Challenge::default().insufficient_scope(["mcp", "agents:write"]);
+    /// assert_eq!(problem.status(), 403);
+    /// assert!(problem.headers()["www-authenticate"].to_str().unwrap()
+    ///     .contains("scope=\"mcp agents:write\""));
+    /// ```
+    pub fn insufficient_scope<'a>(&self, scopes: impl IntoIterator<Item = &'a str>) -> Problem {
         let description = "the token lacks the scope this needs";
-        let header = self.header(Some(("insufficient_scope", description, Some(scope))));
+        let scopes: Vec<String> = scopes.into_iter().map(quoted_safe).collect();
+        let joined = scopes.join(" ");
+        let header = self.header(Some(("insufficient_scope", description, Some(&joined))));
         Problem::forbidden(code::INSUFFICIENT_SCOPE, description)
-            .with_extension("scope", scope)
+            .with_extension("scope", joined.as_str())
+            .with_extension("requiredScopes", scopes)
             .with_header(WWW_AUTHENTICATE, header)
     }
 
+    /// The `WWW-Authenticate` value of a `401`: `error` (with its
+    /// description) when a credential was refused, none when none was
+    /// sent (RFC 6750 §3.1); the challenge's scopes either way.
+    pub(crate) fn unauthorized(&self, error: Option<&str>) -> HeaderValue {
+        let scope = (!self.scope.is_empty()).then_some(self.scope.as_str());
+        match error {
+            Some(description) => self.header(Some(("invalid_token", description, scope))),
+            None => self.header_with(None, scope),
+        }
+    }
+
     fn header(&self, error: Option<(&str, &str, Option<&str>)>) -> HeaderValue {
+        let scope = error.and_then(|(_, _, scope)| scope);
+        self.header_with(error.map(|(e, d, _)| (e, d)), scope)
+    }
+
+    fn header_with(&self, error: Option<(&str, &str)>, scope: Option<&str>) -> HeaderValue {
         let mut value = format!("Bearer realm=\"{}\"", self.realm);
-        if let Some((error, description, scope)) = error {
+        if let Some((error, description)) = error {
             let _ = write!(
                 value,
                 ", error=\"{error}\", error_description=\"{}\"",
                 quoted_safe(description)
             );
-            if let Some(scope) = scope {
-                let _ = write!(value, ", scope=\"{}\"", quoted_safe(scope));
-            }
+        }
+        if let Some(scope) = scope {
+            let _ = write!(value, ", scope=\"{}\"", quoted_safe(scope));
         }
         if let Some(url) = &self.resource_metadata {
             let _ = write!(value, ", resource_metadata=\"{url}\"");
@@ -150,6 +190,16 @@ impl Challenge {
         // Every part was filtered to visible ASCII and spaces.
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
     }
+}
+
+/// Scopes as one space-separated, quotable attribute value.
+fn join_scopes<'a>(scopes: impl IntoIterator<Item = &'a str>) -> String {
+    scopes
+        .into_iter()
+        .map(quoted_safe)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Keeps what may sit inside an RFC 6750 quoted string: visible ASCII and
@@ -190,6 +240,40 @@ mod tests {
             ));
             assert!(header.ends_with(", resource_metadata=\"https://x/.well-known/r\""));
         }
+    }
+
+    #[test]
+    fn a_401_names_the_scopes_the_endpoint_needs() {
+        let challenge = Challenge::new("mcp")
+            .resource_metadata("https://x/.well-known/oauth-protected-resource/mcp")
+            .scopes(["mcp"]);
+        let missing = AuthError::MissingCredentials.to_problem(&challenge);
+        assert_eq!(
+            missing.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"mcp\", scope=\"mcp\", \
+             resource_metadata=\"https://x/.well-known/oauth-protected-resource/mcp\""
+        );
+        let refused = AuthError::TokenExpired.to_problem(&challenge);
+        let header = refused.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(header.contains("error=\"invalid_token\""), "{header}");
+        assert!(
+            header.contains(", scope=\"mcp\", resource_metadata="),
+            "{header}"
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_names_every_scope_needed() {
+        let problem = Challenge::default().insufficient_scope(["mcp", "agents:write", "x\"y"]);
+        assert_eq!(problem.code(), "insufficient_scope");
+        let header = problem.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(header.contains("scope=\"mcp agents:write xy\""), "{header}");
+        let body: serde_json::Value = serde_json::from_slice(&problem.to_json()).unwrap();
+        assert_eq!(
+            body["requiredScopes"],
+            serde_json::json!(["mcp", "agents:write", "xy"])
+        );
+        assert_eq!(body["scope"], "mcp agents:write xy");
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod future;
 mod page;
 mod principal;
 mod problem;
+mod scope;
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]
@@ -48,3 +49,4 @@ pub use future::RefusalFuture;
 pub use page::Page;
 pub use principal::{AuthMethod, Principal, PrincipalBuilder};
 pub use problem::{FieldError, MAX_FIELD_ERRORS, PROBLEM_CONTENT_TYPE, Problem, ProblemCode, code};
+pub use scope::{scope_grants, scopes_grant};

@@ -131,12 +131,21 @@ impl Principal {
     }
 
     /// Whether the caller may act with `scope`: always when unrestricted,
-    /// otherwise when the scope list names it.
+    /// otherwise when a scope of its list grants it ([`scope_grants`]: the
+    /// scope itself, or one above it in the `:` hierarchy).
+    ///
+    /// [`scope_grants`]: crate::scope_grants
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.inner
-            .scopes
-            .as_ref()
-            .is_none_or(|scopes| scopes.contains(scope))
+        self.inner.scopes.as_ref().is_none_or(|scopes| {
+            scopes.contains(scope) || crate::scopes_grant(scopes.iter().map(String::as_str), scope)
+        })
+    }
+
+    /// Whether the caller lacks any of `needed`; then the whole of `needed`
+    /// is what a `403 insufficient_scope` names, so a client asks for a
+    /// token that carries all of it at once.
+    pub fn lacks_any_scope<'a>(&self, needed: impl IntoIterator<Item = &'a str>) -> bool {
+        needed.into_iter().any(|scope| !self.has_scope(scope))
     }
 
     /// How the caller authenticated.
@@ -341,6 +350,21 @@ mod tests {
             .build();
         assert!(p.is_restricted());
         assert!(!p.has_scope("mcp"));
+    }
+
+    #[test]
+    fn a_scope_grants_the_scopes_below_it() {
+        let p = Principal::builder("u", AuthMethod::ApiKey)
+            .scopes(["agents", "mcp"])
+            .build();
+        assert!(p.has_scope("agents:read") && p.has_scope("agents:write"));
+        assert!(p.has_scope("mcp") && !p.has_scope("keys:read"));
+        assert!(!p.lacks_any_scope(["mcp", "agents:write"]));
+        assert!(p.lacks_any_scope(["mcp", "keys:read"]));
+        let narrow = Principal::builder("u", AuthMethod::ApiKey)
+            .scopes(["agents:write"])
+            .build();
+        assert!(!narrow.has_scope("agents:read") && !narrow.has_scope("agents"));
     }
 
     #[test]

@@ -52,7 +52,9 @@ mod rmcp;
 mod ws;
 
 pub use authorize::{AuthorizeMcp, AuthorizeMcpLayer, DEFAULT_MAX_BODY};
-pub use policy::{McpPolicy, Refusal, messages};
+pub use policy::{
+    McpPolicy, McpRule, Metered, PolicyConfig, PolicyError, Refusal, RuleConfig, messages,
+};
 pub use session::{SESSION_ID, SessionBinding, SessionBindingLayer};
 pub use subprotocol::{SubprotocolBearer, TOKEN_SUBPROTOCOL_PREFIX};
 

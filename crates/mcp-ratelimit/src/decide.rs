@@ -135,6 +135,11 @@ impl Shared {
 
     pub(crate) fn limited_response<B: From<Bytes>>(&self, decision: &Decision) -> Response<B> {
         self.limited.increment(1);
+        self.refusal(decision)
+    }
+
+    /// The `429` of a refused `decision`, uncounted.
+    pub(crate) fn refusal<B: From<Bytes>>(&self, decision: &Decision) -> Response<B> {
         let retry = decision.retry_after_seconds().unwrap_or(1);
         let mut response: Response<B> = Problem::rate_limited(retry)
             .with_extension("policy", self.policy.name())

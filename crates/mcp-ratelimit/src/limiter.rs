@@ -97,4 +97,35 @@ impl RateLimiter {
     pub fn policy(&self) -> &Policy {
         &self.shared.policy
     }
+
+    /// The HTTP answer to a refused `decision` of this limiter: `429
+    /// rate_limited` naming the policy, with `Retry-After` and the
+    /// rate-limit headers, as the layers answer (a decision from
+    /// [`check`](Self::check) is already counted).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mcp_ratelimit::{InMemoryBackend, Policy, Quota, RateKey, RateLimiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let limiter = RateLimiter::new(
+    ///     InMemoryBackend::new(),
+    ///     Policy::new("tool:search", Quota::per(1, Duration::from_secs(60)).unwrap()),
+    /// );
+    /// let key = RateKey::text("user-1");
+    /// assert!(limiter.check(&key).await.unwrap().allowed);
+    /// let refused = limiter.check(&key).await.unwrap();
+    /// let response: http::Response<bytes::Bytes> = limiter.refusal(&refused);
+    /// assert_eq!(response.status(), 429);
+    /// assert!(response.headers().contains_key("retry-after"));
+    /// # }
+    /// ```
+    pub fn refusal<B: From<bytes::Bytes>>(&self, decision: &Decision) -> http::Response<B> {
+        self.shared.refusal(decision)
+    }
+
+    /// Writes the rate-limit headers of `decision` into `headers`.
+    pub fn write_headers(&self, headers: &mut http::HeaderMap, decision: &Decision) {
+        self.shared.apply(headers, decision);
+    }
 }

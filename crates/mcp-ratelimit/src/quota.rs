@@ -162,12 +162,14 @@ impl std::hash::Hash for Policy {
 }
 
 impl Policy {
-    /// A policy `name` with `quota`. The name is kept to `[A-Za-z0-9_-]`.
+    /// A policy `name` with `quota`. The name is kept to `[A-Za-z0-9_-.:/]`
+    /// (`tool:admin/reset`): what a quoted header string and a Redis key
+    /// hold as they are.
     pub fn new(name: impl Into<String>, quota: Quota) -> Policy {
         let name: String = name
             .into()
             .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))
             .collect();
         let hash = {
             use std::hash::{BuildHasher, Hash, Hasher};

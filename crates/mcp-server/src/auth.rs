@@ -24,9 +24,13 @@ use crate::users::{self, Role, User};
 const GENERATED_SECRET_KEY: &str = "jwt_secret";
 
 /// The scopes this server knows.
+/// A parent grants what is below it (`agents` grants `agents:read` and
+/// `agents:write`).
 pub const SCOPES: &[&str] = &[
+    "keys",
     "keys:read",
     "keys:write",
+    "agents",
     "agents:read",
     "agents:write",
     "mcp",

@@ -73,6 +73,9 @@ pub struct Services {
     pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The time source.
     pub clock: SharedClock,
+    /// The MCP policy of the configuration, its quotas counted on the
+    /// rate limits' backend.
+    pub mcp_policy: mcp_endpoint::McpPolicy,
 }
 
 /// Opens the database and applies migrations.
@@ -108,7 +111,9 @@ impl Services {
         let auth = auth::Auth::setup(&config, &db, keys.clone(), clock.clone()).await?;
         let passwords = tokio::task::spawn_blocking(users::Passwords::new).await?;
         keys::bootstrap(&config, &db, &keys, &passwords, &clock).await?;
+        let mcp_policy = limits.tool_quotas(config.mcp_policy.clone());
         Ok(Arc::new(Services {
+            mcp_policy,
             db,
             config: Arc::new(config),
             auth,

@@ -43,6 +43,14 @@ impl std::fmt::Debug for Limits {
 }
 
 impl Limits {
+    /// `policy` with its tool quotas counted where the other limits are
+    /// (Redis, across replicas, when configured), failing as they do.
+    pub fn tool_quotas(&self, policy: mcp_endpoint::McpPolicy) -> mcp_endpoint::McpPolicy {
+        policy
+            .quota_backend(self.backend.clone())
+            .quota_failure(self.failure.clone())
+    }
+
     /// The backend (`REDIS_URL` or in process) and the policies. Redis is
     /// connected in the background: the server starts while it is down.
     pub fn new(config: &Config) -> Result<Limits, StartError> {

@@ -396,7 +396,11 @@ async fn refusals() {
     let (status, headers, body) = post(&api, &[], initialize(1)).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["code"], "missing_credentials");
-    assert_eq!(headers["www-authenticate"], "Bearer realm=\"mcp\"");
+    // The scope every MCP message needs, so a client asks for it at once.
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer realm=\"mcp\", scope=\"mcp\""
+    );
     assert_eq!(headers["cache-control"], "no-store");
     let (status, challenge) = refused_at_initialize(
         connect(
@@ -406,7 +410,10 @@ async fn refusals() {
         )
         .await,
     );
-    assert_eq!((status, challenge.as_str()), (401, "Bearer realm=\"mcp\""));
+    assert_eq!(
+        (status, challenge.as_str()),
+        (401, "Bearer realm=\"mcp\", scope=\"mcp\"")
+    );
     // A bad token: 401 invalid_token, by hand and through rmcp's client.
     let (status, headers, body) = post(
         &api,
@@ -478,7 +485,7 @@ async fn refusals() {
         .await
         .expect_err("list_agents needs agents:read");
     let (scope, challenge) = refused_for_scope(&error);
-    assert_eq!(scope.as_deref(), Some("agents:read"), "{challenge}");
+    assert_eq!(scope.as_deref(), Some("mcp agents:read"), "{challenge}");
     assert!(
         challenge.contains("error=\"insufficient_scope\""),
         "{challenge}"
@@ -505,7 +512,7 @@ async fn refusals() {
         headers["www-authenticate"]
             .to_str()
             .unwrap()
-            .contains("scope=\"agents:write\"")
+            .contains("scope=\"mcp agents:write\"")
     );
     let (status, _, body) = post(&api, &in_session, tool_call(3, "rm_rf", json!({}))).await;
     assert_eq!(
@@ -556,7 +563,7 @@ async fn refusals() {
         headers["www-authenticate"]
             .to_str()
             .unwrap()
-            .contains("scope=\"agents:write\"")
+            .contains("scope=\"mcp agents:write\"")
     );
     // Headers that name an allowed tool over a body that calls another: the
     // body decides, so the headers cannot be used to slip past the policy.
@@ -767,10 +774,9 @@ async fn sessions_belong_to_their_principal() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        body["result"]["tools"].as_array().unwrap().len(),
-        TOOLS.len()
-    );
+    // Her key has `mcp` alone: the one tool it may call.
+    assert_eq!(body["result"]["tools"][0]["name"], "whoami", "{body}");
+    assert_eq!(body["result"]["tools"].as_array().unwrap().len(), 1);
     assert!(server.logs().contains("unknown or another principal's"));
     assert!(!server.logs().contains(&alice_key));
 }
@@ -832,7 +838,7 @@ async fn a_narrower_key_of_the_same_user_cannot_use_a_wider_keys_session(db: Tes
             headers["www-authenticate"]
                 .to_str()
                 .unwrap()
-                .contains("scope=\"agents:write\"")
+                .contains("scope=\"mcp agents:write\"")
         );
     }
     for (credential, what) in [
@@ -915,12 +921,12 @@ async fn a_batch_cannot_smuggle_a_refused_tool_call(db: TestDb) {
             (403, Some("insufficient_scope")),
             "{batch} -> {body}"
         );
-        assert_eq!(body["scope"], "agents:write", "{body}");
+        assert_eq!(body["scope"], "mcp agents:write", "{body}");
         assert!(
             headers["www-authenticate"]
                 .to_str()
                 .unwrap()
-                .contains("scope=\"agents:write\"")
+                .contains("scope=\"mcp agents:write\"")
         );
     }
     // A batch of allowed calls is no way in either: rmcp takes one message
@@ -1127,7 +1133,7 @@ mod ws {
         let refused = next(&mut socket).await.unwrap();
         assert_eq!(refused["id"], 3);
         assert_eq!(refused["error"]["code"], -32003);
-        assert_eq!(refused["error"]["data"]["scope"], "agents:write");
+        assert_eq!(refused["error"]["data"]["scope"], "mcp agents:write");
         // Five messages so far (initialize, initialized, three calls).
         send(&mut socket, &tool_call(4, "list_agents", json!({}))).await;
         let listed = next(&mut socket).await.unwrap();
@@ -1755,4 +1761,199 @@ async fn sequential_tool_calls_do_not_wait_for_acks() {
         median < std::time::Duration::from_millis(20),
         "median tools/call round trip {median:?} (all: {took:?})"
     );
+}
+
+/// The operator's policy, end to end on both transports: a caller lists
+/// only the tools it may call, a refusal names every scope the call needs,
+/// a parent scope grants its children, and a tool's quota from the TOML
+/// file stops the fourth call while other tools still work.
+async fn operators_policy_scopes_hierarchy_and_quotas(db: TestDb) {
+    create_user(&db, "owner@example.com", "owner-password", "user");
+    create_user(&db, "socket@example.com", "socket-password", "user");
+    create_user(&db, "root@example.com", "root-password", "admin");
+    let file = db.dir.path().join("policy.toml");
+    std::fs::write(&file, "[mcp.tools.\"whoami\"]\nquota = \"3/60s\"\n").unwrap();
+    let server = TestServer::start(&db, &[SECRET, ("MCP_CONFIG", file.to_str().unwrap())]);
+    let api = Api::new(&server);
+    let jwt = api.login("owner@example.com", "owner-password").await;
+    let (reader, _) = create_key(&api, &jwt, "reader", json!(["mcp", "agents:read"])).await;
+    let (parent, _) = create_key(&api, &jwt, "parent", json!(["mcp", "agents"])).await;
+
+    // `mcp agents:read`: the read tools only; a write tool is refused with
+    // every scope it needs.
+    let client = connect(
+        &server,
+        Credential::ApiKey(&reader),
+        ProtocolVersion::LATEST_WITH_INITIALIZE,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tool_names(&client).await,
+        ["get_agent", "list_agents", "whoami"]
+    );
+    let request = CallToolRequestParams::new("create_agent").with_arguments(
+        json!({"name": "a", "type": "b"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    );
+    let error = client.call_tool(request).await.unwrap_err();
+    let (scope, challenge) = refused_for_scope(&error);
+    assert_eq!(scope.as_deref(), Some("mcp agents:write"), "{challenge}");
+    let (status, _, body) = post(
+        &api,
+        &[("x-api-key", &reader)],
+        stateless_tool_call(2, "create_agent", json!({"name": "a", "type": "b"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    assert_eq!(
+        body["requiredScopes"],
+        json!(["mcp", "agents:write"]),
+        "{body}"
+    );
+    client.cancel().await.unwrap();
+
+    // `mcp agents`: the parent grants both.
+    let client = connect(
+        &server,
+        Credential::ApiKey(&parent),
+        ProtocolVersion::LATEST,
+    )
+    .await
+    .unwrap();
+    assert_eq!(tool_names(&client).await, TOOLS);
+    let created = call(
+        &client,
+        "create_agent",
+        json!({"name": "a1", "type": "bot"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created["name"], "a1", "{created}");
+    call(&client, "list_agents", json!({})).await.unwrap();
+
+    // `whoami` has a quota of 3 per minute, per caller and tool.
+    for _ in 0..3 {
+        call(&client, "whoami", json!({})).await.unwrap();
+    }
+    let (status, headers, body) = post(
+        &api,
+        &[("x-api-key", &parent)],
+        stateless_tool_call(9, "whoami", json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{body}"
+    );
+    assert_eq!(body["policy"], "tool:whoami", "{body}");
+    assert!(headers.contains_key("retry-after"));
+    // The tool's quota, not the api limit's, in the rate-limit headers.
+    assert_eq!(headers["ratelimit-limit"], "3", "{headers:?}");
+    assert_eq!(headers["ratelimit-remaining"], "0", "{headers:?}");
+    call(&client, "list_agents", json!({})).await.unwrap();
+    client.cancel().await.unwrap();
+
+    // The same over WebSocket, for another user (the quota is theirs).
+    let other = api.login("socket@example.com", "socket-password").await;
+    let (ws_reader, _) = create_key(&api, &other, "ws-reader", json!(["mcp", "agents:read"])).await;
+    let (mut socket, _) = ws::open(&server, &[("x-api-key", &ws_reader)])
+        .await
+        .unwrap();
+    ws::handshake(&mut socket).await;
+    ws::send(
+        &mut socket,
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
+    let listed = ws::next(&mut socket).await.unwrap();
+    let mut names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["get_agent", "list_agents", "whoami"], "{listed}");
+    ws::send(
+        &mut socket,
+        &tool_call(3, "create_agent", json!({"name": "a", "type": "b"})),
+    )
+    .await;
+    let refused = ws::next(&mut socket).await.unwrap();
+    assert_eq!(
+        refused["error"]["data"]["code"], "insufficient_scope",
+        "{refused}"
+    );
+    assert_eq!(
+        refused["error"]["data"]["requiredScopes"],
+        json!(["mcp", "agents:write"])
+    );
+    for id in 4..7 {
+        ws::send(&mut socket, &tool_call(id, "whoami", json!({}))).await;
+        let answer = ws::next(&mut socket).await.unwrap();
+        assert!(answer["result"].is_object(), "{answer}");
+    }
+    ws::send(&mut socket, &tool_call(7, "whoami", json!({}))).await;
+    let limited = ws::next(&mut socket).await.unwrap();
+    assert_eq!(limited["error"]["code"], -32029, "{limited}");
+    assert_eq!(limited["error"]["data"]["policy"], "tool:whoami");
+    ws::send(&mut socket, &tool_call(8, "list_agents", json!({}))).await;
+    let listed = ws::next(&mut socket).await.unwrap();
+    assert!(listed["result"].is_object(), "{listed}");
+
+    // The quota decisions are counted by policy.
+    let admin = api.login("root@example.com", "root-password").await;
+    let (status, text) = scrape(&api, ("authorization", &format!("Bearer {admin}"))).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ratelimit_decisions_total{")
+                && l.contains("policy=\"tool:whoami\"")
+                && l.contains("outcome=\"limited\"")),
+        "{text}"
+    );
+}
+both_databases!(
+    operators_policy_scopes_hierarchy_and_quotas,
+    operators_policy_scopes_hierarchy_and_quotas
+);
+
+/// A policy naming an unknown scope, or with a malformed quota, stops the
+/// server at start with one line naming the entry.
+#[test]
+fn a_bad_policy_stops_start_up_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, expected) in [
+        (
+            "[mcp.tools.\"create_agent\"]\nscopes = [\"agentz\"]\n",
+            "mcp.tools.\"create_agent\": unknown scope `agentz`",
+        ),
+        (
+            "[mcp.tools.\"whoami\"]\nquota = \"three a minute\"\n",
+            "mcp.tools.\"whoami\": quota \"three a minute\"",
+        ),
+        (
+            "[mcp.tools.\"whoami\"]\nscope = [\"mcp\"]\n",
+            "[mcp]: unknown field `scope`",
+        ),
+    ] {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        let (code, _, stderr) = common::run_binary(
+            dir.path(),
+            &["migrate"],
+            &[("MCP_CONFIG", file.to_str().unwrap())],
+        );
+        assert_eq!(code, Some(2), "{stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(lines[0].contains(expected), "{stderr}");
+    }
 }

@@ -12,7 +12,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::policy::{McpPolicy, Refusal, messages};
+use crate::policy::{McpPolicy, Metered, Refusal, messages};
 
 /// Refuses MCP messages the [`McpPolicy`] does not allow for the caller
 /// (the [`Principal`] an authentication layer put into the request):
@@ -137,7 +137,10 @@ pub struct AuthorizeMcp<S> {
 impl Shared {
     fn refuse<B: From<Bytes>>(&self, refusal: Refusal) -> Response<B> {
         match refusal {
-            Refusal::NeedsScope(scope) => self.challenge.insufficient_scope(&scope).into_response(),
+            Refusal::NeedsScope(scopes) => self
+                .challenge
+                .insufficient_scope(scopes.iter().map(String::as_str))
+                .into_response(),
             Refusal::NeedsRole(role) => {
                 Problem::forbidden(code::FORBIDDEN, "your role does not allow this")
                     .with_extension("role", role)
@@ -202,7 +205,8 @@ where
             if let Some(problem) = not_json_rpc(&parsed) {
                 return Ok(problem.into_response());
             }
-            for (method, name) in messages(&parsed) {
+            let messages = messages(&parsed);
+            for &(method, name) in &messages {
                 if let Err(refusal) = shared.policy.check(&principal, method, name) {
                     tracing::info!(
                         method,
@@ -210,6 +214,26 @@ where
                         "MCP message refused by policy"
                     );
                     return Ok(shared.refuse(refusal));
+                }
+            }
+            // Quotas count only what the policy let through, every message
+            // of a batch.
+            for &(method, name) in &messages {
+                match shared.policy.meter(&principal, method, name).await {
+                    Metered::Unmetered | Metered::Allowed(..) => {}
+                    Metered::Limited(limiter, decision) => {
+                        tracing::info!(
+                            method,
+                            tool = name.unwrap_or(""),
+                            "MCP message over its quota"
+                        );
+                        return Ok(limiter.refusal(&decision));
+                    }
+                    Metered::Unavailable(_) => {
+                        return Ok(
+                            Problem::unavailable("rate limiting is unavailable").into_response()
+                        );
+                    }
                 }
             }
             inner

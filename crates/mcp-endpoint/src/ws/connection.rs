@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{FORBIDDEN, RATE_LIMITED, Settings};
-use crate::policy::{Refusal, messages};
+use crate::policy::{Metered, Refusal, messages};
 
 /// How long a closing connection waits for the client's Close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -157,9 +157,9 @@ impl Connection {
                     // the quota is on what a client makes the server do.
                     let metered = match &limiter {
                         Some(limiter) => self.meter(limiter, &key).await,
-                        None => Metered::Allowed,
+                        None => FrameMetered::Allowed,
                     };
-                    if let Metered::Close(close) = metered {
+                    if let FrameMetered::Close(close) = metered {
                         break close;
                     }
                     let text = match message {
@@ -170,7 +170,7 @@ impl Connection {
                         },
                         _ => continue,
                     };
-                    match self.receive(metered, text.as_str()) {
+                    match self.receive(metered, text.as_str()).await {
                         Step::Forward(message) => {
                             match tokio::time::timeout(send_timeout, to_server.send(*message)).await {
                                 Ok(Ok(())) => {}
@@ -253,33 +253,33 @@ impl Connection {
     }
 
     /// Passes one frame through the rate limit.
-    async fn meter(&mut self, limiter: &RateLimiter, key: &RateKey) -> Metered {
+    async fn meter(&mut self, limiter: &RateLimiter, key: &RateKey) -> FrameMetered {
         match limiter.check(key).await {
-            Ok(decision) if decision.allowed => Metered::Allowed,
+            Ok(decision) if decision.allowed => FrameMetered::Allowed,
             Ok(decision) => {
                 if self.abusive(limiter) {
                     tracing::warn!("closing a WebSocket that kept sending past its quota");
-                    return Metered::Close(Close {
+                    return FrameMetered::Close(Close {
                         code: close_code::POLICY,
                         reason: "rate limit exceeded",
                     });
                 }
-                Metered::Limited(decision.retry_after_seconds().unwrap_or(1))
+                FrameMetered::Limited(decision.retry_after_seconds().unwrap_or(1))
             }
-            Err(_) => Metered::Unavailable,
+            Err(_) => FrameMetered::Unavailable,
         }
     }
 
     /// Decides what to do with one text frame, given its metering.
-    fn receive(&mut self, metered: Metered, text: &str) -> Step {
+    async fn receive(&mut self, metered: FrameMetered, text: &str) -> Step {
         let value: Value = match serde_json::from_str(text) {
             Ok(value) => value,
             Err(_) => return Step::Answer(error(&Value::Null, -32700, "parse error", None)),
         };
         let id = value.get("id").cloned().unwrap_or(Value::Null);
         match metered {
-            Metered::Allowed => {}
-            Metered::Limited(retry) => {
+            FrameMetered::Allowed => {}
+            FrameMetered::Limited(retry) => {
                 return answer_requests(&id, || {
                     error(
                         &id,
@@ -289,7 +289,7 @@ impl Connection {
                     )
                 });
             }
-            Metered::Unavailable | Metered::Close(_) => {
+            FrameMetered::Unavailable | FrameMetered::Close(_) => {
                 return answer_requests(&id, || {
                     error(&id, -32603, "rate limiting is unavailable", None)
                 });
@@ -303,9 +303,11 @@ impl Connection {
                     "MCP message refused by policy"
                 );
                 let data = match refusal {
-                    Refusal::NeedsScope(scope) => {
-                        json!({"code": "insufficient_scope", "scope": scope})
-                    }
+                    Refusal::NeedsScope(scopes) => json!({
+                        "code": "insufficient_scope",
+                        "scope": scopes.join(" "),
+                        "requiredScopes": scopes,
+                    }),
                     Refusal::NeedsRole(role) => json!({"code": "forbidden", "role": role}),
                     Refusal::NotAllowed => json!({"code": "forbidden"}),
                 };
@@ -317,6 +319,38 @@ impl Connection {
                         Some(data),
                     )
                 });
+            }
+        }
+        for (method, name) in messages(&value) {
+            match self
+                .settings
+                .policy
+                .meter(&self.principal, method, name)
+                .await
+            {
+                Metered::Unmetered | Metered::Allowed(..) => {}
+                Metered::Limited(limiter, decision) => {
+                    tracing::info!(
+                        method,
+                        tool = name.unwrap_or(""),
+                        "MCP message over its quota"
+                    );
+                    let retry = decision.retry_after_seconds().unwrap_or(1);
+                    let policy = limiter.policy().name();
+                    return answer_requests(&id, || {
+                        error(
+                            &id,
+                            RATE_LIMITED,
+                            "rate limited",
+                            Some(json!({ "retryAfter": retry, "policy": policy })),
+                        )
+                    });
+                }
+                Metered::Unavailable(_) => {
+                    return answer_requests(&id, || {
+                        error(&id, -32603, "rate limiting is unavailable", None)
+                    });
+                }
             }
         }
         match serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(value) {
@@ -405,7 +439,7 @@ async fn send(
 }
 
 /// What the rate limit said of one frame.
-enum Metered {
+enum FrameMetered {
     Allowed,
     /// Refused; retry after this many seconds.
     Limited(u64),

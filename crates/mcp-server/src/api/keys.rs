@@ -105,7 +105,7 @@ pub fn authorize_key(
             return Err(state
                 .auth
                 .challenge
-                .insufficient_scope("admin")
+                .insufficient_scope(["admin"])
                 .with_detail("another user's keys need the admin scope"));
         }
     }
@@ -150,7 +150,7 @@ fn within(
             return Err(state
                 .auth
                 .challenge
-                .insufficient_scope("keys:write")
+                .insufficient_scope(["keys:write"])
                 .with_detail(detail));
         }
         return Ok(());
@@ -166,10 +166,16 @@ fn within(
             "the admin and metrics scopes need the admin role",
         ));
     }
-    match scopes.iter().find(|s| !principal.has_scope(s)) {
+    // Every scope the caller lacks, in one answer (the hierarchy decides:
+    // `agents` may hand out `agents:read`, never the reverse).
+    let mut missing = scopes.iter().filter(|s| !principal.has_scope(s)).peekable();
+    match missing.peek() {
         None => Ok(()),
-        Some(missing) => {
-            let problem = state.auth.challenge.insufficient_scope(missing);
+        Some(_) => {
+            let problem = state
+                .auth
+                .challenge
+                .insufficient_scope(missing.map(String::as_str));
             Err(match reach {
                 Reach::Grant => problem,
                 Reach::Touch => problem.with_detail("the key has scopes the caller lacks"),

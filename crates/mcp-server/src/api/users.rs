@@ -173,7 +173,7 @@ fn admin(state: &AppState, principal: &Principal) -> Result<(), Problem> {
 /// unrestricted principal: a scoped key is for the API it was scoped to.
 fn self_service(state: &AppState, principal: &Principal) -> Result<(), Problem> {
     if principal.is_restricted() {
-        return Err(state.auth.challenge.insufficient_scope("admin"));
+        return Err(state.auth.challenge.insufficient_scope(["admin"]));
     }
     Ok(())
 }

@@ -18,6 +18,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use serde::Deserialize;
+
 mod sections;
 pub mod settings;
 mod sources;
@@ -212,6 +214,29 @@ pub struct Config {
     pub guard: Option<mcp_cors::HostOriginGuardLayer>,
     /// The hosts the guard allows, normalised, for rmcp's own check.
     pub allowed_hosts: Vec<String>,
+    /// Who may call which MCP method and tool, and how often: the
+    /// built-in rules with the file's `[mcp]` table over them.
+    pub mcp_policy: mcp_endpoint::McpPolicy,
+}
+
+/// The server's MCP policy with the file's `[mcp]` table over it; an
+/// unknown scope, a malformed quota or pattern is one line naming the entry.
+fn mcp_policy(path: &Path, table: toml::Value) -> Result<mcp_endpoint::McpPolicy, ConfigError> {
+    let file_error = |message: String| ConfigError::File {
+        path: path.to_owned(),
+        message,
+    };
+    let config = mcp_endpoint::PolicyConfig::deserialize(table).map_err(|e| {
+        let message = e.message().lines().next().unwrap_or("invalid").to_owned();
+        file_error(format!("[mcp]: {message}"))
+    })?;
+    crate::mcp::policy()
+        .overridden_by(
+            &config,
+            |scope| crate::auth::SCOPES.contains(&scope),
+            crate::mcp::BASE_SCOPES,
+        )
+        .map_err(|e| file_error(e.to_string()))
 }
 
 /// `scheme://host:port` of `url`, the port always written (rmcp's origin
@@ -269,16 +294,21 @@ impl Config {
     ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut warnings = Vec::new();
         let env = read_env(env, &mut warnings)?;
-        let (file_path, file) = match file {
+        let (file_path, (file, mcp)) = match file {
             Some(path) => (Some(path.to_owned()), read_file(path)?),
-            None => (None, BTreeMap::new()),
+            None => (None, (BTreeMap::new(), None)),
+        };
+        let mcp_policy = match (&file_path, mcp) {
+            (Some(path), Some(table)) => mcp_policy(path, table)?,
+            _ => crate::mcp::policy(),
         };
         let sources = Sources {
             file_path,
             file,
             env,
         };
-        let config = Config::parse(&sources)?;
+        let mut config = Config::parse(&sources)?;
+        config.mcp_policy = mcp_policy;
         Ok((config, warnings))
     }
 
@@ -412,6 +442,7 @@ impl Config {
             cors,
             guard,
             allowed_hosts,
+            mcp_policy: crate::mcp::policy(),
             rate_limits,
             trusted_proxies,
             forwarded_header,

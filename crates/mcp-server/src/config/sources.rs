@@ -149,7 +149,11 @@ pub(super) fn read_env(
     Ok(known)
 }
 
-pub(super) fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+/// The values of a file's plain settings, and its `[mcp]` table (the MCP
+/// policy), which is not one.
+pub(super) type FileValues = (BTreeMap<String, String>, Option<toml::Value>);
+
+pub(super) fn read_file(path: &Path) -> Result<FileValues, ConfigError> {
     let file_error = |message: String| ConfigError::File {
         path: path.to_owned(),
         message,
@@ -171,7 +175,12 @@ pub(super) fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigE
         })
     })?;
     let mut values = BTreeMap::new();
+    let mut mcp = None;
     for (key, value) in table {
+        if key == MCP_TABLE {
+            mcp = Some(value);
+            continue;
+        }
         if !settings::ALL.iter().any(|s| s.key == key) {
             return Err(ConfigError::UnknownKey {
                 path: path.to_owned(),
@@ -185,8 +194,11 @@ pub(super) fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigE
         })?;
         values.insert(key, text);
     }
-    Ok(values)
+    Ok((values, mcp))
 }
+
+/// The file's table of per-tool and per-method MCP rules.
+pub(super) const MCP_TABLE: &str = "mcp";
 
 /// A TOML value as the text an environment variable would hold.
 pub(super) fn toml_scalar(value: &toml::Value) -> Option<String> {

@@ -29,11 +29,12 @@ use crate::AppState;
 /// assert_eq!(policy.check(&key, "tools/call", Some("whoami")), Ok(()));
 /// assert_eq!(
 ///     policy.check(&key, "tools/call", Some("create_agent")),
-///     Err(Refusal::NeedsScope("agents:write".into()))
+///     Err(Refusal::NeedsScope(vec!["mcp".into(), "agents:write".into()]))
 /// );
 /// assert_eq!(policy.check(&key, "tools/call", Some("rm_rf")), Err(Refusal::NotAllowed));
 /// ```
 pub fn policy() -> McpPolicy {
+    // `BASE_SCOPES` on every rule.
     McpPolicy::empty()
         .allow("initialize", "*", ["mcp"])
         .allow("ping", "*", ["mcp"])
@@ -49,6 +50,10 @@ pub fn policy() -> McpPolicy {
         .allow("tools/call", "update_agent_status", ["mcp", "agents:write"])
 }
 
+/// What every MCP message needs, whatever its rule: rules of the
+/// configuration file get it too.
+pub const BASE_SCOPES: &[&str] = &["mcp"];
+
 /// `/mcp`: authentication, the api rate limit, scope `mcp`, the per-tool
 /// policy, session binding, then rmcp.
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -59,12 +64,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
             CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
-        .layer(state.auth.layer.clone())
+        .layer(state.auth.layer.clone().challenge(challenge(state)))
         .layer(state.limits.api_layer())
-        .layer(RequireLayer::scope("mcp").challenge(state.auth.challenge.clone()))
+        .layer(RequireLayer::scope("mcp").challenge(challenge(state)))
         .layer(
-            AuthorizeMcpLayer::new(policy())
-                .challenge(state.auth.challenge.clone())
+            AuthorizeMcpLayer::new(state.mcp_policy.clone())
+                .challenge(challenge(state))
                 .max_body(state.config.body_limit),
         )
         .layer(SessionBindingLayer::new())
@@ -72,6 +77,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route_service("/mcp", stack)
         .merge(ws::router(state))
+}
+
+/// The MCP endpoints' challenge: a `401` names the scopes every message
+/// needs, so a client asks for them on its first authorization.
+pub fn challenge(state: &AppState) -> mcp_auth::Challenge {
+    state
+        .auth
+        .challenge
+        .clone()
+        .scopes(BASE_SCOPES.iter().copied())
 }
 
 #[cfg(test)]
@@ -93,7 +108,7 @@ mod tests {
             .build();
         assert_eq!(
             super::policy().check(&empty, "initialize", None),
-            Err(Refusal::NeedsScope("mcp".into()))
+            Err(Refusal::NeedsScope(vec!["mcp".into()]))
         );
     }
 }

@@ -335,6 +335,34 @@ impl McpServer {
 
 #[tool_handler(router = Self::tools())]
 impl ServerHandler for McpServer {
+    /// Only the tools the policy lets this caller call (the same check that
+    /// refuses the call), on every protocol version and transport; a
+    /// listing that differs per caller is private to its caller.
+    async fn list_tools(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, ErrorData> {
+        let principal = self.principal(&context)?;
+        let policy = &self.state.mcp_policy;
+        let tools = Self::tools()
+            .list_all()
+            .into_iter()
+            .filter(|tool| policy.may_call_tool(&principal, &tool.name))
+            .collect();
+        let hints = context
+            .protocol_version()
+            .is_some_and(|version| version >= rmcp::model::ProtocolVersion::V_2026_07_28);
+        Ok(rmcp::model::ListToolsResult {
+            result_type: Some(rmcp::model::ResultType::COMPLETE),
+            tools,
+            meta: None,
+            next_cursor: None,
+            ttl_ms: hints.then_some(0),
+            cache_scope: hints.then_some(rmcp::model::CacheScope::Private),
+        })
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("mcp-server", env!("CARGO_PKG_VERSION")))

@@ -29,16 +29,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
     // its own; then the chain as on every route.
     let auth = AuthLayer::new(SubprotocolBearer::new(layer.clone()))
         .or(layer.clone())
-        .challenge(state.auth.challenge.clone());
+        .challenge(super::challenge(state));
     let stack = ServiceBuilder::new()
         .layer(auth.clone())
         // Each upgrade starts an MCP server: the api quota pays for it.
         .layer(state.limits.api_layer())
-        .layer(RequireLayer::scope("mcp").challenge(state.auth.challenge.clone()));
+        .layer(RequireLayer::scope("mcp").challenge(super::challenge(state)));
     let config = &state.config;
     let tools = state.clone();
     let endpoint = WebSocketEndpoint::new(move |_| McpServer::new(tools.clone()))
-        .policy(super::policy())
+        .policy(state.mcp_policy.clone())
         .max_message_size(config.body_limit)
         .ping_interval(config.ws_ping_interval)
         .idle_timeout(config.ws_idle_timeout)
