@@ -48,7 +48,7 @@ pub use backend::{
     BackendError, BackendFuture, Check, DecisionFuture, InMemoryBackend, RateLimitBackend,
 };
 pub use body_rate_limit::{BodyRateLimit, BodyRateLimitLayer};
-pub use failure_limit::{FailureLimit, FailureLimitFuture, FailureLimitLayer};
+pub use failure_limit::{FailureLimit, FailureLimitFuture, FailureLimitLayer, Lockout};
 pub use failure_policy::{FailurePolicy, FailurePolicyError};
 pub use headers::{HeaderStyle, HeaderStyleError};
 pub use key::{

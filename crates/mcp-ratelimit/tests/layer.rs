@@ -1612,3 +1612,50 @@ async fn reset_headers_are_the_seconds_until_the_bucket_is_full_rounded_up() {
     assert_eq!(again.status(), 200);
     assert_eq!(again.headers()["ratelimit-reset"], "60");
 }
+
+/// The failure that takes the last unit is told, once, with its key and
+/// request id; the refusals that follow and the successes are not.
+#[tokio::test]
+async fn a_lockout_is_told_once_by_the_failure_that_caused_it() {
+    let clock = ManualClock::at_unix(T0);
+    let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = told.clone();
+    let layer = FailureLimitLayer::new(
+        backend(&clock),
+        policy("auth-failures", 3, 60),
+        counts_refused,
+    )
+    .on_lockout(move |lockout: &mcp_ratelimit::Lockout| {
+        sink.lock().unwrap().push((
+            lockout.key.to_string(),
+            lockout
+                .request_id
+                .clone()
+                .map(|v| v.to_str().unwrap().to_owned()),
+        ));
+    });
+    let mut service = layer.layer(service_fn(auth_service));
+    let mut statuses = Vec::new();
+    for (i, code) in [
+        None,
+        Some("invalid_token"),
+        Some("invalid_token"),
+        Some("invalid_token"),
+        Some("invalid_token"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut request = attempt_from("198.51.100.9", code);
+        request
+            .headers_mut()
+            .insert("x-request-id", format!("r{i}").parse().unwrap());
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 401, 401, 401, 429]);
+    assert_eq!(
+        *told.lock().unwrap(),
+        [("ip:198.51.100.9".to_owned(), Some("r3".to_owned()))]
+    );
+}

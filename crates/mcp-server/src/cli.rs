@@ -39,6 +39,73 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `mcp-server audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print audit events as JSON lines, oldest first.
+    List {
+        /// Only events of this type (`auth.login`, `key.created`, ...).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only events whose actor is this subject (a user id).
+        #[arg(long)]
+        subject: Option<String>,
+        /// At or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many events (default: all).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+}
+
+/// Runs `mcp-server audit ...`.
+pub async fn audit(
+    config: crate::config::Config,
+    command: AuditCommand,
+) -> Result<(), crate::StartError> {
+    use crate::StartError;
+    let AuditCommand::List {
+        kind,
+        subject,
+        since,
+        until,
+        limit,
+    } = command;
+    let query = crate::audit::AuditQuery::new(kind, subject, since, until);
+    let (filter, _, _) = query
+        .checked()
+        .map_err(|problem| invalid("filter", &problem))?;
+    let db = crate::open_database(&config).await?;
+    let mut left = limit.unwrap_or(u64::MAX);
+    let mut cursor = None;
+    while left > 0 {
+        let page = crate::audit::list(&db, &filter, 200, cursor)
+            .await
+            .map_err(|e| StartError::Command(e.to_string()))?;
+        for event in page
+            .items
+            .iter()
+            .take(usize::try_from(left).unwrap_or(usize::MAX))
+        {
+            println!("{}", serde_json::to_string(event).unwrap_or_default());
+            left -= 1;
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    db.close().await;
+    Ok(())
 }
 
 /// `mcp-server keys ...`.

@@ -19,6 +19,7 @@ pub use mcp_apikeys::with_pool;
 
 pub mod agents;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -76,6 +77,10 @@ pub struct Services {
     /// The MCP policy of the configuration, its quotas counted on the
     /// rate limits' backend.
     pub mcp_policy: mcp_endpoint::McpPolicy,
+    /// Records audit events off the request path.
+    pub audit: mcp_audit::Auditor,
+    /// The audit writer, flushed by [`Services::flush_audit`] at shutdown.
+    pub audit_writer: std::sync::Mutex<Option<mcp_audit::AuditWriter>>,
 }
 
 /// Opens the database and applies migrations.
@@ -112,8 +117,11 @@ impl Services {
         let passwords = tokio::task::spawn_blocking(users::Passwords::new).await?;
         keys::bootstrap(&config, &db, &keys, &passwords, &clock).await?;
         let mcp_policy = limits.tool_quotas(config.mcp_policy.clone());
+        let (audit, audit_writer) = audit::start(&config, &db);
         Ok(Arc::new(Services {
             mcp_policy,
+            audit,
+            audit_writer: std::sync::Mutex::new(audit_writer),
             db,
             config: Arc::new(config),
             auth,
@@ -125,6 +133,21 @@ impl Services {
             prometheus,
             clock,
         }))
+    }
+}
+
+impl Services {
+    /// Writes the audit events still queued and stops the writer (at most
+    /// `grace`); later events are dropped and counted.
+    pub async fn flush_audit(&self, grace: std::time::Duration) {
+        let writer = self
+            .audit_writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(writer) = writer {
+            writer.shutdown_within(grace).await;
+        }
     }
 }
 
@@ -189,6 +212,7 @@ fn routes(state: AppState) -> Router {
         get(observe::scrape).route_layer(
             tower::ServiceBuilder::new()
                 .layer(state.auth.layer.clone())
+                .layer(audit::refusals_layer(&state))
                 .layer(
                     mcp_auth::RequireLayer::role("admin")
                         .and_scope("metrics")
@@ -241,9 +265,25 @@ fn around_routes(
     mcp_ratelimit::FailureLimitLayer,
     tower::layer::util::Stack<axum::Extension<mcp_validate::Limits>, tower::layer::util::Identity>,
 > {
+    let (audit, clock) = (state.audit.clone(), state.clock.clone());
+    let lockouts =
+        state
+            .limits
+            .failures_layer()
+            .on_lockout(move |lockout: &mcp_ratelimit::Lockout| {
+                let key = lockout.key.to_string();
+                let mut event =
+                    mcp_audit::Event::new("auth.lockout", mcp_audit::Outcome::Denied, clock.now())
+                        .ip(key.strip_prefix("ip:").and_then(|ip| ip.parse().ok()))
+                        .target("address", &key);
+                if let Some(id) = lockout.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+                    event = event.request_id(id);
+                }
+                audit.record(event);
+            });
     tower::ServiceBuilder::new()
         .layer(axum::Extension(state.validation))
-        .layer(state.limits.failures_layer())
+        .layer(lockouts)
         .into_inner()
 }
 
@@ -264,6 +304,7 @@ pub async fn run(cli: Cli) -> Result<(), StartError> {
         }
         Command::Users(command) => cli::users(config, command).await,
         Command::Keys(command) => cli::keys(config, command).await,
+        Command::Audit(command) => cli::audit(config, command).await,
     }
 }
 
@@ -295,6 +336,8 @@ async fn serve(config: Config) -> Result<(), StartError> {
     let _writer = keys.start(std::time::Duration::from_secs(10));
     let eviction = state.limits.start();
     let upkeep = state.prometheus.clone().map(telemetry::start_upkeep);
+    let purge = audit::start_purge(&state);
+    let services = state.clone();
     let result = mcp_serve::Server::new(listener, app(state))
         .limits(connections)
         .graceful_shutdown(shutdown, grace)
@@ -308,6 +351,11 @@ async fn serve(config: Config) -> Result<(), StartError> {
     if let Some(upkeep) = upkeep {
         upkeep.abort();
     }
+    if let Some(purge) = purge {
+        purge.abort();
+    }
+    // What was done before the stop is on record.
+    services.flush_audit(grace).await;
     match keys.shutdown().await {
         Ok(count) => tracing::info!(keys = count, "recorded the last uses of API keys"),
         Err(error) => tracing::warn!(%error, "could not record the last uses of API keys"),

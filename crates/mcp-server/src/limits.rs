@@ -43,6 +43,23 @@ impl std::fmt::Debug for Limits {
 }
 
 impl Limits {
+    /// The client address of a request, by the same trusted-proxy rule as
+    /// the limits (`None` for a client hidden behind a proxy).
+    pub fn client_ip(
+        &self,
+        headers: &http::HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Option<std::net::IpAddr> {
+        let (method, uri) = (http::Method::GET, http::Uri::from_static("/"));
+        let info = RequestInfo {
+            method: &method,
+            uri: &uri,
+            headers,
+            extensions,
+        };
+        self.client_ip.client(&info).and_then(|addr| addr.ip())
+    }
+
     /// `policy` with its tool quotas counted where the other limits are
     /// (Redis, across replicas, when configured), failing as they do.
     pub fn tool_quotas(&self, policy: mcp_endpoint::McpPolicy) -> mcp_endpoint::McpPolicy {

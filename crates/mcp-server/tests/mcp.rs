@@ -1957,3 +1957,166 @@ fn a_bad_policy_stops_start_up_with_one_line() {
         assert!(lines[0].contains(expected), "{stderr}");
     }
 }
+
+/// A scripted session leaves its trail, in order, each event with the
+/// request id of its response, and none of the session's secrets.
+async fn the_audit_trail_of_a_session(db: TestDb) {
+    create_user(&db, "owner@example.com", "owner-password", "user");
+    create_user(&db, "root@example.com", "root-password", "admin");
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let id =
+        |headers: &reqwest::header::HeaderMap| headers["x-request-id"].to_str().unwrap().to_owned();
+    let mut expected: Vec<(&str, &str, String)> = Vec::new();
+
+    let login = json!({"email": "owner@example.com", "password": "owner-password"});
+    let (status, headers, body) = api.call("POST", "/api/auth/login", None, Some(login)).await;
+    assert_eq!(status, 200, "{body}");
+    let jwt = body["accessToken"].as_str().unwrap().to_owned();
+    expected.push(("auth.login", "success", id(&headers)));
+
+    let wrong = json!({"email": "owner@example.com", "password": "not-the-password"});
+    let (status, headers, _) = api.call("POST", "/api/auth/login", None, Some(wrong)).await;
+    assert_eq!(status, 401);
+    expected.push(("auth.login", "denied", id(&headers)));
+
+    let create = json!({"name": "agent-key", "scopes": ["mcp", "agents:read"]});
+    let (status, headers, created) = api
+        .call("POST", "/api/keys", Some(&jwt), Some(create))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let first_secret = created["key"].as_str().unwrap().to_owned();
+    let key_id = created["id"].as_str().unwrap().to_owned();
+    expected.push(("key.created", "success", id(&headers)));
+
+    let path = format!("/api/keys/{key_id}/regenerate");
+    let (status, headers, regenerated) = api.call("POST", &path, Some(&jwt), None).await;
+    assert_eq!(status, 200, "{regenerated}");
+    let key = regenerated["key"].as_str().unwrap().to_owned();
+    expected.push(("key.regenerated", "success", id(&headers)));
+
+    let create_agent = stateless_tool_call(1, "create_agent", json!({"name": "a", "type": "b"}));
+    let (status, headers, _) = post(&api, &[("x-api-key", &key)], create_agent).await;
+    assert_eq!(status, 403);
+    expected.push(("authz.denied", "denied", id(&headers)));
+
+    for (n, tool) in [(2, "whoami"), (3, "list_agents")] {
+        let call = stateless_tool_call(n, tool, json!({"limit": 5}));
+        let stateless = [
+            ("x-api-key", key.as_str()),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ];
+        let (status, headers, answer) = post(&api, &stateless, call).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer["result"].is_object(), "{answer}");
+        expected.push(("mcp.tool_call", "success", id(&headers)));
+    }
+
+    let (status, headers, _) = api
+        .call("DELETE", &format!("/api/keys/{key_id}"), Some(&jwt), None)
+        .await;
+    assert_eq!(status, 204);
+    expected.push(("key.deleted", "success", id(&headers)));
+
+    // Read back by an admin, oldest first, once the writer has written.
+    let admin = api.login("root@example.com", "root-password").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (items, text) = loop {
+        let response = api
+            .client
+            .get(format!("{}/api/audit?limit=200", api.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        let page: Value = serde_json::from_str(&text).unwrap();
+        let items = page["items"].as_array().unwrap().clone();
+        if items.len() > expected.len() || std::time::Instant::now() > deadline {
+            break (items, text);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let seen: Vec<(&str, &str, String)> = items
+        .iter()
+        .take(expected.len())
+        .map(|event| {
+            (
+                event["type"].as_str().unwrap(),
+                event["outcome"].as_str().unwrap(),
+                event["requestId"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, expected, "{text}");
+
+    let owner = items[0]["actor"]["subject"].as_str().unwrap().to_owned();
+    let key_events = &items[2..8];
+    for event in &items[4..7] {
+        // The API key's calls: actor with the key id, the client address.
+        assert_eq!(event["actor"]["subject"], owner.as_str(), "{event}");
+        assert_eq!(event["actor"]["keyId"], key_id.as_str(), "{event}");
+        assert_eq!(event["ip"], "127.0.0.1", "{event}");
+    }
+    assert!(key_events.iter().all(|e| e["id"].is_string()));
+    assert_eq!(items[1]["actor"], Value::Null);
+    assert_eq!(items[2]["target"], json!({"kind": "key", "id": key_id}));
+    assert_eq!(
+        items[4]["detail"]["code"], "insufficient_scope",
+        "{}",
+        items[4]
+    );
+    assert_eq!(items[5]["detail"]["tool"], "whoami");
+    assert_eq!(items[6]["detail"]["argumentNames"], json!(["limit"]));
+    assert!(items[6]["detail"]["latencyMs"].is_u64());
+
+    // Filters: by type and by subject.
+    let (status, _, page) = api
+        .call("GET", "/api/audit?type=mcp.tool_call", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 2, "{page}");
+    let (status, _, page) = api
+        .call(
+            "GET",
+            "/api/audit?since=yesterday&limit=0",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(page["errors"].as_array().unwrap().len(), 2, "{page}");
+    // Not for users.
+    let (status, _, _) = api.call("GET", "/api/audit", Some(&jwt), None).await;
+    assert_eq!(status, 403);
+
+    for secret in [
+        "owner-password",
+        "not-the-password",
+        "root-password",
+        jwt.as_str(),
+        first_secret.as_str(),
+        key.as_str(),
+        &key[..12],
+    ] {
+        assert!(!text.contains(secret), "a secret is in the audit trail");
+    }
+
+    // The command line reads the same trail.
+    let (code, stdout, stderr) = common::run_binary(
+        db.dir.path(),
+        &["audit", "list", "--type", "key.deleted"],
+        &[("DATABASE_URL", &db.url())],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(lines[0]["target"]["id"], key_id.as_str());
+}
+both_databases!(the_audit_trail_of_a_session, the_audit_trail_of_a_session);

@@ -10,7 +10,7 @@ use crate::backend::RateLimitBackend;
 use crate::decide::Settings;
 use crate::failure_policy::FailurePolicy;
 use crate::headers::HeaderStyle;
-use crate::key::{KeyExtractor, PeerIp, RequestInfo};
+use crate::key::{KeyExtractor, PeerIp, RateKey, RequestInfo};
 use crate::quota::Policy;
 
 mod service;
@@ -69,6 +69,21 @@ pub struct FailureLimitLayer {
     key: Arc<dyn KeyExtractor>,
     counts: Counts,
     attempts: Option<Attempts>,
+    on_lockout: Option<OnLockout>,
+}
+
+/// Told of each lock-out as it happens.
+pub(crate) type OnLockout = Arc<dyn Fn(&Lockout) + Send + Sync>;
+
+/// A key that has just been locked out: the failed attempt that took the
+/// last unit of its quota (told once per lock-out, not per refusal).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Lockout {
+    /// The key (`ip:203.0.113.7`).
+    pub key: RateKey,
+    /// The failed request's `X-Request-Id`, if it had one.
+    pub request_id: Option<http::HeaderValue>,
 }
 
 impl FailureLimitLayer {
@@ -83,7 +98,28 @@ impl FailureLimitLayer {
             key: Arc::new(PeerIp),
             counts: Arc::new(counts),
             attempts: None,
+            on_lockout: None,
         }
+    }
+
+    /// Calls `on_lockout` when a failed attempt locks its key out (for an
+    /// audit trail): once per lock-out, from the request that caused it.
+    ///
+    /// ```
+    /// use mcp_ratelimit::{FailureLimitLayer, InMemoryBackend, Lockout, Policy};
+    ///
+    /// let layer = FailureLimitLayer::new(
+    ///     InMemoryBackend::new(),
+    ///     Policy::new("auth-failures", "30/60s".parse().unwrap()),
+    ///     |status: http::StatusCode, _: &http::Extensions| status == 401,
+    /// )
+    /// .on_lockout(|lockout: &Lockout| tracing::warn!(key = %lockout.key, "locked out"));
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn on_lockout(mut self, on_lockout: impl Fn(&Lockout) + Send + Sync + 'static) -> Self {
+        self.on_lockout = Some(Arc::new(on_lockout));
+        self
     }
 
     /// Keys attempts with `key` (default: the socket peer).
@@ -163,6 +199,7 @@ impl<S> Layer<S> for FailureLimitLayer {
             key: self.key.clone(),
             counts: self.counts.clone(),
             attempts: self.attempts.clone(),
+            on_lockout: self.on_lockout.clone(),
         }
     }
 }

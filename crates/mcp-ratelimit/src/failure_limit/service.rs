@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::{Attempts, Counts};
+use super::{Attempts, Counts, Lockout, OnLockout};
 use crate::backend::Check;
 use crate::decide::{BoxFuture, Decider, Outcome, Shared, charge, outcome, peeked};
 use crate::key::{KeyExtractor, RateKey, RequestInfo, keyless};
@@ -69,6 +69,7 @@ pub struct FailureLimit<S> {
     pub(super) key: Arc<dyn KeyExtractor>,
     pub(super) counts: Counts,
     pub(super) attempts: Option<Attempts>,
+    pub(super) on_lockout: Option<OnLockout>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for FailureLimit<S> {
@@ -180,6 +181,10 @@ where
             .is_none_or(|attempts| attempts(&info));
         let shared = self.shared.clone();
         let counts = self.counts.clone();
+        let on_lockout = self.on_lockout.clone();
+        let request_id = on_lockout
+            .as_ref()
+            .and_then(|_| request.headers().get("x-request-id").cloned());
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::checked(Box::pin(async move {
@@ -203,15 +208,15 @@ where
             // Check and count in one step: a peek first would let every
             // concurrent guess through before any of them is counted.
             let (outcome, decider) = outcome(&shared, &key).await;
-            match outcome {
+            let last_unit = match outcome {
                 Outcome::Decided(decision) if !decision.allowed => {
                     return Ok(shared.limited_response(&decision));
                 }
-                Outcome::Decided(_) => {}
+                Outcome::Decided(decision) => decision.remaining == 0,
                 Outcome::Unavailable(_) => return Ok(shared.unavailable()),
                 // Nothing was counted, so nothing can be kept or refunded.
                 Outcome::Unlimited => return inner.call(request).await,
-            }
+            };
             let reservation = Reservation {
                 shared,
                 key,
@@ -221,6 +226,13 @@ where
             let response = inner.call(request).await;
             match &response {
                 Ok(response) if counts(response.status(), response.extensions()) => {
+                    // The failure that took the last unit locks the key out.
+                    if last_unit && let Some(on_lockout) = &on_lockout {
+                        on_lockout(&Lockout {
+                            key: reservation.key.clone(),
+                            request_id,
+                        });
+                    }
                     reservation.keep();
                 }
                 _ => reservation.refund(),

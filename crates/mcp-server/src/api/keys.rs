@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use mcp_apikeys::{ApiKeyError, ApiKeyRecord, KeyChanges};
+use mcp_audit::Outcome;
 use mcp_auth::Authenticated;
 use mcp_core::{Principal, Problem, code};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 use super::{ListQuery, Listed, parse_id};
 use crate::AppState;
+use crate::audit::Context;
 use crate::extract::{Valid, validated};
 use crate::schemas::{KeyCreate, KeyUpdate, Regenerate};
 use crate::users::{self, Role};
@@ -245,6 +247,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    context: Context,
     Valid(body): Valid<KeyCreate>,
 ) -> Result<(StatusCode, Json<WithSecret>), Problem> {
     authorize_key(
@@ -266,6 +269,15 @@ pub async fn create(
         .await
         .map_err(key_error)?;
     tracing::info!(key = %record.id, owner = %record.owner, "API key created");
+    state.audit(
+        &context,
+        state
+            .event("key.created", Outcome::Success)
+            .actor(&principal)
+            .target("key", record.id.to_string())
+            .detail("owner", record.owner.as_str())
+            .detail("scopes", serde_json::json!(record.scopes)),
+    );
     Ok((
         StatusCode::CREATED,
         Json(WithSecret {
@@ -290,6 +302,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    context: Context,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -312,6 +325,15 @@ pub async fn update(
         Some(days) => Some(state.keys.expiry_in_days(days).map_err(key_error)?),
         None => None,
     };
+    let changed: Vec<&str> = [
+        ("name", body.name.is_some()),
+        ("scopes", body.scopes.is_some()),
+        ("isActive", body.is_active.is_some()),
+        ("expiresAt", expires_at.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field))
+    .collect();
     let changes = KeyChanges {
         name: body.name,
         scopes: body.scopes,
@@ -324,6 +346,14 @@ pub async fn update(
         .await
         .map_err(key_error)?;
     tracing::info!(key = %updated.id, "API key updated");
+    state.audit(
+        &context,
+        state
+            .event("key.updated", Outcome::Success)
+            .actor(&principal)
+            .target("key", updated.id.to_string())
+            .detail("changed", changed),
+    );
     Ok(Json(updated))
 }
 
@@ -332,6 +362,7 @@ pub async fn update(
 pub async fn regenerate(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    context: Context,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -349,6 +380,14 @@ pub async fn regenerate(
         .await
         .map_err(key_error)?;
     tracing::info!(key = %record.id, "API key regenerated");
+    state.audit(
+        &context,
+        state
+            .event("key.regenerated", Outcome::Success)
+            .actor(&principal)
+            .target("key", record.id.to_string())
+            .detail("gracePeriodSeconds", grace.map(|g| g.as_secs())),
+    );
     Ok(Json(WithSecret {
         record,
         key: secret.expose().to_owned(),
@@ -359,10 +398,18 @@ pub async fn regenerate(
 pub async fn delete(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    context: Context,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     let record = authorized(&state, &principal, &id, modify).await?;
     state.keys.delete(record.id).await.map_err(key_error)?;
     tracing::info!(key = %record.id, "API key deleted");
+    state.audit(
+        &context,
+        state
+            .event("key.deleted", Outcome::Success)
+            .actor(&principal)
+            .target("key", record.id.to_string()),
+    );
     Ok(StatusCode::NO_CONTENT)
 }

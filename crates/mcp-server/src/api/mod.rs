@@ -1,6 +1,7 @@
 //! The JSON API under `/api`.
 
 pub mod agents;
+pub mod audit;
 pub mod keys;
 pub mod users;
 
@@ -81,10 +82,19 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         // Authentication, then the api limit keyed by who was authenticated,
         // then (per handler) authorization.
+        .route(
+            "/api/audit",
+            get(audit::list.layer(
+                RequireLayer::role("admin")
+                    .and_scope("admin")
+                    .challenge(challenge.clone()),
+            )),
+        )
         .route_layer(
             ServiceBuilder::new()
                 .layer(no_store())
                 .layer(state.auth.layer.clone())
+                .layer(crate::audit::refusals_layer(state))
                 .layer(state.limits.api_layer()),
         );
     public.merge(authenticated)
@@ -103,6 +113,11 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
+    /// A query of `limit` and `cursor` as given.
+    pub fn from_parts(limit: Option<String>, cursor: Option<String>) -> Self {
+        ListQuery { limit, cursor }
+    }
+
     /// The limit and cursor, checked.
     pub fn checked(&self) -> Result<(u32, Option<Uuid>), Problem> {
         let mut errors = Vec::new();

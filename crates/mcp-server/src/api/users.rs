@@ -4,12 +4,14 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use mcp_audit::{Actor, Outcome};
 use mcp_auth::{AccessToken, Authenticated, Requirement};
 use mcp_core::{Principal, Problem, code};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::audit::Context;
 use crate::extract::Valid;
 use crate::schemas::{Login, UserCreate, UserUpdate};
 use crate::users::{self, NewUser, Role, User, UserChanges};
@@ -21,6 +23,7 @@ use super::{ListQuery, Listed, parse_id};
 /// wrong password.
 pub async fn login(
     State(state): State<AppState>,
+    context: Context,
     Valid(body): Valid<Login>,
 ) -> Result<Response, Problem> {
     #[derive(Serialize)]
@@ -37,6 +40,14 @@ pub async fn login(
     };
     let matched = state.passwords.verify(body.password, hash).await;
     let Some(user) = user.filter(|_| matched) else {
+        // The address tried (a name, not a secret), never the password.
+        state.audit(
+            &context,
+            state
+                .event("auth.login", Outcome::Denied)
+                .target("email", &body.email)
+                .detail("code", code::INVALID_CREDENTIALS),
+        );
         return Err(Problem::unauthorized(
             code::INVALID_CREDENTIALS,
             "the e-mail address or the password is wrong",
@@ -59,6 +70,13 @@ pub async fn login(
             Problem::internal()
         })?;
     tracing::info!(user = %user.id, "login");
+    state.audit(
+        &context,
+        state
+            .event("auth.login", Outcome::Success)
+            .actor_is(Actor::subject(user.id.to_string(), "password"))
+            .target("user", user.id.to_string()),
+    );
     Ok(Json(TokenResponse {
         access_token: token.expose().to_owned(),
         token_type: "Bearer",
@@ -71,9 +89,18 @@ pub async fn login(
 /// new user with role `user`, whatever the body says.
 pub async fn register(
     State(state): State<AppState>,
+    context: Context,
     Valid(body): Valid<UserCreate>,
 ) -> Result<(StatusCode, Json<User>), Problem> {
     let user = create_user(&state, body, Role::User).await?;
+    state.audit(
+        &context,
+        state
+            .event("user.created", Outcome::Success)
+            .actor_is(Actor::subject(user.id.to_string(), "registration"))
+            .target("user", user.id.to_string())
+            .detail("role", user.role.as_str()),
+    );
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -216,12 +243,21 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    context: Context,
     Valid(body): Valid<UserCreate>,
 ) -> Result<(StatusCode, Json<User>), Problem> {
     admin(&state, &principal)?;
     let role = body.role.unwrap_or(Role::User);
     may_grant(&principal, Some(role), false)?;
     let user = create_user(&state, body, role).await?;
+    state.audit(
+        &context,
+        state
+            .event("user.created", Outcome::Success)
+            .actor(&principal)
+            .target("user", user.id.to_string())
+            .detail("role", user.role.as_str()),
+    );
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -251,6 +287,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    context: Context,
     Path(id): Path<String>,
     headers: http::HeaderMap,
     body: bytes::Bytes,
@@ -299,6 +336,22 @@ pub async fn update(
         Some(password) => Some(state.passwords.hash(password).await?),
         None => None,
     };
+    // What changed, by name; a role change names both roles.
+    let mut changed = Vec::new();
+    for (field, set) in [
+        ("email", body.email.is_some()),
+        ("name", body.name.is_some()),
+        ("role", body.role.is_some()),
+        ("password", password_hash.is_some()),
+    ] {
+        if set {
+            changed.push(field);
+        }
+    }
+    let previous_role = match body.role {
+        Some(_) => users::find(&state.db, id).await?.map(|user| user.role),
+        None => None,
+    };
     let changes = UserChanges {
         email: body.email,
         name: body.name,
@@ -315,6 +368,18 @@ pub async fn update(
         })?
         .ok_or_else(Problem::not_found)?;
     state.auth.users.forget(id).await;
+    let mut event = state
+        .event("user.updated", Outcome::Success)
+        .actor(&principal)
+        .target("user", id.to_string())
+        .detail("changed", changed);
+    if let Some(from) = previous_role.filter(|from| *from != updated.role) {
+        event = event.detail(
+            "role",
+            serde_json::json!({"from": from.as_str(), "to": updated.role.as_str()}),
+        );
+    }
+    state.audit(&context, event);
     Ok(Json(updated))
 }
 
@@ -322,6 +387,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    context: Context,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     admin(&state, &principal)?;
@@ -336,6 +402,13 @@ pub async fn delete(
         return Err(Problem::not_found());
     }
     state.auth.users.forget(id).await;
+    state.audit(
+        &context,
+        state
+            .event("user.deleted", Outcome::Success)
+            .actor(&principal)
+            .target("user", id.to_string()),
+    );
     // The user's keys go with them.
     if let Err(error) = state.keys.delete_owner(&id.to_string()).await {
         tracing::error!(%error, user = %id, "cannot delete the keys of a deleted user; they are refused anyway");

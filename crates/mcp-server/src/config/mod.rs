@@ -214,6 +214,10 @@ pub struct Config {
     pub guard: Option<mcp_cors::HostOriginGuardLayer>,
     /// The hosts the guard allows, normalised, for rmcp's own check.
     pub allowed_hosts: Vec<String>,
+    /// Where audit events go (`database`).
+    pub audit_sink: AuditSinkKind,
+    /// How long the database keeps audit events (90 days).
+    pub audit_retention: Duration,
     /// Who may call which MCP method and tool, and how often: the
     /// built-in rules with the file's `[mcp]` table over them.
     pub mcp_policy: mcp_endpoint::McpPolicy,
@@ -237,6 +241,17 @@ fn mcp_policy(path: &Path, table: toml::Value) -> Result<mcp_endpoint::McpPolicy
             crate::mcp::BASE_SCOPES,
         )
         .map_err(|e| file_error(e.to_string()))
+}
+
+/// Where audit events go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditSinkKind {
+    /// The `audit_events` table, read by `GET /api/audit`.
+    Database,
+    /// JSON lines on standard output, for a log shipper.
+    Stdout,
+    /// Nowhere.
+    Off,
 }
 
 /// `scheme://host:port` of `url`, the port always written (rmcp's origin
@@ -438,7 +453,24 @@ impl Config {
             v.parse::<mcp_ratelimit::ForwardedHeader>()
                 .map_err(|e| e.to_string())
         })?;
+        let audit_sink = s.parse(
+            AUDIT_SINK,
+            || AuditSinkKind::Database,
+            |v| match v.to_ascii_lowercase().as_str() {
+                "database" => Ok(AuditSinkKind::Database),
+                "stdout" => Ok(AuditSinkKind::Stdout),
+                "off" => Ok(AuditSinkKind::Off),
+                _ => Err("expected `database`, `stdout` or `off`".to_owned()),
+            },
+        )?;
+        let audit_retention = s.parse(
+            AUDIT_RETENTION,
+            || Duration::from_secs(90 * 86_400),
+            |v| parse_duration(v, Duration::from_secs(60)),
+        )?;
         Ok(Config {
+            audit_sink,
+            audit_retention,
             cors,
             guard,
             allowed_hosts,

@@ -118,4 +118,8 @@ settings! {
     ORIGIN_GUARD = "MCP_ORIGIN_GUARD", "origin_guard";
     /// Whether `Origin: null` passes the guard.
     ALLOW_NULL_ORIGIN = "MCP_ALLOW_NULL_ORIGIN", "allow_null_origin";
+    /// Where audit events go: `database`, `stdout` or `off`.
+    AUDIT_SINK = "MCP_AUDIT_SINK", "audit_sink";
+    /// How long audit events are kept in the database.
+    AUDIT_RETENTION = "MCP_AUDIT_RETENTION", "audit_retention";
 }

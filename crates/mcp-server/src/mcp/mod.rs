@@ -65,6 +65,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             HeaderValue::from_static("no-store"),
         ))
         .layer(state.auth.layer.clone().challenge(challenge(state)))
+        .layer(crate::audit::refusals_layer(state))
         .layer(state.limits.api_layer())
         .layer(RequireLayer::scope("mcp").challenge(challenge(state)))
         .layer(

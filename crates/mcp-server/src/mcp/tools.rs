@@ -333,8 +333,104 @@ impl McpServer {
     }
 }
 
+/// Most argument names one `mcp.tool_call` event keeps.
+const ARGUMENT_NAMES_MAX: usize = 50;
+
+impl McpServer {
+    /// The `mcp.tool_call` event of one call: the tool, how it ended, how
+    /// long it took, and the names of its arguments, never their values.
+    fn audit_call(
+        &self,
+        context: &crate::audit::Context,
+        principal: Option<&Principal>,
+        tool: &str,
+        argument_names: Vec<String>,
+        started: std::time::Instant,
+        result: &Result<rmcp::model::CallToolResponse, ErrorData>,
+    ) {
+        use mcp_audit::Outcome;
+        let outcome = match result {
+            Ok(rmcp::model::CallToolResponse::Complete(result))
+                if result.is_error == Some(true) =>
+            {
+                let code = result
+                    .structured_content
+                    .as_ref()
+                    .and_then(|c| c.get("code"))
+                    .and_then(Value::as_str);
+                match code {
+                    Some("forbidden" | "insufficient_scope" | "not_found") => Outcome::Denied,
+                    _ => Outcome::Error,
+                }
+            }
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Error,
+        };
+        let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut event = self
+            .state
+            .event("mcp.tool_call", outcome)
+            .target("tool", tool)
+            .detail("tool", mcp_audit::Event::bounded(tool))
+            .detail("latencyMs", latency)
+            .detail("argumentNames", argument_names);
+        if let Some(principal) = principal {
+            event = event.actor(principal);
+        }
+        self.state.audit(context, event);
+    }
+}
+
 #[tool_handler(router = Self::tools())]
 impl ServerHandler for McpServer {
+    /// Runs the tool and records the call in the audit trail.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, ErrorData> {
+        let started = std::time::Instant::now();
+        let audited = self.state.audit.is_on().then(|| {
+            let names = request
+                .arguments
+                .as_ref()
+                .map(|arguments| {
+                    arguments
+                        .keys()
+                        .take(ARGUMENT_NAMES_MAX)
+                        .map(|name| mcp_audit::Event::bounded(name))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let where_from = context
+                .extensions
+                .get::<http::request::Parts>()
+                .map(|parts| {
+                    crate::audit::Context::of(&self.state, &parts.headers, &parts.extensions)
+                })
+                .unwrap_or_default();
+            (
+                request.name.to_string(),
+                names,
+                where_from,
+                mcp_endpoint::caller(&context),
+            )
+        });
+        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        let result = Self::tools().call(call).await;
+        if let Some((tool, names, where_from, principal)) = audited {
+            self.audit_call(
+                &where_from,
+                principal.as_ref(),
+                &tool,
+                names,
+                started,
+                &result,
+            );
+        }
+        result
+    }
+
     /// Only the tools the policy lets this caller call (the same check that
     /// refuses the call), on every protocol version and transport; a
     /// listing that differs per caller is private to its caller.

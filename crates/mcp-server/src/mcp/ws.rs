@@ -32,6 +32,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .challenge(super::challenge(state));
     let stack = ServiceBuilder::new()
         .layer(auth.clone())
+        .layer(crate::audit::refusals_layer(state))
         // Each upgrade starts an MCP server: the api quota pays for it.
         .layer(state.limits.api_layer())
         .layer(RequireLayer::scope("mcp").challenge(super::challenge(state)));
