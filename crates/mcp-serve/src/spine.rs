@@ -356,13 +356,24 @@ fn request_span(request: &Request) -> Span {
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         route = field::Empty,
         request_id = %request_id,
-    )
+    );
+    #[cfg(feature = "otel")]
+    {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        // A client's `traceparent` makes this request a part of its trace
+        // (nothing is extracted until a propagator is installed).
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&opentelemetry_http::HeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+    }
+    span
 }
 
 /// Names the matched route template (`/api/keys/{id}`) in the request span

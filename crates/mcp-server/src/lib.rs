@@ -356,6 +356,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
     }
     // What was done before the stop is on record.
     services.flush_audit(grace).await;
+    telemetry::flush_traces();
     match keys.shutdown().await {
         Ok(count) => tracing::info!(keys = count, "recorded the last uses of API keys"),
         Err(error) => tracing::warn!(%error, "could not record the last uses of API keys"),

@@ -1,29 +1,120 @@
-//! Logging: `tracing` to stderr, text or JSON, filtered by `MCP_LOG`.
+//! Logging: `tracing` to stderr, text or JSON, filtered by `MCP_LOG`; and
+//! traces over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{Config, LogFormat};
+
+/// The standard variable that turns tracing on (`http://collector:4318`).
+pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// The spans exported: each request's and each tool call's, whatever the
+/// log level.
+const TRACED: &str = "mcp_serve=info,mcp_server=info";
+
+static TRACER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
 /// Installs the global subscriber. Calling it twice is harmless (the second
 /// call is ignored), so tests can start several servers in one process.
 pub fn init(config: &Config) {
     // The config loader has already checked that the filter parses.
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.log_format {
-        LogFormat::Json => builder
+    let logs = match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+            .boxed(),
     };
+    let traces = tracer().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("mcp-server"))
+            .with_filter(EnvFilter::new(TRACED))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .try_init();
+}
+
+/// The OTLP exporter (HTTP, JSON) of `OTEL_EXPORTER_OTLP_ENDPOINT`, with the
+/// W3C trace-context propagator; `None` when the variable is unset.
+fn tracer() -> Option<&'static SdkTracerProvider> {
+    std::env::var_os(OTLP_ENDPOINT).filter(|v| !v.is_empty())?;
+    if let Some(provider) = TRACER.get() {
+        return Some(provider);
+    }
+    // The exporter's blocking HTTP client has a runtime of its own, which
+    // may be neither made nor dropped on an async worker: made on a thread.
+    let built = std::thread::spawn(|| {
+        use opentelemetry_otlp::WithExportConfig;
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
+            .build()
+    })
+    .join();
+    let exporter = match built {
+        Ok(Ok(exporter)) => exporter,
+        Ok(Err(error)) => {
+            eprintln!("tracing off: the OTLP exporter cannot be made: {error}");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("mcp-server")
+                .build(),
+        )
+        .build();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    Some(TRACER.get_or_init(|| provider))
+}
+
+/// Exports the spans still buffered (at shutdown).
+pub fn flush_traces() {
+    if let Some(provider) = TRACER.get() {
+        // The batch processor's own thread does the export: off the workers.
+        let provider = provider.clone();
+        let _ = std::thread::spawn(move || provider.force_flush()).join();
+    }
+}
+
+/// The parent context a tool call continues: its `_meta.traceparent`
+/// (MCP's way to carry the trace through a message), else its HTTP
+/// request's `traceparent` header.
+pub fn tool_call_parent(
+    meta_traceparent: Option<&str>,
+    headers: Option<&http::HeaderMap>,
+) -> opentelemetry::Context {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    let propagator = opentelemetry_sdk::propagation::TraceContextPropagator::new();
+    if let Some(traceparent) = meta_traceparent {
+        let carrier =
+            std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+        return propagator.extract(&carrier);
+    }
+    match headers {
+        Some(headers) => propagator.extract(&opentelemetry_http::HeaderExtractor(headers)),
+        None => opentelemetry::Context::new(),
+    }
 }
 
 /// Drains the recorder's histogram samples into their buckets every five

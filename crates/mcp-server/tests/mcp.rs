@@ -2120,3 +2120,128 @@ async fn the_audit_trail_of_a_session(db: TestDb) {
     assert_eq!(lines[0]["target"]["id"], key_id.as_str());
 }
 both_databases!(the_audit_trail_of_a_session, the_audit_trail_of_a_session);
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, a tool call's span reaches the
+/// OTLP receiver (HTTP, JSON) this test runs, in the trace the client's
+/// `traceparent` named and under the client's span, with the request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_calls_span_reaches_the_otlp_receiver_in_the_clients_trace() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = received.clone();
+    let receiver = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: bytes::Bytes| {
+            let sink = sink.clone();
+            async move {
+                if let Ok(json) = serde_json::from_slice::<Value>(&body) {
+                    sink.lock().unwrap().push(json);
+                }
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let db = TestDb::new(common::Backend::Sqlite).await;
+    create_user(&db, "owner@example.com", "owner-password", "user");
+    let server = TestServer::start(
+        &db,
+        &[
+            SECRET,
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let api = Api::new(&server);
+    let jwt = api.login("owner@example.com", "owner-password").await;
+    let (key, _) = create_key(&api, &jwt, "traced", json!(["mcp"])).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace_id}-{client_span}-01");
+    let (status, headers, answer) = post(
+        &api,
+        &[
+            ("x-api-key", &key),
+            ("traceparent", &traceparent),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "whoami"),
+        ],
+        stateless_tool_call(1, "whoami", json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let request_id = headers["x-request-id"].to_str().unwrap().to_owned();
+
+    let spans = |name: &str| -> Vec<Value> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|export| {
+                export["resourceSpans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .flat_map(|resource| {
+                resource["scopeSpans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .flat_map(|scope| scope["spans"].as_array().cloned().unwrap_or_default())
+            .filter(|span| span["name"] == name)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (spans("tool_call").is_empty() || spans("request").is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let tool = spans("tool_call");
+    let tool = tool
+        .first()
+        .unwrap_or_else(|| panic!("no tool_call span: {:?}", received.lock().unwrap()));
+    assert_eq!(
+        tool["traceId"].as_str().map(str::to_lowercase).as_deref(),
+        Some(trace_id),
+        "{tool}"
+    );
+    assert_eq!(
+        tool["parentSpanId"]
+            .as_str()
+            .map(str::to_lowercase)
+            .as_deref(),
+        Some(client_span),
+        "{tool}"
+    );
+    let attribute = |span: &Value, key: &str| -> Option<String> {
+        span["attributes"]
+            .as_array()?
+            .iter()
+            .find(|a| a["key"] == key)?["value"]["stringValue"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert_eq!(attribute(tool, "tool").as_deref(), Some("whoami"), "{tool}");
+    assert_eq!(
+        attribute(tool, "request_id").as_deref(),
+        Some(request_id.as_str()),
+        "{tool}"
+    );
+    // The HTTP request's span is in the same trace.
+    assert!(
+        spans("request").iter().any(|span| span["traceId"]
+            .as_str()
+            .map(str::to_lowercase)
+            .as_deref()
+            == Some(trace_id)),
+        "{:?}",
+        spans("request")
+    );
+}

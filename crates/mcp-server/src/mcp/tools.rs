@@ -390,6 +390,26 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, ErrorData> {
         let started = std::time::Instant::now();
+        let headers = context
+            .extensions
+            .get::<http::request::Parts>()
+            .map(|parts| &parts.headers);
+        let request_id = headers
+            .and_then(|h| h.get(mcp_audit::REQUEST_ID))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        // A span of its own, continuing the client's trace: its
+        // `_meta.traceparent`, else its HTTP request's (rmcp runs the call
+        // on a task of its own, outside the request's span).
+        let span = tracing::info_span!("tool_call", tool = %request.name, request_id = %request_id);
+        {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let meta = request
+                .meta
+                .as_ref()
+                .and_then(|meta| meta.get_traceparent());
+            let _ = span.set_parent(crate::telemetry::tool_call_parent(meta, headers));
+        }
         let audited = self.state.audit.is_on().then(|| {
             let names = request
                 .arguments
@@ -417,7 +437,7 @@ impl ServerHandler for McpServer {
             )
         });
         let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-        let result = Self::tools().call(call).await;
+        let result = tracing::Instrument::instrument(Self::tools().call(call), span).await;
         if let Some((tool, names, where_from, principal)) = audited {
             self.audit_call(
                 &where_from,
