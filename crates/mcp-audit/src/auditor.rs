@@ -18,6 +18,10 @@ pub struct AuditorSettings {
     pub capacity: usize,
     /// Most events in one write (500).
     pub batch: usize,
+    /// How long the writer waits for more events once one arrived, so a
+    /// busy server writes one batch per interval instead of one per event
+    /// (200 ms).
+    pub linger: Duration,
 }
 
 impl Default for AuditorSettings {
@@ -25,6 +29,7 @@ impl Default for AuditorSettings {
         AuditorSettings {
             capacity: 10_000,
             batch: 500,
+            linger: Duration::from_millis(200),
         }
     }
 }
@@ -87,12 +92,7 @@ impl Auditor {
     pub fn start(sink: impl AuditSink, settings: AuditorSettings) -> (Auditor, AuditWriter) {
         let (queue, events) = mpsc::channel(settings.capacity.max(1));
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(write_loop(
-            Box::new(sink),
-            events,
-            stopped,
-            settings.batch.max(1),
-        ));
+        let task = tokio::spawn(write_loop(Box::new(sink), events, stopped, settings));
         let auditor = Auditor {
             inner: Some(Arc::new(Inner {
                 queue,
@@ -150,8 +150,9 @@ async fn write_loop(
     sink: Box<dyn AuditSink>,
     mut events: mpsc::Receiver<Event>,
     mut stopped: oneshot::Receiver<()>,
-    batch: usize,
+    settings: AuditorSettings,
 ) {
+    let batch = settings.batch.max(1);
     let mut buffer = Vec::with_capacity(batch);
     // A dropped handle is not a shutdown: the writer goes on until the
     // queue's senders are gone.
@@ -164,6 +165,16 @@ async fn write_loop(
                 if received == 0 {
                     return;
                 }
+                // More arrive while the first waits: one write for them all.
+                let _ = tokio::time::timeout(settings.linger, async {
+                    loop {
+                        let room = batch.saturating_sub(buffer.len());
+                        if room == 0 || events.recv_many(&mut buffer, room).await == 0 {
+                            break;
+                        }
+                    }
+                })
+                .await;
                 write(&*sink, &mut buffer).await;
             }
             stop = &mut stopped, if can_stop => {
@@ -239,6 +250,7 @@ mod tests {
             AuditorSettings {
                 capacity: 3,
                 batch: 2,
+                linger: Duration::ZERO,
             },
         );
         // The first event is taken by the writer, which then waits at the

@@ -293,6 +293,30 @@ impl McpPolicy {
         }
     }
 
+    /// [`meter`](Self::meter)s each of `messages` (a message or a batch),
+    /// stopping at the first over its quota or that cannot be metered:
+    /// `Metered::Unmetered` when all passed.
+    pub async fn meter_all(
+        &self,
+        principal: &Principal,
+        messages: &[(&str, Option<&str>)],
+    ) -> Metered<'_> {
+        for &(method, name) in messages {
+            match self.meter(principal, method, name).await {
+                Metered::Unmetered | Metered::Allowed(..) => {}
+                stopped => {
+                    tracing::info!(
+                        method,
+                        tool = name.unwrap_or(""),
+                        "MCP message over its quota"
+                    );
+                    return stopped;
+                }
+            }
+        }
+        Metered::Unmetered
+    }
+
     /// This policy with the rules of `config` in front (so they override
     /// its own): each scope must be one `known` accepts, each quota must
     /// parse, and every rule of the file also needs `base_scopes`. A rule

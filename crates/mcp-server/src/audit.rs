@@ -33,23 +33,23 @@ impl AuditSink for DbSink {
     }
 }
 
+/// One statement per batch: a round trip per batch, not per event.
 async fn insert(db: &Db, events: &[Event]) -> Result<(), DbError> {
+    if events.is_empty() {
+        return Ok(());
+    }
     with_pool!(db, |pool| {
-        let mut tx = pool.begin().await?;
-        for event in events {
-            sqlx::query(
-                "INSERT INTO audit_events (id, at, type, subject, event) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(event.id)
-            .bind(event.at)
-            .bind(&event.kind)
-            .bind(event.actor.as_ref().map(|a| a.subject.as_str()))
-            .bind(Json(event))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await
+        let mut insert =
+            sqlx::QueryBuilder::new("INSERT INTO audit_events (id, at, type, subject, event) ");
+        insert.push_values(events, |mut row, event| {
+            row.push_bind(event.id)
+                .push_bind(event.at)
+                .push_bind(event.kind.as_str())
+                .push_bind(event.actor.as_ref().map(|a| a.subject.as_str()))
+                .push_bind(Json(event));
+        });
+        insert.push(" ON CONFLICT (id) DO NOTHING");
+        insert.build().execute(pool).await.map(|_| ())
     })?;
     Ok(())
 }

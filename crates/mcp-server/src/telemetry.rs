@@ -88,6 +88,11 @@ fn tracer() -> Option<&'static SdkTracerProvider> {
     Some(TRACER.get_or_init(|| provider))
 }
 
+/// Whether spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT` was set).
+pub fn exporting() -> bool {
+    TRACER.get().is_some()
+}
+
 /// Exports the spans still buffered (at shutdown).
 pub fn flush_traces() {
     if let Some(provider) = TRACER.get() {

@@ -2244,4 +2244,103 @@ async fn a_tool_calls_span_reaches_the_otlp_receiver_in_the_clients_trace() {
         "{:?}",
         spans("request")
     );
+
+    // A message's `_meta.traceparent` wins over the header's.
+    let meta_trace = "0af7651916cd43dd8448eb211c80319c";
+    let meta_span = "b7ad6b7169203331";
+    let mut call = stateless_tool_call(2, "whoami", json!({}));
+    call["params"]["_meta"]["traceparent"] = json!(format!("00-{meta_trace}-{meta_span}-01"));
+    let (status, _, answer) = post(
+        &api,
+        &[
+            ("x-api-key", &key),
+            ("traceparent", &traceparent),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "whoami"),
+        ],
+        call,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let in_meta_trace = |span: &Value| {
+        span["traceId"].as_str().map(str::to_lowercase).as_deref() == Some(meta_trace)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !spans("tool_call").iter().any(in_meta_trace) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let continued = spans("tool_call")
+        .into_iter()
+        .find(in_meta_trace)
+        .expect("a span in the _meta trace");
+    assert_eq!(
+        continued["parentSpanId"]
+            .as_str()
+            .map(str::to_lowercase)
+            .as_deref(),
+        Some(meta_span)
+    );
 }
+
+/// A lock-out is one event, by the failure that caused it; what happened
+/// just before a SIGTERM is on record after the stop; old events are purged
+/// by time, on both databases.
+async fn lockouts_shutdown_and_retention_of_the_audit_trail(db: TestDb) {
+    let server = TestServer::start(&db, &[SECRET, ("MCP_RATE_LIMIT_AUTH_FAILURES", "2/60s")]);
+    let api = Api::new(&server);
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let (status, headers, _) = api
+            .call("GET", "/api/auth/me", Some("not-a-token"), None)
+            .await;
+        failures.push((status, headers["x-request-id"].to_str().unwrap().to_owned()));
+    }
+    let statuses: Vec<u16> = failures.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [401, 401, 429]);
+    // Stopped at once: the queue is written before the process exits.
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+    let (code, stdout, stderr) = common::run_binary(
+        db.dir.path(),
+        &["audit", "list", "--type", "auth.lockout"],
+        &[("DATABASE_URL", &db.url())],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let lockouts: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lockouts.len(), 1, "{stdout}");
+    assert_eq!(lockouts[0]["requestId"], failures[1].1.as_str(), "{stdout}");
+    assert_eq!(lockouts[0]["ip"], "127.0.0.1");
+    assert_eq!(lockouts[0]["outcome"], "denied");
+
+    // Retention: events before the bound go, the others stay.
+    use mcp_audit::{AuditSink, Event, Outcome};
+    let direct = db.direct().await;
+    let day = std::time::Duration::from_secs(86_400);
+    let now = std::time::SystemTime::now();
+    let old = Event::new("test.old", Outcome::Success, now - 100 * day);
+    let recent = Event::new("test.recent", Outcome::Success, now - day);
+    mcp_server::audit::DbSink(direct.clone())
+        .write(&[old, recent])
+        .await
+        .unwrap();
+    let purged = mcp_server::audit::purge(&direct, now - 90 * day)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    let filter = mcp_server::audit::Filter {
+        kind: Some("test.recent".to_owned()),
+        ..Default::default()
+    };
+    let page = mcp_server::audit::list(&direct, &filter, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+}
+both_databases!(
+    lockouts_shutdown_and_retention_of_the_audit_trail,
+    lockouts_shutdown_and_retention_of_the_audit_trail
+);

@@ -218,23 +218,12 @@ where
             }
             // Quotas count only what the policy let through, every message
             // of a batch.
-            for &(method, name) in &messages {
-                match shared.policy.meter(&principal, method, name).await {
-                    Metered::Unmetered | Metered::Allowed(..) => {}
-                    Metered::Limited(limiter, decision) => {
-                        tracing::info!(
-                            method,
-                            tool = name.unwrap_or(""),
-                            "MCP message over its quota"
-                        );
-                        return Ok(limiter.refusal(&decision));
-                    }
-                    Metered::Unavailable(_) => {
-                        return Ok(
-                            Problem::unavailable("rate limiting is unavailable").into_response()
-                        );
-                    }
+            match shared.policy.meter_all(&principal, &messages).await {
+                Metered::Limited(limiter, decision) => return Ok(limiter.refusal(&decision)),
+                Metered::Unavailable(_) => {
+                    return Ok(Problem::unavailable("rate limiting is unavailable").into_response());
                 }
+                Metered::Unmetered | Metered::Allowed(..) => {}
             }
             inner
                 .call(Request::from_parts(parts, ReqBody::from(bytes)))

@@ -321,36 +321,29 @@ impl Connection {
                 });
             }
         }
-        for (method, name) in messages(&value) {
-            match self
-                .settings
-                .policy
-                .meter(&self.principal, method, name)
-                .await
-            {
-                Metered::Unmetered | Metered::Allowed(..) => {}
-                Metered::Limited(limiter, decision) => {
-                    tracing::info!(
-                        method,
-                        tool = name.unwrap_or(""),
-                        "MCP message over its quota"
-                    );
-                    let retry = decision.retry_after_seconds().unwrap_or(1);
-                    let policy = limiter.policy().name();
-                    return answer_requests(&id, || {
-                        error(
-                            &id,
-                            RATE_LIMITED,
-                            "rate limited",
-                            Some(json!({ "retryAfter": retry, "policy": policy })),
-                        )
-                    });
-                }
-                Metered::Unavailable(_) => {
-                    return answer_requests(&id, || {
-                        error(&id, -32603, "rate limiting is unavailable", None)
-                    });
-                }
+        match self
+            .settings
+            .policy
+            .meter_all(&self.principal, &messages(&value))
+            .await
+        {
+            Metered::Unmetered | Metered::Allowed(..) => {}
+            Metered::Limited(limiter, decision) => {
+                let retry = decision.retry_after_seconds().unwrap_or(1);
+                let policy = limiter.policy().name();
+                return answer_requests(&id, || {
+                    error(
+                        &id,
+                        RATE_LIMITED,
+                        "rate limited",
+                        Some(json!({ "retryAfter": retry, "policy": policy })),
+                    )
+                });
+            }
+            Metered::Unavailable(_) => {
+                return answer_requests(&id, || {
+                    error(&id, -32603, "rate limiting is unavailable", None)
+                });
             }
         }
         match serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(value) {

@@ -401,15 +401,23 @@ impl ServerHandler for McpServer {
         // A span of its own, continuing the client's trace: its
         // `_meta.traceparent`, else its HTTP request's (rmcp runs the call
         // on a task of its own, outside the request's span).
-        let span = tracing::info_span!("tool_call", tool = %request.name, request_id = %request_id);
-        {
+        // Only when traces are exported: a span per call costs a slot and
+        // its formatted fields in every subscriber that logs at info.
+        let span = if crate::telemetry::exporting() {
             use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let span =
+                tracing::info_span!("tool_call", tool = %request.name, request_id = %request_id);
+            // rmcp moves a request's `_meta` into its context.
             let meta = request
                 .meta
                 .as_ref()
-                .and_then(|meta| meta.get_traceparent());
+                .and_then(|meta| meta.get_traceparent())
+                .or_else(|| context.meta.get_traceparent());
             let _ = span.set_parent(crate::telemetry::tool_call_parent(meta, headers));
-        }
+            span
+        } else {
+            tracing::Span::none()
+        };
         let audited = self.state.audit.is_on().then(|| {
             let names = request
                 .arguments
