@@ -2197,13 +2197,17 @@ async fn a_tool_calls_span_reaches_the_otlp_receiver_in_the_clients_trace() {
             .filter(|span| span["name"] == name)
             .collect()
     };
+    // The request's span ends after its response is sent, so it may come
+    // in a later export than the tool call's: wait for both of this trace.
+    let in_trace =
+        |span: &Value| span["traceId"].as_str().map(str::to_lowercase).as_deref() == Some(trace_id);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while (spans("tool_call").is_empty() || spans("request").is_empty())
+    while !(spans("tool_call").iter().any(in_trace) && spans("request").iter().any(in_trace))
         && std::time::Instant::now() < deadline
     {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let tool = spans("tool_call");
+    let tool: Vec<Value> = spans("tool_call").into_iter().filter(in_trace).collect();
     let tool = tool
         .first()
         .unwrap_or_else(|| panic!("no tool_call span: {:?}", received.lock().unwrap()));
