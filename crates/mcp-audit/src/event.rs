@@ -201,13 +201,6 @@ impl Event {
         self
     }
 
-    /// From a client known by this text (`hidden-via:<proxy>`).
-    #[must_use]
-    pub fn ip_text(mut self, ip: Option<String>) -> Event {
-        self.ip = ip.map(|ip| bounded(&ip));
-        self
-    }
-
     /// Answered with `X-Request-Id: id`.
     #[must_use]
     pub fn request_id(mut self, id: &str) -> Event {

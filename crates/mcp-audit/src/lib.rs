@@ -41,4 +41,4 @@ pub use layer::{AuditFuture, AuditRefusals, AuditRefusalsLayer, ClientIp, peer_i
 pub use sink::{AuditError, AuditSink, BoxFuture, StdoutSink};
 
 /// The request-id header an event's `requestId` is read from.
-pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+pub use mcp_core::REQUEST_ID;

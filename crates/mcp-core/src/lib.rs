@@ -50,3 +50,7 @@ pub use page::Page;
 pub use principal::{AuthMethod, Principal, PrincipalBuilder};
 pub use problem::{FieldError, MAX_FIELD_ERRORS, PROBLEM_CONTENT_TYPE, Problem, ProblemCode, code};
 pub use scope::{scope_grants, scopes_grant};
+
+/// The request-id header: the spine sets it on each request and its
+/// response, and audit events and lock-outs carry it.
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");

@@ -136,9 +136,10 @@ impl Principal {
     ///
     /// [`scope_grants`]: crate::scope_grants
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.inner.scopes.as_ref().is_none_or(|scopes| {
-            scopes.contains(scope) || crate::scopes_grant(scopes.iter().map(String::as_str), scope)
-        })
+        self.inner
+            .scopes
+            .as_ref()
+            .is_none_or(|scopes| crate::scopes_grant(scopes.iter().map(String::as_str), scope))
     }
 
     /// Whether the caller lacks any of `needed`; then the whole of `needed`

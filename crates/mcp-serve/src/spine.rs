@@ -282,7 +282,7 @@ fn timed_out(timeout: Duration) -> Response {
         .into_response()
 }
 
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const X_REQUEST_ID: http::HeaderName = mcp_core::REQUEST_ID;
 
 /// A client's request id is kept only when it is 1 to 128 of
 /// `[A-Za-z0-9._-]`: anything else could forge log lines or smuggle markup.

@@ -836,3 +836,103 @@ both_databases!(
     restricted_admin_key_needs_admin_scope_for_others,
     restricted_admin_key_needs_admin_scope_for_others
 );
+
+/// The scope hierarchy in the grant rule: a parent grants its children, so
+/// `agents` may hand out `agents:read`; a child never grants its parent,
+/// and holding every child today is not holding the parent. By every route
+/// that gives a key scopes or acts on one: create, update, regenerate,
+/// delete; and a refusal names every scope the caller lacks.
+async fn the_hierarchy_never_grants_a_parent_from_its_children(db: TestDb) {
+    create_user(&db, "owner@example.com", "owner-password", "user");
+    let server = TestServer::start(&db, &[SECRET]);
+    let api = Api::new(&server);
+    let token = api.login("owner@example.com", "owner-password").await;
+    let (_, parent) = new_key(
+        &api,
+        &token,
+        json!({"name": "parent", "scopes": ["keys", "agents"]}),
+    )
+    .await;
+    let (_, children) = new_key(
+        &api,
+        &token,
+        json!({"name": "children", "scopes": ["keys:read", "keys:write", "agents:read", "agents:write"]}),
+    )
+    .await;
+    let (wide, _) = new_key(&api, &token, json!({"name": "wide", "scopes": ["agents"]})).await;
+
+    // The parent grants its children, on create and on update.
+    let (narrow, _) = new_key(
+        &api,
+        &parent,
+        json!({"name": "narrow", "scopes": ["agents:read", "keys:read"]}),
+    )
+    .await;
+    let (status, body) = call_key(
+        &api,
+        "PATCH",
+        &format!("/api/keys/{narrow}"),
+        &parent,
+        Some(json!({"scopes": ["agents:write"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // And the parent itself.
+    new_key(&api, &parent, json!({"name": "same", "scopes": ["agents"]})).await;
+
+    // Every child is not the parent: refused by every route, naming what
+    // the caller lacks.
+    let (status, body) = call_key(
+        &api,
+        "POST",
+        "/api/keys",
+        &children,
+        Some(json!({"name": "escalate", "scopes": ["agents", "agents:read", "mcp"]})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("insufficient_scope")),
+        "{body}"
+    );
+    assert_eq!(body["requiredScopes"], json!(["agents", "mcp"]), "{body}");
+    for (method, path, change) in [
+        (
+            "PATCH",
+            format!("/api/keys/{narrow}"),
+            Some(json!({"scopes": ["agents"]})),
+        ),
+        (
+            "PATCH",
+            format!("/api/keys/{wide}"),
+            Some(json!({"name": "renamed"})),
+        ),
+        ("POST", format!("/api/keys/{wide}/regenerate"), None),
+        ("DELETE", format!("/api/keys/{wide}"), None),
+    ] {
+        let (status, body) = call_key(&api, method, &path, &children, change).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("insufficient_scope")),
+            "{method} {path}: {body}"
+        );
+    }
+    // A segment is not a prefix of the text: `agent` is no scope at all.
+    let (status, body) = call_key(
+        &api,
+        "POST",
+        "/api/keys",
+        &parent,
+        Some(json!({"name": "typo", "scopes": ["agent"]})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("validation_failed")),
+        "{body}"
+    );
+}
+both_databases!(
+    the_hierarchy_never_grants_a_parent_from_its_children,
+    the_hierarchy_never_grants_a_parent_from_its_children
+);

@@ -184,7 +184,7 @@ where
         let on_lockout = self.on_lockout.clone();
         let request_id = on_lockout
             .as_ref()
-            .and_then(|_| request.headers().get("x-request-id").cloned());
+            .and_then(|_| request.headers().get(mcp_core::REQUEST_ID).cloned());
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::checked(Box::pin(async move {
