@@ -31,6 +31,7 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -442,6 +443,48 @@ def measure(args, target, names, credentials):
     return rows
 
 
+def one_round(args, names, targets, database, idle):
+    """Each target in turn: its rows, and its memory when `idle`."""
+    rows, memory = [], []
+    for label in ("pg", "pg+redis"):
+        if label not in targets:
+            continue
+        psql("DROP DATABASE IF EXISTS %s" % database, "CREATE DATABASE %s" % database)
+        redis = "bench-%d:" % os.getpid() if label == "pg+redis" else None
+        env = server_env(database, redis)
+        target = Target(label, [args.server], env, args.server_cpu)
+        try:
+            credentials = credentials_for(target)
+            print("%s on %s:%d" % (label, *target.address), flush=True)
+            if label == "pg":
+                memory.append(idle and hold_and_measure(args, target, "fresh"))
+            rows += measure(args, target, names, credentials)
+            if label == "pg":
+                memory.append(idle and hold_and_measure(args, target, "after the load"))
+        finally:
+            target.stop()
+            psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % database)
+
+    for label, binary, kind in (("axum", "bare_axum", "axum"), ("rmcp", "bare_rmcp", "rmcp")):
+        if label not in targets:
+            continue
+        ceiling = [n for n in names if dict((s, c) for s, c, _ in SCENARIOS)[n] == kind]
+        if not ceiling and not (kind == "axum" and args.idle):
+            continue
+        target = Target(label, [os.path.join(RELEASE, binary), "127.0.0.1:0"], {"PATH": os.environ["PATH"]}, args.server_cpu)
+        try:
+            print("%s on %s:%d" % (label, *target.address), flush=True)
+            if kind == "axum":
+                memory.append(idle and hold_and_measure(args, target, "fresh"))
+            rows += measure(args, target, ceiling, {})
+            if kind == "axum":
+                memory.append(idle and hold_and_measure(args, target, "after the load"))
+        finally:
+            target.stop()
+
+    return rows, memory
+
+
 def main():
     # A SIGTERM (or Ctrl-C) still stops the started servers and drops the
     # database: the `finally` blocks run.
@@ -455,6 +498,11 @@ def main():
     parser.add_argument("--only", help="comma-separated scenarios")
     parser.add_argument("--targets", default="pg,pg+redis,axum,rmcp", help="which targets to start")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every target this many times, one after the other; the table "
+                        "shows each figure's median over the rounds, and each ratio is the "
+                        "median of the rounds' own ratios (a shared machine drifts between "
+                        "targets: adjacent runs pair better than distant ones)")
     parser.add_argument("--server", default=os.path.join(RELEASE, "mcp-server"),
                         help="the mcp-server binary (default: target/release/mcp-server)")
     parser.add_argument("--verbose", action="store_true", help="print wrk's own output")
@@ -492,41 +540,14 @@ def main():
             psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % database)
         return
 
-    for label in ("pg", "pg+redis"):
-        if label not in targets:
-            continue
-        psql("DROP DATABASE IF EXISTS %s" % database, "CREATE DATABASE %s" % database)
-        redis = "bench-%d:" % os.getpid() if label == "pg+redis" else None
-        env = server_env(database, redis)
-        target = Target(label, [args.server], env, args.server_cpu)
-        try:
-            credentials = credentials_for(target)
-            print("%s on %s:%d" % (label, *target.address), flush=True)
-            if label == "pg":
-                memory.append(hold_and_measure(args, target, "fresh"))
-            rows += measure(args, target, names, credentials)
-            if label == "pg":
-                memory.append(hold_and_measure(args, target, "after the load"))
-        finally:
-            target.stop()
-            psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % database)
-
-    for label, binary, kind in (("axum", "bare_axum", "axum"), ("rmcp", "bare_rmcp", "rmcp")):
-        if label not in targets:
-            continue
-        ceiling = [n for n in names if dict((s, c) for s, c, _ in SCENARIOS)[n] == kind]
-        if not ceiling and not (kind == "axum" and args.idle):
-            continue
-        target = Target(label, [os.path.join(RELEASE, binary), "127.0.0.1:0"], {"PATH": os.environ["PATH"]}, args.server_cpu)
-        try:
-            print("%s on %s:%d" % (label, *target.address), flush=True)
-            if kind == "axum":
-                memory.append(hold_and_measure(args, target, "fresh"))
-            rows += measure(args, target, ceiling, {})
-            if kind == "axum":
-                memory.append(hold_and_measure(args, target, "after the load"))
-        finally:
-            target.stop()
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            print("== round %d of %d" % (round_ + 1, args.rounds), flush=True)
+        got, held = one_round(args, names, targets, database, round_ == 0)
+        for row in got:
+            row["round"] = round_
+        rows += got
+        memory += held
 
     print_table(rows, memory)
     if args.json:
@@ -551,15 +572,30 @@ def hold_and_measure(args, target, when):
 
 
 def print_table(rows, memory):
-    ceilings = {(r["scenario"]): r["rps"] for r in rows if r["target"] in ("axum", "rmcp")}
+    """One line per scenario and target: medians over the rounds; a ratio
+    is the median of each round's ratio to that round's ceiling."""
+    ceilings = {(r["scenario"], r.get("round", 0)): r["rps"] for r in rows if r["target"] in ("axum", "rmcp")}
+    rounds = len({r.get("round", 0) for r in rows})
     print()
+    if rounds > 1:
+        print("Medians of %d rounds." % rounds)
+        print()
     print("| scenario | target | requests/s | p50 ms | p99 ms | server CPU | PostgreSQL CPU | non-2xx | ratio to ceiling |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines = {}
     for r in rows:
-        ceiling = ceilings.get(r["scenario"])
-        ratio = "%.0f%%" % (100 * r["rps"] / ceiling) if ceiling and r["target"] not in ("axum", "rmcp") else "-"
+        lines.setdefault((r["scenario"], r["target"]), []).append(r)
+    for (scenario, target), runs in lines.items():
+        def median(key):
+            return statistics.median(r[key] for r in runs)
+        ratios = [r["rps"] / ceilings[(scenario, r.get("round", 0))] for r in runs
+                  if ceilings.get((scenario, r.get("round", 0))) and target not in ("axum", "rmcp")]
+        ratio = "%.0f%%" % (100 * statistics.median(ratios)) if ratios else "-"
+        if len(ratios) > 1:
+            ratio += " (%.0f-%.0f%%)" % (100 * min(ratios), 100 * max(ratios))
         print("| %s | %s | %.0f | %.2f | %.2f | %.0f%% | %.0f%% | %d | %s |" % (
-            r["scenario"], r["target"], r["rps"], r["p50"], r["p99"], r["cpu"], r["pg_cpu"], r["bad"], ratio))
+            scenario, target, median("rps"), median("p50"), median("p99"), median("cpu"),
+            median("pg_cpu"), sum(r["bad"] for r in runs), ratio))
     memory = [m for m in memory if m]
     if memory:
         print()

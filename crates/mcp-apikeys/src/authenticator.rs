@@ -12,7 +12,7 @@ use crate::service::{ApiKeyError, ApiKeyService};
 use crate::store::ApiKeyRecord;
 
 /// The header API keys come in.
-pub const API_KEY_HEADER: &str = "x-api-key";
+pub const API_KEY_HEADER: http::HeaderName = http::HeaderName::from_static("x-api-key");
 
 /// Who a key acts for: turns a valid key into a [`Principal`].
 ///
@@ -156,7 +156,7 @@ fn presented(parts: &Parts) -> Result<Option<&str>, AuthError> {
     if let Some(token) = bearer_token(parts)? {
         return Ok(token.starts_with(KEY_PREFIX).then_some(token));
     }
-    let mut values = parts.headers.get_all(API_KEY_HEADER).iter();
+    let mut values = parts.headers.get_all(&API_KEY_HEADER).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };

@@ -61,6 +61,23 @@ impl Requirement {
         self
     }
 
+    /// The scopes needed (of a restricted principal), for a `401`'s
+    /// challenge: `Challenge::scopes(requirement.scopes())` on the
+    /// [`AuthLayer`](crate::AuthLayer) in front of this requirement names
+    /// them before the client has a token.
+    ///
+    /// ```
+    /// use mcp_auth::{Challenge, Requirement};
+    ///
+    /// let need = Requirement::role("admin").and_scope("admin");
+    /// assert_eq!(need.scopes().collect::<Vec<_>>(), ["admin"]);
+    /// let challenge = Challenge::new("api").scopes(need.scopes());
+    /// # let _ = challenge;
+    /// ```
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scopes.iter().map(String::as_str)
+    }
+
     /// Checks `principal` (`None`: not authenticated).
     pub fn check(
         &self,

@@ -199,7 +199,10 @@ impl<S> Layer<S> for SecurityHeadersLayer {
     type Service = SecurityHeaders<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let mut template = http::HeaderMap::with_capacity(self.config.set.len());
+        // Room for the handler's and the other layers' headers (type,
+        // length, CORS, rate limits, request id, cache): a clone keeps the
+        // template's table size, so no response rehashes while it grows.
+        let mut template = http::HeaderMap::with_capacity(self.config.set.len() + ROOM);
         for (name, value) in &self.config.set {
             template.insert(name.clone(), value.clone());
         }
@@ -212,6 +215,9 @@ impl<S> Layer<S> for SecurityHeadersLayer {
         }
     }
 }
+
+/// Headers a response usually carries besides this layer's.
+const ROOM: usize = 16;
 
 /// The headers as a map made once: each response starts from a copy of it
 /// (no hashing) and only the handler's own headers are hashed into it.

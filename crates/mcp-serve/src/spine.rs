@@ -364,7 +364,7 @@ fn request_span(request: &Request) -> Span {
         request_id = %request_id,
     );
     #[cfg(feature = "otel")]
-    {
+    if !span.is_disabled() {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
         // A client's `traceparent` makes this request a part of its trace
         // (nothing is extracted until a propagator is installed).
@@ -387,7 +387,12 @@ impl Around for RecordRoute {
 
     fn request<B>(&self, request: &mut http::Request<B>) -> GiveRoute {
         let route = request.extensions().get::<MatchedPath>().cloned();
-        if let Some(route) = &route {
+        // `Span::current` asks the subscriber for its span stack even when
+        // the request span was never made; the callsite check is one load.
+        if let Some(route) = route
+            .as_ref()
+            .filter(|_| tracing::enabled!(tracing::Level::INFO))
+        {
             Span::current().record("route", route.as_str());
         }
         GiveRoute(route)
@@ -418,11 +423,14 @@ struct CountRequests {
     handles: Arc<Handles>,
 }
 
-type HandleMap = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
+// Keys are route templates of the application and bounded labels, never a
+// client's text: a fast hasher is safe, and SipHash was half of a lookup.
+type Hasher = foldhash::fast::RandomState;
+type HandleMap = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram), Hasher>;
 
 #[derive(Debug, Default)]
 struct Handles {
-    by_route: RwLock<HashMap<String, HandleMap>>,
+    by_route: RwLock<HashMap<String, HandleMap, Hasher>>,
 }
 
 impl Handles {

@@ -207,7 +207,7 @@ impl Limits {
 pub fn can_fail(request: &RequestInfo<'_>) -> bool {
     let headers = request.headers;
     headers.contains_key(http::header::AUTHORIZATION)
-        || headers.contains_key(mcp_apikeys::API_KEY_HEADER)
+        || headers.contains_key(&mcp_apikeys::API_KEY_HEADER)
         || headers
             .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
             .iter()

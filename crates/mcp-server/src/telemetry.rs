@@ -38,15 +38,20 @@ pub fn init(config: &Config) {
             .with_ansi(std::io::stderr().is_terminal())
             .boxed(),
     };
-    let traces = tracer().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("mcp-server"))
-            .with_filter(EnvFilter::new(TRACED))
-    });
-    let _ = tracing_subscriber::registry()
-        .with(logs.with_filter(filter))
-        .with(traces)
-        .try_init();
+    let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
+    // Not `.with(Option<layer>)`: an absent layer (`None`) answers
+    // `Interest::always` for every callsite, so every disabled span (the
+    // request span at `warn`) would still be made, entered and closed.
+    let _ = match tracer() {
+        Some(provider) => registry
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("mcp-server"))
+                    .with_filter(EnvFilter::new(TRACED)),
+            )
+            .try_init(),
+        None => registry.try_init(),
+    };
 }
 
 /// The OTLP exporter (HTTP, JSON) of `OTEL_EXPORTER_OTLP_ENDPOINT`, with the

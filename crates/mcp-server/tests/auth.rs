@@ -76,6 +76,106 @@ async fn login_and_me(db: TestDb) {
 }
 both_databases!(login_and_me, login_and_me);
 
+/// MCP authorization: a `401` names the scopes its route needs (none for
+/// `/api/auth/me` and the routes of one's own user), for no credential and
+/// for a refused one alike; the `403` of a key without them names the same.
+async fn every_401_names_the_scopes_of_its_route(db: TestDb) {
+    let server = start(&db, &[]);
+    let api = Api::new(&server);
+    let id = "/01936f3e-0000-7000-8000-000000000000";
+    let routes: &[(&str, String, Option<&str>)] = &[
+        ("GET", "/api/auth/me".into(), None),
+        ("GET", "/api/users".into(), Some("admin")),
+        ("POST", "/api/users".into(), Some("admin")),
+        ("GET", format!("/api/users{id}"), None),
+        ("PATCH", format!("/api/users{id}"), None),
+        ("DELETE", format!("/api/users{id}"), Some("admin")),
+        ("GET", "/api/keys".into(), Some("keys:read")),
+        ("POST", "/api/keys".into(), Some("keys:write")),
+        ("GET", format!("/api/keys{id}"), Some("keys:read")),
+        ("PATCH", format!("/api/keys{id}"), Some("keys:write")),
+        ("DELETE", format!("/api/keys{id}"), Some("keys:write")),
+        (
+            "POST",
+            format!("/api/keys{id}/regenerate"),
+            Some("keys:write"),
+        ),
+        ("GET", "/api/agents".into(), Some("agents:read")),
+        ("POST", "/api/agents".into(), Some("agents:write")),
+        ("GET", format!("/api/agents{id}"), Some("agents:read")),
+        ("PATCH", format!("/api/agents{id}"), Some("agents:write")),
+        ("DELETE", format!("/api/agents{id}"), Some("agents:write")),
+        ("GET", "/api/audit".into(), Some("admin")),
+        ("POST", "/mcp".into(), Some("mcp")),
+    ];
+    for (method, path, scope) in routes {
+        let scope_attr = scope.map(|s| format!(", scope=\"{s}\""));
+        let (status, headers, body) = api.call(method, path, None, None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("missing_credentials")),
+            "{method} {path}"
+        );
+        assert_eq!(
+            headers["www-authenticate"],
+            format!(
+                "Bearer realm=\"mcp\"{}",
+                scope_attr.clone().unwrap_or_default()
+            )
+            .as_str(),
+            "{method} {path}"
+        );
+        let (status, headers, _) = api.call(method, path, Some("nonsense.to.ken"), None).await;
+        assert_eq!(status, 401, "{method} {path}");
+        let challenge = headers["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{method} {path}: {challenge}"
+        );
+        match &scope_attr {
+            Some(attr) => assert!(
+                challenge.ends_with(attr.as_str()),
+                "{method} {path}: {challenge}"
+            ),
+            None => assert!(
+                !challenge.contains("scope="),
+                "{method} {path}: {challenge}"
+            ),
+        }
+    }
+
+    // A key with none of those scopes is told the same scope in its 403.
+    create_user(&db, ADMIN, ADMIN_PW, "admin");
+    let token = api.login(ADMIN, ADMIN_PW).await;
+    let (status, _, created) = api
+        .call(
+            "POST",
+            "/api/keys",
+            Some(&token),
+            Some(json!({"name": "narrow", "scopes": ["mcp"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap();
+    let (status, headers, problem) = api.call("GET", "/api/agents", Some(key), None).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    assert_eq!(problem["requiredScopes"], json!(["agents:read"]));
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("scope=\"agents:read\""),
+        "{headers:?}"
+    );
+}
+both_databases!(
+    every_401_names_the_scopes_of_its_route,
+    every_401_names_the_scopes_of_its_route
+);
+
 async fn login_failures_look_the_same(db: TestDb) {
     create_user(&db, ADMIN, ADMIN_PW, "admin");
     let server = start(&db, &[]);
@@ -640,6 +740,11 @@ async fn external_issuer_and_protected_resource_metadata(db: TestDb) {
     assert_eq!(
         headers["www-authenticate"],
         "Bearer realm=\"mcp\", resource_metadata=\"http://mcp.test:8080/.well-known/oauth-protected-resource/mcp\""
+    );
+    let (_, headers, _) = api.call("GET", "/api/agents", None, None).await;
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer realm=\"mcp\", scope=\"agents:read\", resource_metadata=\"http://mcp.test:8080/.well-known/oauth-protected-resource/mcp\""
     );
 
     let mut header = Header::new(Algorithm::RS256);

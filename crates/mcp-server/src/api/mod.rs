@@ -6,11 +6,10 @@ pub mod keys;
 pub mod users;
 
 use axum::Router;
-use axum::handler::Handler;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use http::HeaderValue;
 use http::header::CACHE_CONTROL;
-use mcp_auth::RequireLayer;
+use mcp_auth::{RequireLayer, Requirement};
 use mcp_core::{FieldError, Problem};
 use serde::Deserialize;
 use tower::ServiceBuilder;
@@ -36,67 +35,72 @@ pub fn router(state: &AppState) -> Router<AppState> {
             .layer(state.limits.api_layer())
             .layer(state.limits.auth_layer()),
     );
-    // Authorization runs as a layer, before any body is read: a caller
-    // without the scope gets 403, never a 400 about a body it may not send.
-    let challenge = state.auth.challenge.clone();
-    let scope = |scope: &str| RequireLayer::scope(scope).challenge(challenge.clone());
-    let admin = RequireLayer::role("admin")
-        .and_scope("admin")
-        .challenge(challenge.clone());
+    // Each method gets the whole guard as one stack, layered once when the
+    // router is built (not `Handler::layer`, which layers on every call):
+    // authentication,
+    // the api limit keyed by who was authenticated, then authorization,
+    // which runs before any body is read, so a caller without the scope
+    // gets 403, never a 400 about a body it may not send. The `401` of a
+    // handler names the scopes it needs (MCP authorization), so the
+    // challenge is the handler's own.
+    let guard = |requirement: Requirement| {
+        let challenge = state.auth.challenge.clone().scopes(requirement.scopes());
+        ServiceBuilder::new()
+            .layer(no_store())
+            .layer(state.auth.layer.clone().challenge(challenge.clone()))
+            .layer(crate::audit::refusals_layer(state))
+            .layer(state.limits.api_layer())
+            .layer(RequireLayer::new(requirement).challenge(challenge))
+    };
+    let anyone = || guard(Requirement::default());
+    let scope = |scope: &str| guard(Requirement::scope(scope));
+    let admin = || guard(Requirement::role("admin").and_scope("admin"));
     let authenticated = Router::new()
-        .route("/api/auth/me", get(users::me))
+        .route("/api/auth/me", get(users::me).route_layer(anyone()))
         .route(
             "/api/users",
-            get(users::list.layer(admin.clone())).post(users::create.layer(admin.clone())),
+            get(users::list)
+                .route_layer(admin())
+                .merge(post(users::create).route_layer(admin())),
         )
         .route(
             "/api/users/{id}",
             get(users::get)
-                .patch(users::update)
-                .delete(users::delete.layer(admin)),
+                .route_layer(anyone())
+                .merge(patch(users::update).route_layer(anyone()))
+                .merge(delete(users::delete).route_layer(admin())),
         )
         .route(
             "/api/keys",
-            get(keys::list.layer(scope("keys:read"))).post(keys::create.layer(scope("keys:write"))),
+            get(keys::list)
+                .route_layer(scope("keys:read"))
+                .merge(post(keys::create).route_layer(scope("keys:write"))),
         )
         .route(
             "/api/keys/{id}",
-            get(keys::get.layer(scope("keys:read")))
-                .patch(keys::update.layer(scope("keys:write")))
-                .delete(keys::delete.layer(scope("keys:write"))),
+            get(keys::get)
+                .route_layer(scope("keys:read"))
+                .merge(patch(keys::update).route_layer(scope("keys:write")))
+                .merge(delete(keys::delete).route_layer(scope("keys:write"))),
         )
         .route(
             "/api/keys/{id}/regenerate",
-            post(keys::regenerate.layer(scope("keys:write"))),
+            post(keys::regenerate).route_layer(scope("keys:write")),
         )
         .route(
             "/api/agents",
-            get(agents::list.layer(scope("agents:read")))
-                .post(agents::create.layer(scope("agents:write"))),
+            get(agents::list)
+                .route_layer(scope("agents:read"))
+                .merge(post(agents::create).route_layer(scope("agents:write"))),
         )
         .route(
             "/api/agents/{id}",
-            get(agents::get.layer(scope("agents:read")))
-                .patch(agents::update.layer(scope("agents:write")))
-                .delete(agents::delete.layer(scope("agents:write"))),
+            get(agents::get)
+                .route_layer(scope("agents:read"))
+                .merge(patch(agents::update).route_layer(scope("agents:write")))
+                .merge(delete(agents::delete).route_layer(scope("agents:write"))),
         )
-        // Authentication, then the api limit keyed by who was authenticated,
-        // then (per handler) authorization.
-        .route(
-            "/api/audit",
-            get(audit::list.layer(
-                RequireLayer::role("admin")
-                    .and_scope("admin")
-                    .challenge(challenge.clone()),
-            )),
-        )
-        .route_layer(
-            ServiceBuilder::new()
-                .layer(no_store())
-                .layer(state.auth.layer.clone())
-                .layer(crate::audit::refusals_layer(state))
-                .layer(state.limits.api_layer()),
-        );
+        .route("/api/audit", get(audit::list).route_layer(admin()));
     public.merge(authenticated)
 }
 
