@@ -218,7 +218,11 @@ async fn generated_secret(db: &Db) -> Result<Vec<u8>, StartError> {
 pub struct UserCache {
     db: Db,
     /// `Arc`: each hit is a reference count, not a copy of the strings.
-    cache: moka::future::Cache<Uuid, Option<Arc<User>>>,
+    /// The sync cache: a hit is a lookup, where the future cache's `get`
+    /// is a future with its own bookkeeping (this is read twice on every
+    /// `GET /api/auth/me`). Ids come from verified credentials, never from
+    /// a caller's text, so foldhash is safe.
+    cache: moka::sync::Cache<Uuid, Option<Arc<User>>, foldhash::fast::RandomState>,
     /// Bumped by every `forget`: a lookup that read the database before it
     /// does not cache what it read (it could be the old role).
     generation: Arc<AtomicU64>,
@@ -230,10 +234,10 @@ impl UserCache {
     fn new(db: Db, ttl: Duration, keys: Arc<mcp_apikeys::ApiKeyService>) -> Self {
         UserCache {
             db,
-            cache: moka::future::Cache::builder()
+            cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             generation: Arc::new(AtomicU64::new(0)),
             keys,
         }
@@ -243,7 +247,7 @@ impl UserCache {
     /// such user. Authentication and `GET /api/auth/me` read it from here:
     /// one query per user per TTL, not one per request.
     pub async fn user(&self, id: Uuid) -> Result<Option<Arc<User>>, AuthError> {
-        if let Some(user) = self.cache.get(&id).await {
+        if let Some(user) = self.cache.get(&id) {
             return Ok(user);
         }
         let generation = self.generation.load(Ordering::SeqCst);
@@ -255,10 +259,10 @@ impl UserCache {
             })?
             .map(Arc::new);
         if self.generation.load(Ordering::SeqCst) == generation {
-            self.cache.insert(id, user.clone()).await;
+            self.cache.insert(id, user.clone());
             // A `forget` between the check and the insert: undo the insert.
             if self.generation.load(Ordering::SeqCst) != generation {
-                self.cache.invalidate(&id).await;
+                self.cache.invalidate(&id);
             }
         }
         Ok(user)
@@ -268,7 +272,7 @@ impl UserCache {
     /// the principals of the user's API keys.
     pub async fn forget(&self, id: Uuid) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.cache.invalidate(&id).await;
+        self.cache.invalidate(&id);
         self.keys.invalidate_owner(&id.to_string());
     }
 

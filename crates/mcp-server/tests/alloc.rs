@@ -200,21 +200,21 @@ async fn hot_paths_allocate_no_more_than_their_budget() {
         (
             Budget {
                 name: "GET /health",
-                extra: 16,
+                extra: 15,
             },
             Box::new(|| request("GET", "/health", &[])),
         ),
         (
             Budget {
                 name: "GET /api/auth/me (JWT)",
-                extra: 26,
+                extra: 25,
             },
             Box::new(move || request("GET", "/api/auth/me", &[("authorization", &bearer)])),
         ),
         (
             Budget {
                 name: "GET /api/auth/me (API key)",
-                extra: 27,
+                extra: 26,
             },
             Box::new({
                 let key = fixture.key.clone();
@@ -224,7 +224,7 @@ async fn hot_paths_allocate_no_more_than_their_budget() {
         (
             Budget {
                 name: "OPTIONS /api/agents (preflight)",
-                extra: 6,
+                extra: 5,
             },
             Box::new(|| {
                 request(
