@@ -51,13 +51,13 @@ chmod +x "$work/wrap.sh"
 # count ADDRESS PID SCENARIO: instructions per request of one scenario.
 count() {
     local address=$1 pid=$2 scenario=$3 requests total file
-    callgrind_control -i on "$pid" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null 2>&1
     wrk -t1 -c1 -d2s -s "/tmp/bench-$scenario.lua" "http://$address/" >/dev/null
-    callgrind_control -z "$pid" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
     requests=$(wrk -t1 -c1 -d"${seconds}s" -s "/tmp/bench-$scenario.lua" "http://$address/" \
         | awk '/requests in/ {print $1}')
-    callgrind_control -d "$scenario" "$pid" >/dev/null
-    callgrind_control -i off "$pid" >/dev/null
+    callgrind_control -d "$scenario" "$pid" >/dev/null 2>&1
+    callgrind_control -i off "$pid" >/dev/null 2>&1
     file=$(ls -t "$work"/cg."$pid".* | head -1)
     total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
     printf "%-13s %-10s %9d instructions per request (%d requests)\n" \
