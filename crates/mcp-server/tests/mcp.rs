@@ -1057,6 +1057,49 @@ mod ws {
         answer
     }
 
+    /// A tool call over `/ws` is an audit event like one over HTTP: its
+    /// request id is the upgrade's `X-Request-Id` (one per connection) and
+    /// its address the client's; no credential of the upgrade reaches it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn websocket_tool_calls_are_audited_with_the_upgrades_request_id() {
+        let db = TestDb::new(common::Backend::Sqlite).await;
+        create_user(&db, "owner@example.com", "owner-password", "user");
+        create_user(&db, "root@example.com", "root-password", "admin");
+        let server = TestServer::start(&db, &[SECRET]);
+        let api = Api::new(&server);
+        let jwt = api.login("owner@example.com", "owner-password").await;
+        let admin = api.login("root@example.com", "root-password").await;
+        let (key, key_id) = create_key(&api, &jwt, "ws", json!(["mcp"])).await;
+
+        let (mut socket, response) = open(&server, &[("x-api-key", &key)]).await.unwrap();
+        let upgrade_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        handshake(&mut socket).await;
+        send(&mut socket, &tool_call(2, "whoami", json!({}))).await;
+        let answer = next(&mut socket).await.unwrap();
+        assert!(answer["result"].is_object(), "{answer}");
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let event = loop {
+            let (status, _, page) = api
+                .call("GET", "/api/audit?type=mcp.tool_call", Some(&admin), None)
+                .await;
+            assert_eq!(status, 200, "{page}");
+            if let Some(event) = page["items"].as_array().unwrap().first() {
+                break event.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no tool-call event");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert_eq!(event["requestId"], upgrade_id.as_str(), "{event}");
+        assert_eq!(event["ip"], "127.0.0.1", "{event}");
+        assert_eq!(event["actor"]["keyId"], key_id.as_str(), "{event}");
+        assert_eq!(event["detail"]["tool"], "whoami", "{event}");
+        assert!(!event.to_string().contains(&key), "{event}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_transport() {
         let db = TestDb::new(common::Backend::Sqlite).await;

@@ -31,6 +31,8 @@ pub(super) struct Connection {
     principal: Principal,
     /// The upgrade's credential headers, checked again while open.
     credentials: http::request::Parts,
+    /// The upgrade's head without them, in every request's extensions.
+    head: http::request::Parts,
     /// Refused messages in the current window of the quota's period.
     refused: u32,
     window_start: Option<Instant>,
@@ -41,11 +43,13 @@ impl Connection {
         settings: Settings,
         principal: Principal,
         credentials: http::request::Parts,
+        head: http::request::Parts,
     ) -> Self {
         Connection {
             settings,
             principal,
             credentials,
+            head,
             refused: 0,
             window_start: None,
         }
@@ -351,10 +355,9 @@ impl Connection {
                 // Where `caller` finds it, as over Streamable HTTP.
                 match &mut message {
                     RxJsonRpcMessage::<RoleServer>::Request(request) => {
-                        request
-                            .request
-                            .extensions_mut()
-                            .insert(self.principal.clone());
+                        let extensions = request.request.extensions_mut();
+                        extensions.insert(self.principal.clone());
+                        extensions.insert(self.head.clone());
                     }
                     RxJsonRpcMessage::<RoleServer>::Notification(notification) => {
                         notification

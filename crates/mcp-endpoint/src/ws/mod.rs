@@ -58,7 +58,10 @@ const CREDENTIALS: [http::HeaderName; 3] = [
 ///
 /// `factory` makes the MCP server of each connection, for its principal;
 /// the principal is also in every request's extensions, where
-/// [`caller`](crate::caller) finds it.
+/// [`caller`](crate::caller) finds it, and so is the upgrade request's
+/// head (`http::request::Parts`, its credential and cookie headers
+/// removed), where rmcp's Streamable HTTP puts each POST's: a tool reads
+/// the connection's request id and client address the same way on both.
 ///
 /// ```
 /// use axum::Router;
@@ -277,6 +280,7 @@ where
                 .into_response();
         };
         let credentials = credentials(&parts.headers);
+        let head = head(&parts);
         let settings = self.settings.clone();
         let server = (self.factory)(principal.clone());
         let limit = settings.max_message_size;
@@ -287,7 +291,7 @@ where
             .on_upgrade(move |socket| async move {
                 let gauge = settings.gauge.clone();
                 metrics::gauge!(gauge.to_string()).increment(1.0);
-                Connection::new(settings, principal, credentials)
+                Connection::new(settings, principal, credentials, head)
                     .run(socket, server)
                     .await;
                 metrics::gauge!(gauge.to_string()).decrement(1.0);
@@ -295,6 +299,19 @@ where
             })
             .into_response()
     }
+}
+
+/// The upgrade request's head without its credentials: every request
+/// message's context carries it, as rmcp's Streamable HTTP carries each
+/// POST's, so a tool finds the request id and the client's address of the
+/// connection where it finds them over HTTP.
+fn head(parts: &http::request::Parts) -> http::request::Parts {
+    let mut head = parts.clone();
+    for name in CREDENTIALS {
+        head.headers.remove(&name);
+    }
+    head.headers.remove(http::header::COOKIE);
+    head
 }
 
 /// The credentials of the upgrade request, to authenticate them again.
