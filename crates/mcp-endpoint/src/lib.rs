@@ -63,4 +63,4 @@ pub use subprotocol::{SubprotocolBearer, TOKEN_SUBPROTOCOL_PREFIX};
 pub use crate::rmcp::{caller, streamable_http_config};
 #[cfg(feature = "ws")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
-pub use ws::{FORBIDDEN, RATE_LIMITED, SUBPROTOCOL, WS_CONNECTIONS, WebSocketEndpoint};
+pub use ws::{FORBIDDEN, RATE_LIMITED, SUBPROTOCOL, WS_CONNECTIONS, WebSocketEndpoint, WsRefusal};

@@ -1060,6 +1060,7 @@ mod ws {
     /// A tool call over `/ws` is an audit event like one over HTTP: its
     /// request id is the upgrade's `X-Request-Id` (one per connection) and
     /// its address the client's; no credential of the upgrade reaches it.
+    /// A message refused on the connection is an `authz.denied` event.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn websocket_tool_calls_are_audited_with_the_upgrades_request_id() {
         let db = TestDb::new(common::Backend::Sqlite).await;
@@ -1098,6 +1099,38 @@ mod ws {
         assert_eq!(event["actor"]["keyId"], key_id.as_str(), "{event}");
         assert_eq!(event["detail"]["tool"], "whoami", "{event}");
         assert!(!event.to_string().contains(&key), "{event}");
+
+        // A message the policy refuses on the open connection is an
+        // `authz.denied` event too, as a 403 is over HTTP.
+        send(
+            &mut socket,
+            &tool_call(3, "create_agent", json!({"name": "x"})),
+        )
+        .await;
+        let answer = next(&mut socket).await.unwrap();
+        assert_eq!(answer["error"]["code"], -32003, "{answer}");
+        let event = loop {
+            let (_, _, page) = api
+                .call("GET", "/api/audit?type=authz.denied", Some(&admin), None)
+                .await;
+            if let Some(event) = page["items"].as_array().unwrap().first() {
+                break event.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no refusal event");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert_eq!(event["outcome"], "denied", "{event}");
+        assert_eq!(event["requestId"], upgrade_id.as_str(), "{event}");
+        assert_eq!(event["ip"], "127.0.0.1", "{event}");
+        assert_eq!(event["actor"]["keyId"], key_id.as_str(), "{event}");
+        assert_eq!(
+            event["target"],
+            json!({"kind": "route", "id": "GET /ws"}),
+            "{event}"
+        );
+        assert_eq!(event["detail"]["tool"], "create_agent", "{event}");
+        assert_eq!(event["detail"]["method"], "tools/call", "{event}");
+        assert_eq!(event["detail"]["code"], "insufficient_scope", "{event}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -306,6 +306,15 @@ impl Connection {
                     tool = name.unwrap_or(""),
                     "MCP message refused by policy"
                 );
+                if let Some(hook) = &self.settings.on_refusal {
+                    (hook.0)(&super::WsRefusal {
+                        principal: &self.principal,
+                        head: &self.head,
+                        method,
+                        name,
+                        refusal: &refusal,
+                    });
+                }
                 let data = match refusal {
                     Refusal::NeedsScope(scopes) => json!({
                         "code": "insufficient_scope",

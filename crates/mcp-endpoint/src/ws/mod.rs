@@ -104,6 +104,36 @@ impl<F> std::fmt::Debug for WebSocketEndpoint<F> {
     }
 }
 
+/// A message an open connection refused by its policy: what
+/// [`WebSocketEndpoint::on_refusal`] is told, for an audit trail (an HTTP
+/// refusal is a `403` a layer can see; this one is a JSON-RPC error inside
+/// a connection, seen by nothing else).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct WsRefusal<'a> {
+    /// Who sent it.
+    pub principal: &'a Principal,
+    /// The upgrade request's head, its credential and cookie headers
+    /// removed: its request id and the client's address.
+    pub head: &'a http::request::Parts,
+    /// The JSON-RPC method (`response` for a message without one).
+    pub method: &'a str,
+    /// The tool's (or prompt's, resource's) name, when the method has one.
+    pub name: Option<&'a str>,
+    /// Why.
+    pub refusal: &'a crate::Refusal,
+}
+
+/// The hook of [`WebSocketEndpoint::on_refusal`].
+#[derive(Clone)]
+struct RefusalHook(Arc<dyn Fn(&WsRefusal<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for RefusalHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefusalHook")
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Settings {
     max_message_size: usize,
@@ -116,6 +146,7 @@ struct Settings {
     auth: Option<AuthLayer>,
     clock: SharedClock,
     gauge: Arc<str>,
+    on_refusal: Option<RefusalHook>,
 }
 
 impl<F, H> WebSocketEndpoint<F>
@@ -142,6 +173,7 @@ where
                 auth: None,
                 clock: SystemClock::shared(),
                 gauge: WS_CONNECTIONS.into(),
+                on_refusal: None,
             },
             slots: Slots::new(8),
         }
@@ -236,6 +268,17 @@ where
     #[must_use]
     pub fn gauge(mut self, name: impl Into<String>) -> Self {
         self.settings.gauge = name.into().into();
+        self
+    }
+
+    /// Calls `hook` for every message the policy refuses on an open
+    /// connection (after its error is decided, before it is sent), with
+    /// who sent it and the upgrade's head: where an audit trail records the
+    /// refusals no HTTP layer sees. The hook runs on the connection's task:
+    /// keep it quick (a channel send, not a database write).
+    #[must_use]
+    pub fn on_refusal(mut self, hook: impl Fn(&WsRefusal<'_>) + Send + Sync + 'static) -> Self {
+        self.settings.on_refusal = Some(RefusalHook(Arc::new(hook)));
         self
     }
 

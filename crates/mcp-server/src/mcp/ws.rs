@@ -51,6 +51,37 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .rate_limit(state.limits.ws_limiter().clone())
         .shutdown(state.shutdown.clone())
         .clock(state.clock.clone())
-        .gauge(WS_CONNECTIONS);
+        .gauge(WS_CONNECTIONS)
+        .on_refusal(refusal_recorder(state));
     Router::new().route("/ws", endpoint.method_router().route_layer(stack))
+}
+
+/// A message refused on an open connection is an `authz.denied` event, as
+/// a `403` is over HTTP: the upgrade's request id and address, the route,
+/// the refused method and tool.
+fn refusal_recorder(
+    state: &AppState,
+) -> impl Fn(&mcp_endpoint::WsRefusal<'_>) + Send + Sync + 'static {
+    let state = state.clone();
+    move |refused| {
+        if !state.audit.is_on() {
+            return;
+        }
+        let context =
+            crate::audit::Context::of(&state, &refused.head.headers, &refused.head.extensions);
+        let code = match refused.refusal {
+            mcp_endpoint::Refusal::NeedsScope(_) => "insufficient_scope",
+            _ => "forbidden",
+        };
+        let mut event = state
+            .event("authz.denied", mcp_audit::Outcome::Denied)
+            .actor(refused.principal)
+            .target("route", "GET /ws")
+            .detail("code", code)
+            .detail("method", mcp_audit::Event::bounded(refused.method));
+        if let Some(name) = refused.name {
+            event = event.detail("tool", mcp_audit::Event::bounded(name));
+        }
+        state.audit(&context, event);
+    }
 }
