@@ -254,6 +254,20 @@ mod tests {
     }
 
     #[test]
+    fn short_text_is_kept_and_long_text_cut_at_a_character() {
+        assert_eq!(Event::bounded("whoami"), "whoami");
+        assert_eq!(Event::bounded(""), "");
+        let exact = "a".repeat(MAX_TEXT);
+        assert_eq!(Event::bounded(&exact), exact);
+        let long = "a".repeat(MAX_TEXT + 1);
+        assert_eq!(Event::bounded(&long), long[..MAX_TEXT]);
+        // Two-byte characters: cut before the one that would not fit.
+        let wide = "é".repeat(MAX_TEXT);
+        let cut = Event::bounded(&wide);
+        assert!(wide.starts_with(&cut) && cut.len() <= MAX_TEXT && cut.len() >= MAX_TEXT - 1);
+    }
+
+    #[test]
     fn client_text_is_bounded() {
         let long = "é".repeat(500);
         let event = Event::new("x", Outcome::Denied, SystemTime::now())
