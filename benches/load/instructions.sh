@@ -5,6 +5,7 @@
 #   benches/load/instructions.sh                         # target/release/mcp-server
 #   benches/load/instructions.sh --server /tmp/old-mcp-server --only me_jwt,health
 #   benches/load/instructions.sh --ceilings              # bare_axum and bare_rmcp too
+#   benches/load/instructions.sh --keep /tmp/cg          # keep each dump for callgrind_annotate
 #
 # Each server runs under `valgrind --tool=callgrind` with instrumentation
 # off until its scenario is warm (two seconds of wrk, one connection); then
@@ -19,12 +20,14 @@ server=target/release/mcp-server
 only=health,me_jwt,me_key,preflight,mcp_call
 seconds=3
 ceilings=
+keep=
 while [ $# -gt 0 ]; do
     case "$1" in
         --server) server=$(realpath "$2"); shift 2 ;;
         --only) only=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --ceilings) ceilings=1; shift ;;
+        --keep) keep=$(realpath "$2"); shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -59,6 +62,7 @@ count() {
     callgrind_control -d "$scenario" "$pid" >/dev/null 2>&1
     callgrind_control -i off "$pid" >/dev/null 2>&1
     file=$(ls -t "$work"/cg."$pid".* | head -1)
+    [ -n "$keep" ] && cp "$file" "$keep/$4-$scenario.callgrind"
     total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
     printf "%-13s %-10s %9d instructions per request (%d requests)\n" \
         "$scenario" "$4" $((total / requests)) "$requests"

@@ -73,7 +73,7 @@ struct Buckets {
     store: SharedStore,
     /// Keys found exhausted, until when: `peek` answers from here, since
     /// governor has no way to look without counting.
-    exhausted: moka::sync::Cache<RateKey, SystemTime>,
+    exhausted: moka::sync::Cache<RateKey, SystemTime, foldhash::fast::RandomState>,
 }
 
 impl Buckets {
@@ -98,7 +98,7 @@ impl Buckets {
             exhausted: moka::sync::Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(policy.quota().period())
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
@@ -119,8 +119,12 @@ impl Buckets {
                 tat.map_or(Nanos::from(0u64), |tat| tat.saturating_sub(back)),
             ))
         });
-        // At least one request is free again.
-        self.exhausted.invalidate(key);
+        // At least one request is free again. (Looking first: most refunds
+        // are of keys never exhausted, and a lookup costs less than an
+        // invalidation, which queues a write.)
+        if self.exhausted.contains_key(key) {
+            self.exhausted.invalidate(key);
+        }
     }
 }
 
