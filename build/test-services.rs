@@ -7,10 +7,17 @@
 //! - `CI=true` (or `1`) promises all of them.
 //!
 //! A promised service that is unreachable fails its tests: CI never skips.
+//!
+//! It also rebuilds a package whose `migrations` directory changed:
+//! `sqlx::migrate!` embeds the directory at compile time, and cargo would
+//! not otherwise know that a new file in it changes the crate.
 
 fn main() {
     println!("cargo::rerun-if-env-changed=CI");
     println!("cargo::rerun-if-env-changed=MCP_TEST_SERVICES");
+    if std::path::Path::new("migrations").is_dir() {
+        println!("cargo::rerun-if-changed=migrations");
+    }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let promised = std::env::var("MCP_TEST_SERVICES").unwrap_or_default();
     let promised: Vec<&str> = promised.split(',').map(str::trim).collect();
