@@ -57,6 +57,7 @@
 
 mod error;
 mod metadata;
+mod pages;
 mod pkce;
 mod redirect;
 mod register;
@@ -67,6 +68,7 @@ mod store;
 
 pub use error::{ErrorCode, OAuthError, StoreError};
 pub use metadata::AuthorizationServerMetadata;
+pub use pages::{LoginUser, UserDirectory, authorize_pages};
 pub use pkce::CodeChallenge;
 pub use redirect::{redirect_uri_allowed, redirect_uri_matches};
 pub use register::{RegistrationRequest, RegistrationResponse};
