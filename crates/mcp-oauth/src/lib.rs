@@ -55,6 +55,8 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "client-metadata")]
+mod cimd;
 mod error;
 mod metadata;
 mod pages;
@@ -66,6 +68,8 @@ mod secret;
 mod server;
 mod store;
 
+#[cfg(feature = "client-metadata")]
+pub use cimd::{ClientMetadataFetcher, MAX_DOCUMENT_BYTES, is_public_address};
 pub use error::{ErrorCode, OAuthError, StoreError};
 pub use metadata::AuthorizationServerMetadata;
 pub use pages::{LoginUser, UserDirectory, authorize_pages};

@@ -188,6 +188,8 @@ pub struct AuthorizationServer {
     tokens: TokenIssuer,
     settings: Arc<Settings>,
     clock: SharedClock,
+    #[cfg(feature = "client-metadata")]
+    documents: Option<crate::cimd::ClientMetadataFetcher>,
 }
 
 impl fmt::Debug for AuthorizationServer {
@@ -207,7 +209,34 @@ impl AuthorizationServer {
             tokens,
             settings: Arc::new(settings),
             clock: SystemClock::shared(),
+            #[cfg(feature = "client-metadata")]
+            documents: None,
         }
+    }
+
+    /// Accepts Client ID Metadata Documents: a `client_id` that is an
+    /// `https` URL is fetched by `fetcher` (and kept in the store, refreshed
+    /// when its cache entry expires).
+    #[cfg(feature = "client-metadata")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client-metadata")))]
+    #[must_use]
+    pub fn client_metadata(mut self, fetcher: crate::cimd::ClientMetadataFetcher) -> Self {
+        self.documents = Some(fetcher);
+        self
+    }
+
+    /// The client with `id`: a metadata document's, fetched (through its
+    /// cache) and stored, or a registered one from the store.
+    async fn find_client(&self, id: &str) -> Result<Option<Client>, OAuthError> {
+        #[cfg(feature = "client-metadata")]
+        if let Some(documents) = &self.documents
+            && documents.is_document_url(id)
+        {
+            let client = documents.fetch(id).await?;
+            self.store.put_client(client.clone()).await?;
+            return Ok(Some(client));
+        }
+        Ok(self.store.client(id).await?)
     }
 
     /// Reads time from `clock` (codes' and refresh tokens' expiry).
@@ -244,10 +273,9 @@ impl AuthorizationServer {
             .as_deref()
             .ok_or_else(|| show(OAuthError::invalid_request("client_id is required")))?;
         let client = self
-            .store
-            .client(client_id)
+            .find_client(client_id)
             .await
-            .map_err(|e| show(e.into()))?
+            .map_err(show)?
             .ok_or_else(|| show(OAuthError::invalid_client("unknown client")))?;
         let redirect_uri = match params.redirect_uri.as_deref() {
             Some(presented) => client

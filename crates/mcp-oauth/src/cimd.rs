@@ -1,0 +1,300 @@
+//! Client ID Metadata Documents: a `client_id` that is an `https` URL names
+//! a JSON document describing the client, fetched by the authorization
+//! server. Fetching a URL a stranger chose is a request forgery waiting to
+//! happen, so: `https` only, no address that is private, loopback,
+//! link-local or otherwise not public (checked on every address the name
+//! resolves to, and the connection goes only to those), no redirects, a
+//! timeout, a size cap, and a cache so one client cannot make the server
+//! fetch over and over.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::error::{ErrorCode, OAuthError};
+use crate::redirect::redirect_uri_allowed;
+use crate::store::Client;
+
+/// Largest document read (64 KiB).
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+/// How long a fetched document is reused.
+const CACHE_TTL: Duration = Duration::from_secs(300);
+/// Most documents kept.
+const CACHE_ENTRIES: usize = 1000;
+
+/// Whether `ip` is an address a fetch may go to: a public unicast address.
+/// Loopback, private (RFC 1918, unique local), link-local (the cloud
+/// metadata service at 169.254.169.254 among them), shared (100.64/10),
+/// unspecified, multicast, broadcast, documentation and IPv4-mapped forms
+/// of any of these are refused.
+///
+/// ```
+/// use mcp_oauth::is_public_address;
+///
+/// assert!(is_public_address("93.184.216.34".parse().unwrap()));
+/// assert!(!is_public_address("127.0.0.1".parse().unwrap()));
+/// assert!(!is_public_address("169.254.169.254".parse().unwrap()));
+/// assert!(!is_public_address("::ffff:10.0.0.1".parse().unwrap()));
+/// ```
+pub fn is_public_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0)
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || first == 0x64 && v6.segments()[1] == 0xff9b)
+        }
+    }
+}
+
+/// Resolves names for the fetch, keeping only public addresses (so a name
+/// that resolves to 127.0.0.1, or is rebound to it, is never connected to).
+struct PublicOnly {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| allow_private || is_public_address(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err("the name resolves to no public address".into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The fields of a metadata document this server uses.
+#[derive(Deserialize)]
+struct Document {
+    client_id: String,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    client_name: Option<String>,
+    token_endpoint_auth_method: Option<String>,
+}
+
+/// Fetches and checks Client ID Metadata Documents, with a cache.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use mcp_oauth::ClientMetadataFetcher;
+///
+/// let fetcher = ClientMetadataFetcher::new();
+/// // Refused before any connection: not https, then not a public address.
+/// assert!(fetcher.fetch("http://client.example/metadata.json").await.is_err());
+/// assert!(fetcher.fetch("https://169.254.169.254/latest/meta-data").await.is_err());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ClientMetadataFetcher {
+    http: reqwest::Client,
+    allow_insecure: bool,
+    cache: Arc<Mutex<HashMap<String, (Client, SystemTime)>>>,
+}
+
+impl std::fmt::Debug for ClientMetadataFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientMetadataFetcher")
+            .field("allow_insecure", &self.allow_insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientMetadataFetcher {
+    fn default() -> Self {
+        ClientMetadataFetcher::new()
+    }
+}
+
+fn invalid(description: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClient, description)
+}
+
+impl ClientMetadataFetcher {
+    /// `https` URLs on public addresses only, 5 s, 64 KiB.
+    pub fn new() -> Self {
+        ClientMetadataFetcher::build(false, Duration::from_secs(5))
+    }
+
+    /// Also `http` and private or loopback addresses: for tests, which
+    /// serve documents on loopback. Never in production.
+    pub fn insecure_for_tests(timeout: Duration) -> Self {
+        ClientMetadataFetcher::build(true, timeout)
+    }
+
+    fn build(allow_insecure: bool, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(PublicOnly {
+                allow_private: allow_insecure,
+            }))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        ClientMetadataFetcher {
+            http,
+            allow_insecure,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Whether `client_id` names a metadata document (an `https` URL, or
+    /// `http` when insecure): then it is fetched instead of looked up.
+    pub fn is_document_url(&self, client_id: &str) -> bool {
+        client_id.starts_with("https://")
+            || (self.allow_insecure && client_id.starts_with("http://"))
+    }
+
+    /// The client the document at `url` describes: its `client_id` must be
+    /// `url` itself, its redirect URIs allowed ones, and it a public client.
+    pub async fn fetch(&self, url: &str) -> Result<Client, OAuthError> {
+        let now = SystemTime::now();
+        if let Some((client, at)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url)
+            && now.duration_since(*at).is_ok_and(|age| age < CACHE_TTL)
+        {
+            return Ok(client.clone());
+        }
+        let parsed = Url::parse(url).map_err(|_| invalid("the client_id is not a URL"))?;
+        let scheme_ok =
+            parsed.scheme() == "https" || (self.allow_insecure && parsed.scheme() == "http");
+        if !scheme_ok {
+            return Err(invalid(
+                "a client metadata document must be served over https",
+            ));
+        }
+        if !parsed.username().is_empty()
+            || parsed.password().is_some()
+            || parsed.fragment().is_some()
+            || parsed.path() == "/"
+        {
+            return Err(invalid(
+                "a client metadata URL has a path and no credentials or fragment",
+            ));
+        }
+        // An address written in the URL is not resolved: check it here.
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => None,
+            None => return Err(invalid("the client_id URL has no host")),
+        };
+        if literal.is_some_and(|ip| !self.allow_insecure && !is_public_address(ip)) {
+            return Err(invalid(
+                "the client metadata URL is not on a public address",
+            ));
+        }
+        let mut response = self
+            .http
+            .get(parsed.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|error| {
+                tracing::info!(%error, "cannot fetch a client metadata document");
+                invalid("the client metadata document cannot be fetched")
+            })?;
+        if !response.status().is_success() {
+            return Err(invalid("the client metadata document cannot be fetched"));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+        {
+            return Err(invalid("the client metadata document is too large"));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|_| invalid("the client metadata document cannot be fetched"))?
+        {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(invalid("the client metadata document is too large"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let document: Document = serde_json::from_slice(&body)
+            .map_err(|_| invalid("the client metadata document is not valid JSON metadata"))?;
+        if document.client_id != url {
+            return Err(invalid(
+                "the client metadata document's client_id is not its own URL",
+            ));
+        }
+        if document.redirect_uris.is_empty()
+            || document.redirect_uris.len() > 10
+            || document
+                .redirect_uris
+                .iter()
+                .any(|u| !redirect_uri_allowed(u))
+        {
+            return Err(invalid(
+                "the client metadata document's redirect_uris are missing or not allowed",
+            ));
+        }
+        if document
+            .token_endpoint_auth_method
+            .as_deref()
+            .is_some_and(|m| m != "none")
+        {
+            return Err(invalid(
+                "a client metadata document describes a public client (token_endpoint_auth_method none)",
+            ));
+        }
+        let client = Client {
+            id: document.client_id,
+            secret_hash: None,
+            name: document
+                .client_name
+                .filter(|n| n.len() <= 200 && !n.chars().any(char::is_control)),
+            redirect_uris: document.redirect_uris,
+            created_at: now,
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_ENTRIES {
+            cache.retain(|_, (_, at)| now.duration_since(*at).is_ok_and(|age| age < CACHE_TTL));
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(url.to_owned(), (client.clone(), now));
+        Ok(client)
+    }
+}
