@@ -476,3 +476,98 @@ async fn submit(State(pages): State<Pages>, headers: HeaderMap, body: Bytes) -> 
         _ => pages.error_page(StatusCode::BAD_REQUEST, "Unknown action."),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use mcp_core::ManualClock;
+
+    struct Nobody;
+
+    impl UserDirectory for Nobody {
+        fn login<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<LoginUser>, StoreError>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    fn pages(clock: &ManualClock) -> Pages {
+        let tokens = mcp_auth::TokenIssuer::new(
+            mcp_auth::SigningKey::hmac(&[1; 32]).unwrap(),
+            "https://a.example",
+            "https://a.example/mcp",
+        );
+        let server = AuthorizationServer::new(
+            MemoryStore::new(),
+            tokens,
+            crate::Settings::new("https://a.example", "https://a.example/mcp"),
+        )
+        .clock(clock.shared());
+        Pages {
+            server,
+            users: Arc::new(Nobody),
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+            secure: true,
+            style_hash: "h".into(),
+        }
+    }
+
+    fn user() -> LoginUser {
+        LoginUser {
+            subject: "u".into(),
+            name: "U".into(),
+            scopes: None,
+        }
+    }
+
+    #[test]
+    fn sessions_end_after_their_ten_minutes_and_are_forgotten() {
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let pages = pages(&clock);
+        let (cookie, csrf) = pages.start_session(user());
+        clock.advance(SESSION_TTL - Duration::from_secs(1));
+        assert!(pages.session_user(Some(&cookie), Some(&csrf)).is_some());
+        clock.advance(Duration::from_secs(1));
+        assert!(
+            pages.session_user(Some(&cookie), Some(&csrf)).is_none(),
+            "expired at its TTL"
+        );
+        // The next login sweeps expired sessions out.
+        let (live, _) = pages.start_session(user());
+        let sessions = pages.sessions.lock().unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert!(sessions.contains_key(&SecretHash::of(&live)));
+        assert!(format!("{pages:?}").contains("secure: true"));
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_session_makes_room() {
+        let clock = ManualClock::at_unix(1_800_000_000);
+        let pages = pages(&clock);
+        let (oldest, _) = pages.start_session(user());
+        clock.advance(Duration::from_secs(1));
+        {
+            let mut sessions = pages.sessions.lock().unwrap();
+            for _ in 1..MAX_SESSIONS {
+                sessions.insert(
+                    Secret::generate().hash(),
+                    Session {
+                        user: user(),
+                        csrf: String::new(),
+                        expires_at: pages.server.now() + SESSION_TTL,
+                    },
+                );
+            }
+            assert_eq!(sessions.len(), MAX_SESSIONS);
+        }
+        let (newest, _) = pages.start_session(user());
+        let sessions = pages.sessions.lock().unwrap();
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert!(!sessions.contains_key(&SecretHash::of(&oldest)));
+        assert!(sessions.contains_key(&SecretHash::of(&newest)));
+    }
+}

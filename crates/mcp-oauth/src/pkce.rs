@@ -122,4 +122,24 @@ mod tests {
         assert!(!challenge.verify(&format!("{VERIFIER} ")));
         assert!(!challenge.verify(&"a".repeat(129)));
     }
+
+    /// The verifier's form is checked even when its hash would match: a
+    /// client cannot use a verifier outside RFC 7636's alphabet or length.
+    #[test]
+    fn a_malformed_verifier_is_refused_even_with_its_own_challenge() {
+        let challenge_of = |verifier: &str| {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+            CodeChallenge::parse(Some(&URL_SAFE_NO_PAD.encode(digest.as_ref())), Some("S256"))
+                .unwrap()
+        };
+        for bad in [
+            &"a".repeat(42),
+            &format!("{} b", "a".repeat(43)),
+            &"a".repeat(129),
+        ] {
+            assert!(!challenge_of(bad).verify(bad), "{bad}");
+        }
+        let good = "a".repeat(128);
+        assert!(challenge_of(&good).verify(&good));
+    }
 }

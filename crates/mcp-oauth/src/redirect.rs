@@ -141,6 +141,11 @@ mod tests {
                 "{presented}"
             );
         }
+        // Only plain http loopback URIs may change port.
+        assert!(!redirect_uri_matches(
+            "https://127.0.0.1/cb",
+            "https://127.0.0.1:5000/cb"
+        ));
         // Non-loopback URIs match only exactly, port included.
         assert!(!redirect_uri_matches(
             "https://app.example/cb",
@@ -159,6 +164,8 @@ mod tests {
             "/relative",
             "http://example.com/cb",
             "https://user:pw@example.com/cb",
+            "https://user@example.com/cb",
+            "https://:pw@example.com/cb",
             "JavaScript:alert(1)",
             "data:text/html,<script>",
             "file:///etc/passwd",

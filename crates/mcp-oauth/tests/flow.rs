@@ -516,3 +516,171 @@ async fn registration_refuses_what_could_redirect_anywhere() {
         .unwrap_err();
     assert_eq!(error.code, ErrorCode::InvalidClientMetadata);
 }
+
+#[tokio::test]
+async fn a_missing_redirect_uri_is_the_only_registered_one_or_refused() {
+    let f = fixture();
+    let one = public_client(&f.server).await;
+    let mut p = params(&one);
+    p.redirect_uri = None;
+    let request = f.server.check_authorization(&p).await.unwrap();
+    assert_eq!(request.redirect_uri, REDIRECT);
+    let two = f
+        .server
+        .register(RegistrationRequest {
+            redirect_uris: vec![REDIRECT.into(), "https://app.example/cb".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .client_id;
+    let mut p = params(&two);
+    p.redirect_uri = None;
+    assert!(matches!(
+        f.server.check_authorization(&p).await.unwrap_err(),
+        AuthorizeError::Show(e) if e.code == ErrorCode::InvalidRequest
+    ));
+    assert_eq!(request.redirect_host(), "127.0.0.1");
+}
+
+#[tokio::test]
+async fn basic_credentials_and_the_forms_client_id_must_agree() {
+    let f = fixture();
+    let registered = f
+        .server
+        .register(RegistrationRequest {
+            redirect_uris: vec![REDIRECT.into()],
+            token_endpoint_auth_method: Some("client_secret_basic".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (id, secret) = (registered.client_id, registered.client_secret.unwrap());
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    );
+    let (_, code) = authorized(&f, &id).await;
+    let mut other = exchange("someone-else", &code);
+    let error = f.server.token(&other, Some(&basic)).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::InvalidClient);
+    other.client_id = Some(id.clone());
+    f.server.token(&other, Some(&basic)).await.unwrap();
+    // A public client that sends a secret is told so.
+    let public = public_client(&f.server).await;
+    let mut pretend = refresh(&public, "x");
+    pretend.client_secret = Some("guess".into());
+    let error = f.server.token(&pretend, None).await.unwrap_err();
+    assert_eq!(error.description, "a public client has no secret");
+}
+
+#[tokio::test]
+async fn debug_output_never_shows_a_secret() {
+    let f = fixture();
+    let client = public_client(&f.server).await;
+    let (_, code) = authorized(&f, &client).await;
+    let mut params = exchange(&client, &code);
+    params.client_secret = Some("s3cret-value".into());
+    params.refresh_token = Some("refresh-value".into());
+    let shown = format!("{params:?}");
+    assert!(
+        shown.contains("TokenParams") && shown.contains("authorization_code"),
+        "{shown}"
+    );
+    for secret in [code.as_str(), VERIFIER, "s3cret-value", "refresh-value"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    params.client_secret = None;
+    params.refresh_token = None;
+    let (tokens, _) = f.server.token(&params, None).await.unwrap();
+    let shown = format!("{tokens:?}");
+    assert!(
+        shown.contains("TokenResponse") && shown.contains("expires_in"),
+        "{shown}"
+    );
+    assert!(!shown.contains(&tokens.access_token) && !shown.contains(&tokens.refresh_token));
+    let shown = format!("{:?}", f.server);
+    assert!(
+        shown.contains("AuthorizationServer") && shown.contains(RESOURCE),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn registration_limits_hold_at_their_edges() {
+    let f = fixture();
+    let register = |request: RegistrationRequest| {
+        let server = f.server.clone();
+        async move { server.register(request).await }
+    };
+    let base = || RegistrationRequest {
+        redirect_uris: vec![REDIRECT.into()],
+        ..Default::default()
+    };
+    // Ten URIs and a 2048-byte URI and name are accepted; one more is not.
+    let long_uri = format!("https://a.example/{}", "c".repeat(2048 - 18));
+    assert_eq!(long_uri.len(), 2048);
+    let ok = register(RegistrationRequest {
+        redirect_uris: vec![long_uri.clone(); 10],
+        client_name: Some("n".repeat(2048)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        !format!("{ok:?}").contains(&"n".repeat(20)) || format!("{ok:?}").contains("client_id")
+    );
+    let too_long = register(RegistrationRequest {
+        redirect_uris: vec![format!("{long_uri}c")],
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(too_long.code, ErrorCode::InvalidRedirectUri);
+    for name in ["n".repeat(2049), "tab\tname".to_owned()] {
+        let error = register(RegistrationRequest {
+            client_name: Some(name),
+            ..base()
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidClientMetadata);
+    }
+    // Grant and response types: only the code flow with refresh.
+    for (grants, ok) in [
+        (vec!["authorization_code"], true),
+        (vec!["authorization_code", "refresh_token"], true),
+        (vec!["refresh_token"], false),
+        (vec!["authorization_code", "client_credentials"], false),
+        (vec!["implicit"], false),
+    ] {
+        let result = register(RegistrationRequest {
+            grant_types: Some(grants.iter().map(|g| g.to_string()).collect()),
+            ..base()
+        })
+        .await;
+        assert_eq!(result.is_ok(), ok, "{grants:?}");
+    }
+    for (types, ok) in [
+        (vec!["code"], true),
+        (vec!["code", "token"], false),
+        (vec!["token"], false),
+    ] {
+        let result = register(RegistrationRequest {
+            response_types: Some(types.iter().map(|t| t.to_string()).collect()),
+            ..base()
+        })
+        .await;
+        assert_eq!(result.is_ok(), ok, "{types:?}");
+    }
+    // The secret never shows in Debug.
+    let confidential = register(RegistrationRequest {
+        token_endpoint_auth_method: Some("client_secret_post".into()),
+        ..base()
+    })
+    .await
+    .unwrap();
+    let shown = format!("{confidential:?}");
+    assert!(shown.contains("RegistrationResponse") && shown.contains(&confidential.client_id));
+    assert!(!shown.contains(confidential.client_secret.as_deref().unwrap()));
+}
