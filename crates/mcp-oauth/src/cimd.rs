@@ -182,6 +182,12 @@ impl ClientMetadataFetcher {
     /// The client the document at `url` describes: its `client_id` must be
     /// `url` itself, its redirect URIs allowed ones, and it a public client.
     pub async fn fetch(&self, url: &str) -> Result<Client, OAuthError> {
+        self.lookup(url).await.map(|(client, _)| client)
+    }
+
+    /// [`fetch`](Self::fetch), saying whether the document was fetched
+    /// now (`true`) or came from the cache.
+    pub(crate) async fn lookup(&self, url: &str) -> Result<(Client, bool), OAuthError> {
         let now = SystemTime::now();
         if let Some((client, at)) = self
             .cache
@@ -190,7 +196,7 @@ impl ClientMetadataFetcher {
             .get(url)
             && now.duration_since(*at).is_ok_and(|age| age < CACHE_TTL)
         {
-            return Ok(client.clone());
+            return Ok((client.clone(), false));
         }
         let parsed = Url::parse(url).map_err(|_| invalid("the client_id is not a URL"))?;
         let scheme_ok =
@@ -295,6 +301,6 @@ impl ClientMetadataFetcher {
             }
         }
         cache.insert(url.to_owned(), (client.clone(), now));
-        Ok(client)
+        Ok((client, true))
     }
 }

@@ -100,7 +100,7 @@ impl OAuthError {
         OAuthError::new(ErrorCode::InvalidClient, description)
     }
 
-    /// `server_error`, for a store that failed (its error is logged, not
+    /// `temporarily_unavailable`, for a store that failed (its error is logged, not
     /// sent).
     pub fn unavailable() -> Self {
         OAuthError::new(

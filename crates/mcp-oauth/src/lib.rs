@@ -76,11 +76,11 @@ pub use pages::{LoginUser, UserDirectory, authorize_pages};
 pub use pkce::CodeChallenge;
 pub use redirect::{redirect_uri_allowed, redirect_uri_matches};
 pub use register::{RegistrationRequest, RegistrationResponse};
-pub use router::{OnEvent, router};
+pub use router::router;
 pub use secret::{Secret, SecretHash};
 pub use server::{
-    AuthorizationParams, AuthorizationRequest, AuthorizationServer, AuthorizeError, Settings,
-    TokenEvent, TokenParams, TokenResponse,
+    AuthorizationParams, AuthorizationRequest, AuthorizationServer, AuthorizeError, OnEvent,
+    Settings, TokenEvent, TokenParams, TokenResponse,
 };
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use store::SqlStore;

@@ -12,24 +12,19 @@ use serde::de::DeserializeOwned;
 use crate::error::{OAuthError, json_response};
 use crate::metadata::AuthorizationServerMetadata;
 use crate::register::RegistrationRequest;
-use crate::server::{AuthorizationServer, TokenEvent, TokenParams};
-
-/// What the router tells its embedder of each grant, refresh and
-/// revocation (an audit trail): called after the answer is decided.
-pub type OnEvent = std::sync::Arc<dyn Fn(&TokenEvent) + Send + Sync>;
+use crate::server::{AuthorizationServer, TokenParams};
 
 #[derive(Clone)]
 struct Endpoints {
     server: AuthorizationServer,
     metadata: std::sync::Arc<AuthorizationServerMetadata>,
-    on_event: Option<OnEvent>,
 }
 
 /// The authorization server's JSON endpoints, at the paths its metadata
 /// names: `GET /.well-known/oauth-authorization-server`, `POST
 /// /oauth/token`, `POST /oauth/register` (when `registration`) and `POST
 /// /oauth/revoke`. Rate limits, body limits and the audit trail are the
-/// embedder's layers; `on_event` is told of grants, refreshes and replays.
+/// embedder's layers; events reach [`AuthorizationServer::on_event`].
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -39,7 +34,7 @@ struct Endpoints {
 ///
 /// let settings = Settings::new("https://mcp.example.com", "https://mcp.example.com/mcp");
 /// let tokens = TokenIssuer::new(SigningKey::hmac(&[1; 32]).unwrap(), "https://mcp.example.com", "https://mcp.example.com/mcp");
-/// let app = router(AuthorizationServer::new(MemoryStore::new(), tokens, settings), true, None);
+/// let app = router(AuthorizationServer::new(MemoryStore::new(), tokens, settings), true);
 /// let response = app
 ///     .oneshot(
 ///         http::Request::post("/oauth/token")
@@ -52,11 +47,7 @@ struct Endpoints {
 /// assert_eq!(response.status(), 401); // no client: invalid_client
 /// # }
 /// ```
-pub fn router<S>(
-    server: AuthorizationServer,
-    registration: bool,
-    on_event: Option<OnEvent>,
-) -> Router<S>
+pub fn router<S>(server: AuthorizationServer, registration: bool) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -69,7 +60,6 @@ where
     let endpoints = Endpoints {
         metadata: std::sync::Arc::new(metadata),
         server,
-        on_event,
     };
     let mut router = Router::new()
         .route(
@@ -121,15 +111,10 @@ async fn token(State(endpoints): State<Endpoints>, headers: HeaderMap, body: Byt
         Err(error) => return error.to_response(),
     };
     match endpoints.server.token(&params, basic(&headers)).await {
-        Ok((tokens, event)) => {
-            if let Some(on_event) = &endpoints.on_event {
-                on_event(&event);
-            }
-            json_response(
-                StatusCode::OK,
-                serde_json::to_vec(&tokens).unwrap_or_default(),
-            )
-        }
+        Ok((tokens, _)) => json_response(
+            StatusCode::OK,
+            serde_json::to_vec(&tokens).unwrap_or_default(),
+        ),
         Err(error) => error.to_response(),
     }
 }
@@ -161,13 +146,8 @@ async fn revoke(State(endpoints): State<Endpoints>, headers: HeaderMap, body: By
         .revoke(&token, &client, basic(&headers))
         .await
     {
-        Ok(revoked) => {
-            if let (Some(grant), Some(on_event)) = (revoked, &endpoints.on_event) {
-                on_event(&TokenEvent::Revoked(grant));
-            }
-            // RFC 7009 §2.2: 200 whether or not the token was known.
-            json_response(StatusCode::OK, b"{}".to_vec())
-        }
+        // RFC 7009 §2.2: 200 whether or not the token was known.
+        Ok(_) => json_response(StatusCode::OK, b"{}".to_vec()),
         Err(error) => error.to_response(),
     }
 }

@@ -190,7 +190,11 @@ pub struct AuthorizationServer {
     clock: SharedClock,
     #[cfg(feature = "client-metadata")]
     documents: Option<crate::cimd::ClientMetadataFetcher>,
+    on_event: Option<OnEvent>,
 }
+
+/// Told of each grant, refresh, replay and revocation (an audit trail).
+pub type OnEvent = Arc<dyn Fn(&TokenEvent) + Send + Sync>;
 
 impl fmt::Debug for AuthorizationServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -211,6 +215,35 @@ impl AuthorizationServer {
             clock: SystemClock::shared(),
             #[cfg(feature = "client-metadata")]
             documents: None,
+            on_event: None,
+        }
+    }
+
+    /// Tells `on_event` of every grant, refresh and revocation, and of each
+    /// replay (a used code or refresh token presented again), which revokes
+    /// a grant while its request is refused. Called once the store has
+    /// recorded it.
+    #[must_use]
+    pub fn on_event(mut self, on_event: impl Fn(&TokenEvent) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Arc::new(on_event));
+        self
+    }
+
+    fn tell(&self, event: &TokenEvent) {
+        if let Some(on_event) = &self.on_event {
+            on_event(event);
+        }
+    }
+
+    /// A used code or refresh token came back: its grant is revoked, the
+    /// event told, and the request refused with `message`.
+    async fn replayed(&self, grant_id: Uuid, message: &'static str) -> OAuthError {
+        match self.store.revoke_grant(grant_id, self.clock.now()).await {
+            Ok(_) => {
+                self.tell(&TokenEvent::ReplayRevoked(grant_id));
+                OAuthError::invalid_grant(message)
+            }
+            Err(error) => error.into(),
         }
     }
 
@@ -232,8 +265,12 @@ impl AuthorizationServer {
         if let Some(documents) = &self.documents
             && documents.is_document_url(id)
         {
-            let client = documents.fetch(id).await?;
-            self.store.put_client(client.clone()).await?;
+            // Stored when fetched (so the token endpoint knows it), not on
+            // every authorization the cache answers.
+            let (client, fetched) = documents.lookup(id).await?;
+            if fetched {
+                self.store.put_client(client.clone()).await?;
+            }
             return Ok(Some(client));
         }
         Ok(self.store.client(id).await?)
@@ -410,6 +447,9 @@ impl AuthorizationServer {
             return Ok(None);
         }
         let revoked = self.store.revoke_grant(grant.id, self.clock.now()).await?;
+        if revoked {
+            self.tell(&TokenEvent::Revoked(grant.id));
+        }
         Ok(revoked.then_some(grant.id))
     }
 
@@ -424,14 +464,14 @@ impl AuthorizationServer {
             .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
         let record = match self.store.take_code(SecretHash::of(code)).await? {
             Taken::Fresh(record) => record,
+            // RFC 6749 §4.1.2: a code used twice revokes what it issued.
             Taken::Reused(record) => {
-                // RFC 6749 §4.1.2: a code used twice revokes what it issued.
-                self.store
-                    .revoke_grant(record.grant_id, self.clock.now())
-                    .await?;
-                return Err(OAuthError::invalid_grant(
-                    "the code was already used; the tokens it issued are revoked",
-                ));
+                return Err(self
+                    .replayed(
+                        record.grant_id,
+                        "the code was already used; the tokens it issued are revoked",
+                    )
+                    .await);
             }
             Taken::Unknown => return Err(OAuthError::invalid_grant("unknown code")),
         };
@@ -470,7 +510,9 @@ impl AuthorizationServer {
         };
         self.store.put_grant(grant.clone()).await?;
         let response = self.issue(&grant, &grant.scopes).await?;
-        Ok((response, TokenEvent::Granted(grant)))
+        let event = TokenEvent::Granted(grant);
+        self.tell(&event);
+        Ok((response, event))
     }
 
     async fn refresh(
@@ -484,15 +526,15 @@ impl AuthorizationServer {
             .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
         let record = match self.store.take_refresh(SecretHash::of(token)).await? {
             Taken::Fresh(record) => record,
+            // A rotated token came back: someone holds a copy. The whole
+            // family goes (OAuth 2.1 §4.3.1).
             Taken::Reused(record) => {
-                // A rotated token came back: someone holds a copy. The
-                // whole family goes (OAuth 2.1 §4.3.1).
-                self.store
-                    .revoke_grant(record.grant_id, self.clock.now())
-                    .await?;
-                return Err(OAuthError::invalid_grant(
-                    "the refresh token was already used; its grant is revoked",
-                ));
+                return Err(self
+                    .replayed(
+                        record.grant_id,
+                        "the refresh token was already used; its grant is revoked",
+                    )
+                    .await);
             }
             Taken::Unknown => return Err(OAuthError::invalid_grant("unknown refresh token")),
         };
@@ -527,7 +569,9 @@ impl AuthorizationServer {
             }
         };
         let response = self.issue(&grant, &scopes).await?;
-        Ok((response, TokenEvent::Refreshed(grant)))
+        let event = TokenEvent::Refreshed(grant);
+        self.tell(&event);
+        Ok((response, event))
     }
 
     /// An access token with `scopes` and the family's next refresh token.

@@ -684,3 +684,51 @@ async fn registration_limits_hold_at_their_edges() {
     assert!(shown.contains("RegistrationResponse") && shown.contains(&confidential.client_id));
     assert!(!shown.contains(confidential.client_secret.as_deref().unwrap()));
 }
+
+#[tokio::test]
+async fn every_grant_refresh_replay_and_revocation_is_told() {
+    let f = fixture();
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let server = f
+        .server
+        .clone()
+        .on_event(move |e: &TokenEvent| seen.lock().unwrap().push(e.clone()));
+    let client = public_client(&server).await;
+    let (_, code) = authorized(&f, &client).await;
+    let (first, _) = server.token(&exchange(&client, &code), None).await.unwrap();
+    let (second, _) = server
+        .token(&refresh(&client, &first.refresh_token), None)
+        .await
+        .unwrap();
+    // A replayed refresh token and a replayed code: refused, and told.
+    server
+        .token(&refresh(&client, &first.refresh_token), None)
+        .await
+        .unwrap_err();
+    server
+        .token(&exchange(&client, &code), None)
+        .await
+        .unwrap_err();
+    let as_client = TokenParams {
+        client_id: Some(client.clone()),
+        ..Default::default()
+    };
+    // Already revoked by the replay: nothing more to tell.
+    assert_eq!(
+        server
+            .revoke(&second.refresh_token, &as_client, None)
+            .await
+            .unwrap(),
+        None
+    );
+    let events = events.lock().unwrap();
+    let grant = match &events[0] {
+        TokenEvent::Granted(grant) => grant.id,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(&events[1], TokenEvent::Refreshed(g) if g.id == grant));
+    assert_eq!(events[2], TokenEvent::ReplayRevoked(grant));
+    assert_eq!(events[3], TokenEvent::ReplayRevoked(grant));
+    assert_eq!(events.len(), 4);
+}

@@ -42,16 +42,10 @@ fn form(path: &str, body: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn metadata_registration_token_refresh_and_revocation_over_http() {
-    let server = server();
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
-    let app: axum::Router = router(
-        server.clone(),
-        true,
-        Some(Arc::new(move |e: &TokenEvent| {
-            seen.lock().unwrap().push(e.clone())
-        })),
-    );
+    let server = server().on_event(move |e: &TokenEvent| seen.lock().unwrap().push(e.clone()));
+    let app: axum::Router = router(server.clone(), true);
 
     let (status, _, metadata) = call(
         &app,
@@ -162,7 +156,7 @@ async fn metadata_registration_token_refresh_and_revocation_over_http() {
 
 #[tokio::test]
 async fn hostile_bodies_get_oauth_errors_never_a_500() {
-    let app: axum::Router = router(server(), false, None);
+    let app: axum::Router = router(server(), false);
     let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
         (
             Request::post("/oauth/token")
