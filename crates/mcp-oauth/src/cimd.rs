@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use mcp_core::{SharedClock, SystemClock};
 use serde::Deserialize;
 use url::Url;
 
@@ -122,6 +123,7 @@ pub struct ClientMetadataFetcher {
     http: reqwest::Client,
     allow_insecure: bool,
     cache: Arc<Mutex<HashMap<String, (Client, SystemTime)>>>,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for ClientMetadataFetcher {
@@ -169,7 +171,15 @@ impl ClientMetadataFetcher {
             http,
             allow_insecure,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            clock: SystemClock::shared(),
         }
+    }
+
+    /// Reads time from `clock` (the cache's five minutes).
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Whether `client_id` names a metadata document (an `https` URL, or
@@ -188,7 +198,7 @@ impl ClientMetadataFetcher {
     /// [`fetch`](Self::fetch), saying whether the document was fetched
     /// now (`true`) or came from the cache.
     pub(crate) async fn lookup(&self, url: &str) -> Result<(Client, bool), OAuthError> {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         if let Some((client, at)) = self
             .cache
             .lock()
@@ -293,6 +303,14 @@ impl ClientMetadataFetcher {
             redirect_uris: document.redirect_uris,
             created_at: now,
         };
+        self.remember(url, &client, now);
+        Ok((client, true))
+    }
+
+    /// Keeps `client` for [`CACHE_TTL`]. A full cache drops its expired
+    /// entries first, and everything when none has expired: the cache is
+    /// bounded, and a flood of new URLs costs refetches, not memory.
+    fn remember(&self, url: &str, client: &Client, now: SystemTime) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_ENTRIES {
             cache.retain(|_, (_, at)| now.duration_since(*at).is_ok_and(|age| age < CACHE_TTL));
@@ -301,6 +319,118 @@ impl ClientMetadataFetcher {
             }
         }
         cache.insert(url.to_owned(), (client.clone(), now));
-        Ok((client, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_core::Clock;
+    use reqwest::dns::Resolve;
+    use std::str::FromStr;
+
+    #[test]
+    fn only_public_unicast_addresses_are_public() {
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.63.255.255",
+            "100.128.0.1",
+            "192.1.0.1",
+            "223.255.255.255",
+            "2606:4700::1111",
+            "2001:db9::1",
+            "::ffff:8.8.8.8",
+            "fec0::1",
+        ] {
+            assert!(is_public_address(public.parse().unwrap()), "{public}");
+        }
+        for private in [
+            "127.0.0.1",
+            "127.255.255.254",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "192.0.0.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "100.64.0.1",
+            "100.127.255.255",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "ff02::1",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "febf::1",
+            "2001:db8::1",
+            "64:ff9b::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!is_public_address(private.parse().unwrap()), "{private}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_resolver_drops_what_is_not_public_unless_told_otherwise() {
+        let name = || reqwest::dns::Name::from_str("localhost").unwrap();
+        let strict = PublicOnly {
+            allow_private: false,
+        };
+        assert!(strict.resolve(name()).await.is_err());
+        let lax = PublicOnly {
+            allow_private: true,
+        };
+        let addrs: Vec<SocketAddr> = lax.resolve(name()).await.unwrap().collect();
+        assert!(addrs.iter().any(|a| a.ip().is_loopback()), "{addrs:?}");
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let clock = mcp_core::ManualClock::at_unix(1_800_000_000);
+        let fetcher = ClientMetadataFetcher::new().clock(clock.shared());
+        let client = |id: &str| Client {
+            id: id.into(),
+            secret_hash: None,
+            name: None,
+            redirect_uris: vec![],
+            created_at: clock.now(),
+        };
+        let len = || fetcher.cache.lock().unwrap().len();
+        fetcher.remember("old", &client("old"), clock.now());
+        clock.advance(CACHE_TTL);
+        for i in 1..CACHE_ENTRIES {
+            let id = format!("u{i}");
+            fetcher.remember(&id, &client(&id), clock.now());
+        }
+        assert_eq!(len(), CACHE_ENTRIES);
+        // Full: the expired entry makes room.
+        fetcher.remember("new", &client("new"), clock.now());
+        assert_eq!(len(), CACHE_ENTRIES);
+        assert!(!fetcher.cache.lock().unwrap().contains_key("old"));
+        // Full of live entries: all go.
+        fetcher.remember("newer", &client("newer"), clock.now());
+        assert_eq!(len(), 1);
+    }
+
+    #[test]
+    fn document_urls_and_debug() {
+        let strict = ClientMetadataFetcher::new();
+        assert!(strict.is_document_url("https://c.example/doc.json"));
+        assert!(!strict.is_document_url("http://c.example/doc.json"));
+        assert!(!strict.is_document_url("3f0c2a1e-uuid"));
+        let lax = ClientMetadataFetcher::insecure_for_tests(Duration::from_secs(1));
+        assert!(lax.is_document_url("http://127.0.0.1/doc.json"));
+        assert!(!lax.is_document_url("urn:client"));
+        assert!(format!("{lax:?}").contains("allow_insecure: true"));
     }
 }

@@ -175,3 +175,20 @@ impl From<StoreError> for OAuthError {
         OAuthError::unavailable()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_rfc_6749() {
+        assert_eq!(OAuthError::unavailable().status(), 503);
+        assert_eq!(OAuthError::new(ErrorCode::ServerError, "x").status(), 500);
+        assert_eq!(OAuthError::invalid_client("x").status(), 401);
+        assert_eq!(OAuthError::invalid_grant("x").status(), 400);
+        let response: Response<Bytes> = OAuthError::unavailable().to_response();
+        assert_eq!(response.status(), 503);
+        assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(response.headers()[header::PRAGMA], "no-cache");
+    }
+}

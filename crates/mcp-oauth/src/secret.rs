@@ -103,5 +103,7 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
         assert!(!format!("{:?}", a.hash()).contains(&format!("{:02x}", a.hash().0[0])));
+        assert_eq!(format!("{a:?}"), "Secret(…)");
+        assert_eq!(format!("{:?}", a.hash()), "SecretHash(…)");
     }
 }

@@ -54,7 +54,103 @@ async fn documents() -> (String, Arc<AtomicUsize>) {
             }
         }
     };
+    let sized = |path: &'static str, size: usize, chunked: bool| {
+        let base = base.clone();
+        move || {
+            let mut body = serde_json::to_string(&serde_json::json!({
+                "client_id": format!("{base}{path}"),
+                "redirect_uris": ["http://127.0.0.1/cb"],
+            }))
+            .unwrap();
+            body.push_str(&" ".repeat(size - body.len()));
+            async move {
+                if chunked {
+                    // No Content-Length: the cap must hold while streaming.
+                    let chunks: Vec<Result<String, std::io::Error>> = body
+                        .as_bytes()
+                        .chunks(16 * 1024)
+                        .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
+                        .collect();
+                    axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+                } else {
+                    axum::body::Body::from(body)
+                }
+            }
+        }
+    };
+    let shaped = |path: &'static str, extra: serde_json::Value| {
+        let base = base.clone();
+        move || {
+            let mut body = serde_json::json!({
+                "client_id": format!("{base}{path}"),
+                "redirect_uris": ["http://127.0.0.1/cb"],
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            async move { axum::Json(body) }
+        }
+    };
+    let max = mcp_oauth::MAX_DOCUMENT_BYTES;
+    let uris = |n: usize| serde_json::json!(vec!["http://127.0.0.1/cb"; n]);
     let app = Router::new()
+        .route("/exact", get(sized("/exact", max, false)))
+        .route("/over", get(sized("/over", max + 1, false)))
+        .route("/stream-exact", get(sized("/stream-exact", max, true)))
+        .route("/stream-over", get(sized("/stream-over", max + 1, true)))
+        .route(
+            "/ten",
+            get(shaped(
+                "/ten",
+                serde_json::json!({"redirect_uris": uris(10)}),
+            )),
+        )
+        .route(
+            "/eleven",
+            get(shaped(
+                "/eleven",
+                serde_json::json!({"redirect_uris": uris(11)}),
+            )),
+        )
+        .route(
+            "/none",
+            get(shaped("/none", serde_json::json!({"redirect_uris": []}))),
+        )
+        .route(
+            "/confidential",
+            get(shaped(
+                "/confidential",
+                serde_json::json!({"token_endpoint_auth_method": "client_secret_basic"}),
+            )),
+        )
+        .route(
+            "/public",
+            get(shaped(
+                "/public",
+                serde_json::json!({"token_endpoint_auth_method": "none"}),
+            )),
+        )
+        .route(
+            "/long-name",
+            get(shaped(
+                "/long-name",
+                serde_json::json!({"client_name": "n".repeat(201)}),
+            )),
+        )
+        .route(
+            "/name-200",
+            get(shaped(
+                "/name-200",
+                serde_json::json!({"client_name": "n".repeat(200)}),
+            )),
+        )
+        .route(
+            "/bell-name",
+            get(shaped(
+                "/bell-name",
+                serde_json::json!({"client_name": "ring\u{7}"}),
+            )),
+        )
         .route("/good", get(good))
         .route("/liar", get(liar))
         .route("/evil", get(evil_redirects))
@@ -132,6 +228,85 @@ async fn documents_must_describe_themselves_and_stay_small() {
             error.description
         );
     }
+}
+
+#[tokio::test]
+async fn sizes_counts_and_kinds_at_their_edges() {
+    let (base, _) = documents().await;
+    let fetcher = ClientMetadataFetcher::insecure_for_tests(Duration::from_millis(500));
+    for ok in ["/exact", "/stream-exact", "/ten", "/public", "/name-200"] {
+        fetcher
+            .fetch(&format!("{base}{ok}"))
+            .await
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for (bad, why) in [
+        ("/over", "too large"),
+        ("/stream-over", "too large"),
+        ("/eleven", "redirect_uris"),
+        ("/none", "redirect_uris"),
+        ("/confidential", "public client"),
+    ] {
+        let error = fetcher.fetch(&format!("{base}{bad}")).await.unwrap_err();
+        assert!(
+            error.description.contains(why),
+            "{bad}: {}",
+            error.description
+        );
+    }
+    // A name too long or with a control character is not shown.
+    assert_eq!(
+        fetcher
+            .fetch(&format!("{base}/name-200"))
+            .await
+            .unwrap()
+            .name,
+        Some("n".repeat(200))
+    );
+    for dropped in ["/long-name", "/bell-name"] {
+        assert_eq!(
+            fetcher
+                .fetch(&format!("{base}{dropped}"))
+                .await
+                .unwrap()
+                .name,
+            None,
+            "{dropped}"
+        );
+    }
+    // The URL's own rules hold in insecure mode too (everything else
+    // about these would be fetched).
+    let host = base.trim_start_matches("http://");
+    for url in [
+        format!("http://user@{host}/good"),
+        format!("http://:pw@{host}/good"),
+        format!("{base}/good#fragment"),
+        format!("{base}/"),
+        format!("ftp://{host}/good"),
+    ] {
+        let error = fetcher.fetch(&url).await.unwrap_err();
+        assert!(
+            !error.description.contains("cannot be fetched"),
+            "{url}: {}",
+            error.description
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_document_is_fetched_again_after_five_minutes() {
+    let (base, hits) = documents().await;
+    let clock = mcp_core::ManualClock::at_unix(1_800_000_000);
+    let fetcher =
+        ClientMetadataFetcher::insecure_for_tests(Duration::from_millis(500)).clock(clock.shared());
+    let url = format!("{base}/good");
+    fetcher.fetch(&url).await.unwrap();
+    clock.advance(Duration::from_secs(299));
+    fetcher.fetch(&url).await.unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(1));
+    fetcher.fetch(&url).await.unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -225,3 +225,101 @@ async fn hostile_bodies_get_oauth_errors_never_a_500() {
     .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn confidential_clients_authenticate_over_http_by_basic_or_post() {
+    let server = server();
+    let app: axum::Router = router(server.clone(), true);
+    let (status, _, client) = call(
+        &app,
+        Request::post("/oauth/register")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"client_secret_basic"}"#,
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = client["client_id"].as_str().unwrap().to_owned();
+    let secret = client["client_secret"].as_str().unwrap().to_owned();
+    let code = |server: AuthorizationServer, id: String| async move {
+        let request = server
+            .check_authorization(&AuthorizationParams {
+                response_type: Some("code".into()),
+                client_id: Some(id),
+                code_challenge: Some(CHALLENGE.into()),
+                code_challenge_method: Some("S256".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let url = server
+            .approve(&request, "user-9", &request.scopes)
+            .await
+            .unwrap();
+        url.query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    let exchange = |code: &str| {
+        format!(
+            "grant_type=authorization_code&code={code}&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&code_verifier={VERIFIER}"
+        )
+    };
+    use base64::Engine;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    );
+    let with_basic = |body: String, basic: &str| {
+        Request::post("/oauth/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", basic)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, _, tokens) = call(
+        &app,
+        with_basic(exchange(&code(server.clone(), id.clone()).await), &basic),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    // Without the header the same request is an unknown, unauthenticated client.
+    let (status, _, error) = call(
+        &app,
+        form(
+            "/oauth/token",
+            &exchange(&code(server.clone(), id.clone()).await),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), error["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    // Revocation by client_secret_post takes effect; without the secret it is refused.
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let (status, _, error) = call(
+        &app,
+        form("/oauth/revoke", &format!("token={refresh}&client_id={id}")),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), error["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let (status, _, _) = call(
+        &app,
+        form(
+            "/oauth/revoke",
+            &format!("token={refresh}&client_id={id}&client_secret={secret}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let grants = server.store().grants(Some("user-9")).await.unwrap();
+    assert!(grants[0].revoked_at.is_some());
+}
