@@ -25,6 +25,8 @@ pub struct AccessToken {
     role: Option<String>,
     scopes: Option<Vec<String>>,
     ttl: Option<Duration>,
+    client_id: Option<String>,
+    session: Option<String>,
 }
 
 impl AccessToken {
@@ -56,6 +58,21 @@ impl AccessToken {
         S: Into<String>,
     {
         self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The `client_id` claim: the OAuth client the token is issued to
+    /// (RFC 9068).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// The `sid` claim: the session or grant the token belongs to, so that
+    /// revoking it can refuse the token before it expires
+    /// ([`Principal::session`](mcp_core::Principal::session)).
+    pub fn session(mut self, session: impl Into<String>) -> Self {
+        self.session = Some(session.into());
         self
     }
 
@@ -100,7 +117,7 @@ impl fmt::Debug for IssuedToken {
 pub struct IssueError(#[from] jsonwebtoken::errors::Error);
 
 /// Signs access tokens: `sub`, `email`, `role`, `iat`, `exp`, `iss`, `aud`,
-/// `jti` and, when restricted, `scope`; header `typ: at+jwt` (RFC 9068) and
+/// `jti`, when restricted `scope`, and `client_id` and `sid` when set; header `typ: at+jwt` (RFC 9068) and
 /// the key's `kid`.
 ///
 /// ```
@@ -149,6 +166,10 @@ struct IssuedClaims<'a> {
     jti: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
 }
 
 impl TokenIssuer {
@@ -204,6 +225,8 @@ impl TokenIssuer {
             aud: &self.audience,
             jti: &jti,
             scope: token.scopes.as_ref().map(|s| s.join(" ")),
+            client_id: token.client_id.as_deref(),
+            sid: token.session.as_deref(),
         };
         let mut header = Header::new(self.key.algorithm());
         header.typ = Some("at+jwt".to_owned());

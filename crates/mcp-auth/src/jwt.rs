@@ -55,6 +55,12 @@ pub struct Claims<'a> {
     /// write them.
     #[serde(default, borrow, deserialize_with = "space_separated")]
     pub scp: Option<Vec<Cow<'a, str>>>,
+    /// The OAuth client the token was issued to (RFC 9068).
+    #[serde(default, borrow)]
+    pub client_id: Option<Cow<'a, str>>,
+    /// The session or grant the token belongs to.
+    #[serde(default, borrow)]
+    pub sid: Option<Cow<'a, str>>,
     /// The decoded payload, for [`Claims::get`].
     #[serde(skip)]
     raw: &'a [u8],
@@ -258,6 +264,9 @@ impl ClaimsMapper for DefaultClaimsMapper {
         }
         if let Some(issuer) = &claims.iss {
             builder = builder.issuer(issuer.as_ref());
+        }
+        if let Some(session) = &claims.sid {
+            builder = builder.session(session.as_ref());
         }
         // An `exp` past what the clock can represent is as good as none.
         if let Some(at) = claims

@@ -86,6 +86,7 @@ struct Inner {
     email: Option<String>,
     issuer: Option<String>,
     expires_at: Option<SystemTime>,
+    session: Option<String>,
 }
 
 impl Principal {
@@ -101,6 +102,7 @@ impl Principal {
                 email: None,
                 issuer: None,
                 expires_at: None,
+                session: None,
             },
         }
     }
@@ -182,6 +184,7 @@ impl Principal {
                 email: inner.email.clone(),
                 issuer: inner.issuer.clone(),
                 expires_at: inner.expires_at,
+                session: inner.session.clone(),
             }),
         }
     }
@@ -209,6 +212,13 @@ impl Principal {
     /// must end then.
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.inner.expires_at
+    }
+
+    /// The session or grant the credential belongs to (an OAuth token's
+    /// `sid`: its grant), when it has one: revoking that ends the
+    /// credential before it expires.
+    pub fn session(&self) -> Option<&str> {
+        self.inner.session.as_deref()
     }
 
     /// Who this is, as one stable string: `key:<id>` for an API key, else
@@ -248,6 +258,7 @@ impl fmt::Debug for Principal {
             .field("auth_method", &self.inner.auth_method)
             .field("key_id", &self.inner.key_id)
             .field("issuer", &self.inner.issuer)
+            .field("session", &self.inner.session)
             .finish_non_exhaustive()
     }
 }
@@ -313,6 +324,12 @@ impl PrincipalBuilder {
     /// Records the issuer that vouched for the subject.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.inner.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Records the session or grant the credential belongs to.
+    pub fn session(mut self, session: impl Into<String>) -> Self {
+        self.inner.session = Some(session.into());
         self
     }
 

@@ -150,8 +150,9 @@ impl ClientMetadataFetcher {
         ClientMetadataFetcher::build(false, Duration::from_secs(5))
     }
 
-    /// Also `http` and private or loopback addresses: for tests, which
-    /// serve documents on loopback. Never in production.
+    /// Also `http`, private or loopback addresses, and certificates no
+    /// authority signed: for tests, which serve documents on loopback
+    /// (over `https` with a certificate of their own). Never in production.
     pub fn insecure_for_tests(timeout: Duration) -> Self {
         ClientMetadataFetcher::build(true, timeout)
     }
@@ -165,6 +166,7 @@ impl ClientMetadataFetcher {
                 allow_private: allow_insecure,
             }))
             .no_proxy()
+            .danger_accept_invalid_certs(allow_insecure)
             .build()
             .unwrap_or_default();
         ClientMetadataFetcher {

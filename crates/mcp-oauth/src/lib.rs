@@ -72,7 +72,7 @@ mod store;
 pub use cimd::{ClientMetadataFetcher, MAX_DOCUMENT_BYTES, is_public_address};
 pub use error::{ErrorCode, OAuthError, StoreError};
 pub use metadata::AuthorizationServerMetadata;
-pub use pages::{LoginUser, UserDirectory, authorize_pages};
+pub use pages::{LoginError, LoginUser, UserDirectory, authorize_pages};
 pub use pkce::CodeChallenge;
 pub use redirect::{redirect_uri_allowed, redirect_uri_matches};
 pub use register::{RegistrationRequest, RegistrationResponse};

@@ -48,12 +48,30 @@ pub struct LoginUser {
 /// users, with its password hashing, rate limits and lock-out.
 pub trait UserDirectory: Send + Sync + 'static {
     /// The user with this email and password, or `None` when either is
-    /// wrong (the page does not say which).
+    /// wrong (the page does not say which). `request` is the form post's
+    /// head (the client's address, a request id, for rate limits and an
+    /// audit trail).
     fn login<'a>(
         &'a self,
         email: &'a str,
         password: &'a str,
-    ) -> BoxFuture<'a, Result<Option<LoginUser>, StoreError>>;
+        request: &'a http::request::Parts,
+    ) -> BoxFuture<'a, Result<Option<LoginUser>, LoginError>>;
+}
+
+/// Why a login could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Too many attempts for this account or address: the page answers
+    /// `429` with `Retry-After`.
+    #[error("too many sign-in attempts")]
+    TooManyAttempts {
+        /// When to try again.
+        retry_after: Option<Duration>,
+    },
+    /// The user store failed: the page answers `503`.
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
 }
 
 /// The pages' own styles: the only thing the CSP lets in besides the forms.
@@ -406,7 +424,8 @@ fn parse_form(body: &[u8]) -> Option<Form> {
     Some(form)
 }
 
-async fn submit(State(pages): State<Pages>, headers: HeaderMap, body: Bytes) -> Response {
+async fn submit(State(pages): State<Pages>, head: http::request::Parts, body: Bytes) -> Response {
+    let headers = &head.headers;
     let Some(form) = parse_form(&body) else {
         return pages.error_page(StatusCode::BAD_REQUEST, "The form is malformed.");
     };
@@ -417,7 +436,7 @@ async fn submit(State(pages): State<Pages>, headers: HeaderMap, body: Bytes) -> 
     };
     match form.action.as_deref() {
         Some("login") => {
-            let same = match (cookie(&headers, LOGIN_COOKIE), form.csrf.as_deref()) {
+            let same = match (cookie(headers, LOGIN_COOKIE), form.csrf.as_deref()) {
                 (Some(cookie), Some(csrf)) => aws_lc_rs::constant_time::verify_slices_are_equal(
                     cookie.as_bytes(),
                     csrf.as_bytes(),
@@ -432,12 +451,24 @@ async fn submit(State(pages): State<Pages>, headers: HeaderMap, body: Bytes) -> 
             else {
                 return pages.login_page(&query, &request, Some("Enter your email and password."));
             };
-            match pages.users.login(email, password).await {
+            match pages.users.login(email, password, &head).await {
                 Ok(Some(user)) => {
                     let (session, csrf) = pages.start_session(user.clone());
                     pages.consent_page(&query, &request, &user, &csrf, &session)
                 }
                 Ok(None) => pages.login_page(&query, &request, Some("Wrong email or password.")),
+                Err(LoginError::TooManyAttempts { retry_after }) => {
+                    let mut response = pages.error_page(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Too many sign-in attempts; try again later.",
+                    );
+                    if let Some(after) = retry_after {
+                        response
+                            .headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+                    }
+                    response
+                }
                 Err(error) => {
                     tracing::warn!(%error, "cannot check a login");
                     pages.error_page(
@@ -448,7 +479,7 @@ async fn submit(State(pages): State<Pages>, headers: HeaderMap, body: Bytes) -> 
             }
         }
         Some(action @ ("consent" | "deny")) => {
-            let session = cookie(&headers, SESSION_COOKIE);
+            let session = cookie(headers, SESSION_COOKIE);
             let Some(user) = pages.session_user(session, form.csrf.as_deref()) else {
                 return pages.error_page(StatusCode::FORBIDDEN, "The form expired or was not sent from this page. Start again from the application.");
             };
@@ -490,7 +521,8 @@ mod tests {
             &'a self,
             _: &'a str,
             _: &'a str,
-        ) -> BoxFuture<'a, Result<Option<LoginUser>, StoreError>> {
+            _: &'a http::request::Parts,
+        ) -> BoxFuture<'a, Result<Option<LoginUser>, LoginError>> {
             Box::pin(async { Ok(None) })
         }
     }

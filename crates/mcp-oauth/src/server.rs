@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 use uuid::Uuid;
 
-use crate::error::{ErrorCode, OAuthError};
+use crate::error::{ErrorCode, OAuthError, StoreError};
 use crate::pkce::CodeChallenge;
 use crate::redirect::redirect_uri_matches;
 use crate::secret::{Secret, SecretHash};
@@ -446,11 +446,19 @@ impl AuthorizationServer {
         if grant.client_id != client.id {
             return Ok(None);
         }
-        let revoked = self.store.revoke_grant(grant.id, self.clock.now()).await?;
-        if revoked {
-            self.tell(&TokenEvent::Revoked(grant.id));
-        }
+        let revoked = self.revoke_grant(grant.id).await?;
         Ok(revoked.then_some(grant.id))
+    }
+
+    /// Revokes grant `id` (its refresh tokens stop working at once; its
+    /// access tokens carry its id as `sid`, for a resource server that
+    /// checks it) and tells `on_event`; whether it was live until now.
+    pub async fn revoke_grant(&self, id: Uuid) -> Result<bool, StoreError> {
+        let revoked = self.store.revoke_grant(id, self.clock.now()).await?;
+        if revoked {
+            self.tell(&TokenEvent::Revoked(id));
+        }
+        Ok(revoked)
     }
 
     async fn exchange_code(
@@ -588,7 +596,12 @@ impl AuthorizationServer {
             .await?;
         let access = self
             .tokens
-            .issue(&AccessToken::new(&grant.subject).scopes(scopes.iter().cloned()))
+            .issue(
+                &AccessToken::new(&grant.subject)
+                    .scopes(scopes.iter().cloned())
+                    .client_id(&grant.client_id)
+                    .session(grant.id.to_string()),
+            )
             .map_err(|error| {
                 tracing::error!(%error, "cannot sign an access token");
                 OAuthError::new(ErrorCode::ServerError, "cannot sign the access token")

@@ -7,7 +7,7 @@ use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use mcp_auth::{BoxFuture, SigningKey, TokenIssuer};
 use mcp_oauth::{
-    AuthorizationServer, LoginUser, MemoryStore, RegistrationRequest, Settings, StoreError,
+    AuthorizationServer, LoginUser, MemoryStore, RegistrationRequest, Settings, LoginError,
     TokenParams, UserDirectory, authorize_pages,
 };
 use tower::ServiceExt;
@@ -24,7 +24,8 @@ impl UserDirectory for Users {
         &'a self,
         email: &'a str,
         password: &'a str,
-    ) -> BoxFuture<'a, Result<Option<LoginUser>, StoreError>> {
+        _request: &'a http::request::Parts,
+    ) -> BoxFuture<'a, Result<Option<LoginUser>, LoginError>> {
         let user = (email == "ada@example.com" && password == "right horse").then(|| LoginUser {
             subject: "user-1".into(),
             name: "Ada".into(),

@@ -47,7 +47,8 @@ pub struct Auth {
     pub issuer: TokenIssuer,
     /// The `WWW-Authenticate` details.
     pub challenge: Challenge,
-    /// RFC 9728 metadata, when an external issuer is configured.
+    /// RFC 9728 metadata: naming this server (with OAuth on) and the
+    /// external issuer (when one is configured); `None` without either.
     pub metadata: Option<ProtectedResourceMetadata>,
     /// Who each user is now, for a bounded time.
     pub users: UserCache,
@@ -78,6 +79,7 @@ impl Auth {
         db: &Db,
         keys: Arc<mcp_apikeys::ApiKeyService>,
         clock: SharedClock,
+        grants: Option<crate::oauth::GrantCache>,
     ) -> Result<Auth, StartError> {
         let jwt = &config.jwt;
         let pair = match &jwt.signing {
@@ -114,8 +116,10 @@ impl Auth {
             .trust(TrustedIssuer::new(&own_issuer, &jwt.audience).key(verifying))
             .leeway(jwt.leeway)
             .clock(clock.clone());
-        let mut challenge = Challenge::new("mcp");
-        let mut metadata = None;
+        let mut authorization_servers = Vec::new();
+        if grants.is_some() {
+            authorization_servers.push(own_issuer.clone());
+        }
         if let Some((issuer, jwks_url)) = &jwt.external {
             if *issuer == own_issuer {
                 // Its tokens would be checked as this server's own and its
@@ -141,10 +145,19 @@ impl Auth {
                     .jwks(jwks)
                     .mapper(external_mapper(&jwt.role_map)),
             );
-            let document = ProtectedResourceMetadata::new(&jwt.audience)
-                .authorization_server(issuer)
+            authorization_servers.push(issuer.clone());
+        }
+        let mut challenge = Challenge::new("mcp");
+        let mut metadata = None;
+        if !authorization_servers.is_empty() {
+            let document = authorization_servers
+                .iter()
+                .fold(ProtectedResourceMetadata::new(&jwt.audience), |doc, issuer| {
+                    doc.authorization_server(issuer)
+                })
                 .scopes(SCOPES.iter().copied())
                 .resource_name("mcp-server");
+            // Every `401` points MCP clients at it (RFC 9728 §5.1).
             challenge = challenge.resource_metadata(document.well_known_url());
             metadata = Some(document);
         }
@@ -160,6 +173,7 @@ impl Auth {
             jwt: jwt_authenticator,
             own_issuer: own_issuer.clone(),
             users: users.clone(),
+            grants,
         })
         .or(api_keys)
         .challenge(challenge.clone());
@@ -299,10 +313,14 @@ impl UserCache {
 /// Tokens of an external issuer name users of that issuer (their subject
 /// qualified by it, their roles mapped: see [`external_mapper`]) and pass as
 /// they are.
+///
+/// A token the OAuth server issued names its grant (`sid`): it is refused
+/// once the grant is revoked, before it expires.
 struct UserCheckedJwt {
     jwt: JwtAuthenticator,
     own_issuer: String,
     users: UserCache,
+    grants: Option<crate::oauth::GrantCache>,
 }
 
 impl Authenticator for UserCheckedJwt {
@@ -319,6 +337,16 @@ impl Authenticator for UserCheckedJwt {
             }
             let id = Uuid::parse_str(principal.subject())
                 .map_err(|_| AuthError::invalid_token("unknown subject"))?;
+            if let Some(grant) = principal.session() {
+                let live = match (&self.grants, Uuid::parse_str(grant)) {
+                    (Some(grants), Ok(grant)) => grants.live(grant).await?,
+                    // Without the authorization server no grant is live.
+                    _ => false,
+                };
+                if !live {
+                    return Err(AuthError::invalid_token("the grant was revoked"));
+                }
+            }
             match self.users.current(id, principal).await? {
                 Some(principal) => Ok(Some(principal)),
                 None => Err(AuthError::invalid_token("the user no longer exists")),

@@ -29,6 +29,7 @@ pub mod health;
 pub mod keys;
 pub mod limits;
 pub mod mcp;
+pub mod oauth;
 pub mod observe;
 pub mod schemas;
 pub mod telemetry;
@@ -79,6 +80,8 @@ pub struct Services {
     pub mcp_policy: mcp_endpoint::McpPolicy,
     /// Records audit events off the request path.
     pub audit: mcp_audit::Auditor,
+    /// The OAuth authorization server (`None` with `MCP_OAUTH=off`).
+    pub oauth: Option<oauth::OAuth>,
     /// The audit writer, flushed by [`Services::flush_audit`] at shutdown.
     pub audit_writer: std::sync::Mutex<Option<mcp_audit::AuditWriter>>,
 }
@@ -92,6 +95,12 @@ pub async fn open_database(config: &Config) -> Result<Db, StartError> {
             source,
         })?;
     db.migrate().await.map_err(StartError::Migrate)?;
+    // Always, even with `MCP_OAUTH=off`: turning it on later finds the
+    // tables, and grants of a server that had it on stay revocable.
+    oauth::store(&db)
+        .migrate()
+        .await
+        .map_err(|e| StartError::Migrate(e.into()))?;
     Ok(db)
 }
 
@@ -113,12 +122,28 @@ impl Services {
         let config_body_limit = config.body_limit;
         let db = open_database(&config).await?;
         let keys = keys::service(&config, &db, clock.clone()).await?;
-        let auth = auth::Auth::setup(&config, &db, keys.clone(), clock.clone()).await?;
+        let grants = config
+            .oauth
+            .enabled
+            .then(|| oauth::GrantCache::new(oauth::store(&db), config.user_cache_ttl));
+        let auth =
+            auth::Auth::setup(&config, &db, keys.clone(), clock.clone(), grants.clone()).await?;
         let passwords = tokio::task::spawn_blocking(users::Passwords::new).await?;
         keys::bootstrap(&config, &db, &keys, &passwords, &clock).await?;
         let mcp_policy = limits.tool_quotas(config.mcp_policy.clone());
         let (audit, audit_writer) = audit::start(&config, &db);
+        let oauth = grants.map(|grants| {
+            oauth::OAuth::setup(
+                &config,
+                oauth::store(&db),
+                grants,
+                auth.issuer.clone(),
+                audit.clone(),
+                clock.clone(),
+            )
+        });
         Ok(Arc::new(Services {
+            oauth,
             mcp_policy,
             audit,
             audit_writer: std::sync::Mutex::new(audit_writer),
@@ -228,6 +253,9 @@ fn routes(state: AppState) -> Router {
         limited = limited
             .route_service("/.well-known/oauth-protected-resource", service.clone())
             .route_service("/.well-known/oauth-protected-resource/mcp", service);
+    }
+    if let Some(oauth) = &state.oauth {
+        limited = limited.merge(oauth::router(&state, oauth));
     }
     // Health checks stay outside every limit (`around_routes` skips them).
     Router::new()

@@ -135,6 +135,23 @@ impl Limits {
             .headers(self.headers)
     }
 
+    /// The auth policy as a limiter, for logins that are not JSON (the
+    /// OAuth login form): key `email:<lower-cased address>`, the bucket
+    /// [`auth_layer`](Self::auth_layer) gives the same address.
+    pub fn login_limiter(&self) -> RateLimiter {
+        RateLimiter::new(self.backend.clone(), self.auth.clone()).on_failure(self.failure.clone())
+    }
+
+    /// The auth policy for `POST /oauth/register` (dynamic client
+    /// registration), per client address; other requests pass.
+    pub fn registration_layer(&self) -> RateLimitLayer {
+        RateLimitLayer::new(self.backend.clone(), self.auth.clone())
+            .key(self.client_ip.clone())
+            .on_failure(self.failure.clone())
+            .headers(self.headers)
+            .skip(|request: &RequestInfo<'_>| request.uri.path() != "/oauth/register")
+    }
+
     /// The auth policy of login and register, keyed by the lower-cased
     /// e-mail of the body (one bucket for both routes), else client IP.
     pub fn auth_layer(&self) -> BodyRateLimitLayer {
@@ -201,7 +218,8 @@ impl Limits {
 /// Whether a request can end in a counted failure: it presents a credential
 /// (`Authorization`, `X-API-Key`, or a `bearer.<token>` WebSocket
 /// subprotocol, which the `/ws` route turns into `Authorization`), or it is
-/// a login or registration, which check a password or refuse an account.
+/// a login or registration, which check a password or refuse an account,
+/// or an OAuth login form or token request (a password or a client secret).
 /// Everything else reaching the failures layer has nothing to refuse: a
 /// missing credential is `401 missing_credentials`, never counted.
 pub fn can_fail(request: &RequestInfo<'_>) -> bool {
@@ -214,5 +232,9 @@ pub fn can_fail(request: &RequestInfo<'_>) -> bool {
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .any(|protocol| protocol.trim().starts_with(TOKEN_SUBPROTOCOL_PREFIX))
-        || matches!(request.uri.path(), "/api/auth/login" | "/api/auth/register")
+        || matches!(
+            request.uri.path(),
+            "/api/auth/login" | "/api/auth/register" | "/oauth/token" | "/oauth/revoke"
+        )
+        || (request.uri.path() == "/oauth/authorize" && request.method == http::Method::POST)
 }

@@ -99,18 +99,7 @@ pub fn authorize_key(
     owner: &str,
     action: KeyAction<'_>,
 ) -> Result<(), Problem> {
-    if owner != principal.subject() {
-        if !principal.has_role(Role::Admin.as_str()) {
-            return Err(Problem::not_found());
-        }
-        if !principal.has_scope("admin") {
-            return Err(state
-                .auth
-                .challenge
-                .insufficient_scope(["admin"])
-                .with_detail("another user's keys need the admin scope"));
-        }
-    }
+    super::authorize_owner(state, principal, owner)?;
     match action {
         KeyAction::Read => Ok(()),
         // A key acts as a local user; an external subject is none.

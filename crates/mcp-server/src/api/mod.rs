@@ -10,7 +10,7 @@ use axum::routing::{delete, get, patch, post};
 use http::HeaderValue;
 use http::header::CACHE_CONTROL;
 use mcp_auth::{RequireLayer, Requirement};
-use mcp_core::{FieldError, Problem};
+use mcp_core::{FieldError, Principal, Problem};
 use serde::Deserialize;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -104,8 +104,28 @@ pub fn router(state: &AppState) -> Router<AppState> {
     public.merge(authenticated)
 }
 
+/// Whether `principal` may reach what `owner` owns (keys, grants): its
+/// own, or anyone's for an admin, with scope `admin` when the credential
+/// is restricted. A non-admin gets `404`, so ids cannot be probed.
+pub fn authorize_owner(state: &AppState, principal: &Principal, owner: &str) -> Result<(), Problem> {
+    if owner == principal.subject() {
+        return Ok(());
+    }
+    if !principal.has_role(crate::users::Role::Admin.as_str()) {
+        return Err(Problem::not_found());
+    }
+    if !principal.has_scope("admin") {
+        return Err(state
+            .auth
+            .challenge
+            .insufficient_scope(["admin"])
+            .with_detail("what another user owns needs the admin scope"));
+    }
+    Ok(())
+}
+
 /// Responses of the API are per caller and often secret.
-fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
+pub fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::if_not_present(CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 

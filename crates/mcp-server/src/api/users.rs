@@ -427,9 +427,12 @@ pub async fn delete(
             .actor(&principal)
             .target("user", id.to_string()),
     );
-    // The user's keys go with them.
+    // The user's keys and grants go with them.
     if let Err(error) = state.keys.delete_owner(&id.to_string()).await {
         tracing::error!(%error, user = %id, "cannot delete the keys of a deleted user; they are refused anyway");
+    }
+    if let Some(oauth) = &state.oauth {
+        oauth.revoke_all(&id.to_string()).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -151,6 +151,19 @@ pub struct JwtConfig {
     pub role_map: Vec<(String, String)>,
 }
 
+/// Settings of the OAuth authorization server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OAuthConfig {
+    /// Whether it runs (`MCP_OAUTH`, on).
+    pub enabled: bool,
+    /// Whether `POST /oauth/register` exists (`MCP_OAUTH_REGISTRATION`, on).
+    pub registration: bool,
+    /// Client metadata documents also over `http`, on loopback and private
+    /// addresses, with any certificate (`MCP_OAUTH_INSECURE_CLIENT_URLS`,
+    /// off): for tests only.
+    pub insecure_client_urls: bool,
+}
+
 /// Database settings.
 #[derive(Clone, Debug)]
 pub struct DatabaseConfig {
@@ -195,6 +208,8 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Whether `POST /api/auth/register` exists (false).
     pub allow_registration: bool,
+    /// The OAuth authorization server.
+    pub oauth: OAuthConfig,
     /// Upper bound for a deleted or demoted user's tokens to stop working
     /// on another replica (10 s; at once on the replica that made the change).
     pub user_cache_ttl: Duration,
@@ -408,6 +423,11 @@ impl Config {
         )?;
         let jwt = parse_jwt(s, &public_url)?;
         let allow_registration = s.parse(ALLOW_REGISTRATION, || false, parse_bool)?;
+        let oauth = OAuthConfig {
+            enabled: s.parse(OAUTH, || true, parse_bool)?,
+            registration: s.parse(OAUTH_REGISTRATION, || true, parse_bool)?,
+            insecure_client_urls: s.parse(OAUTH_INSECURE_CLIENT_URLS, || false, parse_bool)?,
+        };
         let user_cache_ttl = s.parse(
             USER_CACHE_TTL,
             || Duration::from_secs(10),
@@ -480,6 +500,7 @@ impl Config {
             forwarded_header,
             jwt,
             allow_registration,
+            oauth,
             user_cache_ttl,
             api_key_pepper,
             admin_email,

@@ -118,6 +118,13 @@ settings! {
     ORIGIN_GUARD = "MCP_ORIGIN_GUARD", "origin_guard";
     /// Whether `Origin: null` passes the guard.
     ALLOW_NULL_ORIGIN = "MCP_ALLOW_NULL_ORIGIN", "allow_null_origin";
+    /// `on` (default) or `off`: the OAuth authorization server.
+    OAUTH = "MCP_OAUTH", "oauth";
+    /// `on` (default) or `off`: dynamic client registration.
+    OAUTH_REGISTRATION = "MCP_OAUTH_REGISTRATION", "oauth_registration";
+    /// Tests only: client metadata documents over http, on loopback or
+    /// private addresses, with any certificate.
+    OAUTH_INSECURE_CLIENT_URLS = "MCP_OAUTH_INSECURE_CLIENT_URLS", "oauth_insecure_client_urls";
     /// Where audit events go: `database`, `stdout` or `off`.
     AUDIT_SINK = "MCP_AUDIT_SINK", "audit_sink";
     /// How long audit events are kept in the database.
