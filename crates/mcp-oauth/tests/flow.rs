@@ -146,6 +146,27 @@ async fn code_then_refresh_rotates_and_the_access_token_is_for_this_resource() {
     .claims;
     assert_eq!(claims["sub"], "user-1");
     assert_eq!(claims["scope"], "mcp agents:read");
+    // RFC 9068's client_id, and the grant as `sid`, so that a resource
+    // server can refuse the token once the grant is revoked.
+    assert_eq!(claims["client_id"], client.as_str());
+    assert_eq!(claims["sid"], grant.id.to_string());
+    // And the principal the verifier makes of it names the grant.
+    let verifier = mcp_auth::JwtAuthenticator::builder()
+        .trust(
+            mcp_auth::TrustedIssuer::new(ISSUER, RESOURCE)
+                .key(mcp_auth::VerifyingKey::hmac(&SECRET).unwrap()),
+        )
+        .build()
+        .unwrap();
+    let request = http::Request::get("/mcp")
+        .header("authorization", format!("Bearer {}", tokens.access_token))
+        .body(())
+        .unwrap();
+    let principal = mcp_auth::Authenticator::authenticate(&verifier, &request.into_parts().0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(principal.session(), Some(grant.id.to_string().as_str()));
 
     // Rotation: each refresh token works once and yields the next.
     let (second, event) = f

@@ -61,7 +61,10 @@ async fn login_and_me(db: TestDb) {
     let (status, headers, body) = api.call("GET", "/api/auth/me", None, None).await;
     assert_eq!(status, 401);
     assert_eq!(body["code"], "missing_credentials");
-    assert_eq!(headers["www-authenticate"], "Bearer realm=\"mcp\"");
+    assert_eq!(
+        common::without_resource_metadata(headers["www-authenticate"].to_str().unwrap()),
+        "Bearer realm=\"mcp\""
+    );
     let (status, headers, body) = api
         .call("GET", "/api/auth/me", Some("nonsense.to.ken"), None)
         .await;
@@ -117,7 +120,7 @@ async fn every_401_names_the_scopes_of_its_route(db: TestDb) {
             "{method} {path}"
         );
         assert_eq!(
-            headers["www-authenticate"],
+            common::without_resource_metadata(headers["www-authenticate"].to_str().unwrap()),
             format!(
                 "Bearer realm=\"mcp\"{}",
                 scope_attr.clone().unwrap_or_default()
@@ -127,7 +130,9 @@ async fn every_401_names_the_scopes_of_its_route(db: TestDb) {
         );
         let (status, headers, _) = api.call(method, path, Some("nonsense.to.ken"), None).await;
         assert_eq!(status, 401, "{method} {path}");
-        let challenge = headers["www-authenticate"].to_str().unwrap();
+        let challenge =
+            common::without_resource_metadata(headers["www-authenticate"].to_str().unwrap());
+        let challenge = challenge.as_str();
         assert!(
             challenge.contains("error=\"invalid_token\""),
             "{method} {path}: {challenge}"
@@ -722,7 +727,11 @@ async fn external_issuer_and_protected_resource_metadata(db: TestDb) {
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(doc["resource"], "http://mcp.test:8080/mcp");
-    assert_eq!(doc["authorization_servers"], json!([issuer]));
+    // This server first (OAuth is on), then the external issuer.
+    assert_eq!(
+        doc["authorization_servers"],
+        json!(["http://mcp.test:8080", issuer])
+    );
     assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
     assert!(
         doc["scopes_supported"]
@@ -992,7 +1001,7 @@ both_databases!(
 );
 
 async fn metadata_is_404_without_an_issuer(db: TestDb) {
-    let server = start(&db, &[]);
+    let server = start(&db, &[("MCP_OAUTH", "off")]);
     let (status, _, body) = Api::new(&server)
         .call(
             "GET",

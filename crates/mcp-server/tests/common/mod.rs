@@ -508,3 +508,22 @@ pub fn postgres_socket_addr() -> SocketAddr {
 pub fn sqlite_file(db: &TestDb) -> PathBuf {
     db.dir.path().join("mcp.db")
 }
+
+/// `challenge` without its `resource_metadata` attribute, which every
+/// challenge of a server with OAuth on carries (asserted here), naming the
+/// protected resource metadata of `/mcp`.
+pub fn without_resource_metadata(challenge: &str) -> String {
+    let marker = ", resource_metadata=\"";
+    let start = challenge
+        .find(marker)
+        .unwrap_or_else(|| panic!("no resource_metadata in {challenge}"));
+    let end = challenge[start + marker.len()..]
+        .find('"')
+        .map(|i| start + marker.len() + i + 1)
+        .expect("a closing quote");
+    assert!(
+        challenge[start..end].ends_with("/.well-known/oauth-protected-resource/mcp\""),
+        "{challenge}"
+    );
+    format!("{}{}", &challenge[..start], &challenge[end..])
+}
