@@ -8,9 +8,10 @@ use http::{HeaderValue, Response, StatusCode};
 use crate::{PROBLEM_CONTENT_TYPE, Problem};
 
 /// `response` as a problem when it is a bare error: a `4xx`/`5xx` whose
-/// body is neither a problem nor JSON. Problems are ours already; JSON
-/// bodies are JSON-RPC errors of the MCP transport, which MCP clients read
-/// and a problem would hide. Everything else (a router's `405`, a body
+/// body is neither a problem, JSON nor an HTML page. Problems are ours
+/// already; JSON bodies are JSON-RPC errors of the MCP transport, which MCP
+/// clients read and a problem would hide; HTML pages are written for a
+/// person in a browser (an authorization page's "wrong password"). Everything else (a router's `405`, a body
 /// limit's plain-text `413`) becomes the problem for its status, keeping
 /// the response's other headers and extensions. `body_limit` is reported
 /// in a `413`.
@@ -34,7 +35,9 @@ pub fn problem_for_bare_error<B: From<Bytes>>(
     }
     let structured = response.headers().get(CONTENT_TYPE).is_some_and(|ct| {
         let ct = ct.as_bytes();
-        ct.starts_with(PROBLEM_CONTENT_TYPE.as_bytes()) || ct.starts_with(b"application/json")
+        ct.starts_with(PROBLEM_CONTENT_TYPE.as_bytes())
+            || ct.starts_with(b"application/json")
+            || ct.starts_with(b"text/html")
     });
     if structured {
         return response;
@@ -58,6 +61,25 @@ pub fn problem_for_bare_error<B: From<Bytes>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_html_page_stays_a_page_and_plain_text_becomes_a_problem() {
+        let page = Response::builder()
+            .status(401)
+            .header(CONTENT_TYPE, "text/html; charset=utf-8")
+            .body(Bytes::from("<p>Wrong email or password.</p>"))
+            .unwrap();
+        let kept = problem_for_bare_error(page, None);
+        assert_eq!(kept.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(kept.body(), "<p>Wrong email or password.</p>");
+        let plain = Response::builder()
+            .status(401)
+            .header(CONTENT_TYPE, "text/plain")
+            .body(Bytes::from("no"))
+            .unwrap();
+        let problem = problem_for_bare_error(plain, None);
+        assert_eq!(problem.headers()[CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+    }
 
     fn response(status: u16, content_type: Option<&str>) -> Response<Bytes> {
         let mut builder = Response::builder()

@@ -155,9 +155,13 @@ impl Pages {
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        // Not `no-referrer`: under it browsers send `Origin: null` with
+        // the pages' own form posts, which an Origin guard (rightly)
+        // refuses. `same-origin` keeps the real origin on those and still
+        // sends nothing, not even the query's `state`, to the client.
         headers.insert(
             header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            HeaderValue::from_static("same-origin"),
         );
         response
     }
@@ -463,9 +467,10 @@ async fn submit(State(pages): State<Pages>, head: http::request::Parts, body: By
                         "Too many sign-in attempts; try again later.",
                     );
                     if let Some(after) = retry_after {
-                        response
-                            .headers_mut()
-                            .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+                        response.headers_mut().insert(
+                            header::RETRY_AFTER,
+                            HeaderValue::from(after.as_secs().max(1)),
+                        );
                     }
                     response
                 }

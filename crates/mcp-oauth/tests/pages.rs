@@ -7,7 +7,7 @@ use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use mcp_auth::{BoxFuture, SigningKey, TokenIssuer};
 use mcp_oauth::{
-    AuthorizationServer, LoginUser, MemoryStore, RegistrationRequest, Settings, LoginError,
+    AuthorizationServer, LoginError, LoginUser, MemoryStore, RegistrationRequest, Settings,
     TokenParams, UserDirectory, authorize_pages,
 };
 use tower::ServiceExt;

@@ -152,9 +152,10 @@ impl Auth {
         if !authorization_servers.is_empty() {
             let document = authorization_servers
                 .iter()
-                .fold(ProtectedResourceMetadata::new(&jwt.audience), |doc, issuer| {
-                    doc.authorization_server(issuer)
-                })
+                .fold(
+                    ProtectedResourceMetadata::new(&jwt.audience),
+                    |doc, issuer| doc.authorization_server(issuer),
+                )
                 .scopes(SCOPES.iter().copied())
                 .resource_name("mcp-server");
             // Every `401` points MCP clients at it (RFC 9728 §5.1).

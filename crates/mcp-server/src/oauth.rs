@@ -16,8 +16,8 @@ use mcp_audit::{Actor, Event, Outcome};
 use mcp_auth::{AuthError, Authenticated, BoxFuture};
 use mcp_core::Problem;
 use mcp_oauth::{
-    AuthorizationServer, ClientMetadataFetcher, Grant, LoginError, LoginUser, OAuthStore,
-    Settings, SqlStore, StoreError, TokenEvent, UserDirectory,
+    AuthorizationServer, ClientMetadataFetcher, Grant, LoginError, LoginUser, OAuthStore, Settings,
+    SqlStore, StoreError, TokenEvent, UserDirectory,
 };
 use mcp_ratelimit::{RateKey, RateLimiter};
 use serde::{Deserialize, Serialize};
@@ -143,7 +143,10 @@ impl OAuth {
         clock: mcp_core::SharedClock,
     ) -> OAuth {
         let mut settings = Settings::new(config.public_url.clone(), config.jwt.audience.clone());
-        settings.scopes = crate::auth::SCOPES.iter().map(|s| (*s).to_owned()).collect();
+        settings.scopes = crate::auth::SCOPES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
         let fetcher = if config.oauth.insecure_client_urls {
             tracing::warn!(
                 "MCP_OAUTH_INSECURE_CLIENT_URLS is on: client metadata documents are fetched \
@@ -166,7 +169,8 @@ impl OAuth {
                     TokenEvent::Refreshed(grant) => grant_event("oauth.refresh", grant, at),
                     TokenEvent::Revoked(id) => {
                         cache.forget(*id);
-                        Event::new("oauth.revoke", Outcome::Success, at).target("grant", id.to_string())
+                        Event::new("oauth.revoke", Outcome::Success, at)
+                            .target("grant", id.to_string())
                     }
                     TokenEvent::ReplayRevoked(id) => {
                         cache.forget(*id);
@@ -410,9 +414,11 @@ pub async fn list(
         .take(limit as usize + 1)
         .map(GrantView::from)
         .collect();
-    Ok(axum::Json(Listed::from_overfetch(rows, limit as usize, |g| {
-        g.id
-    })))
+    Ok(axum::Json(Listed::from_overfetch(
+        rows,
+        limit as usize,
+        |g| g.id,
+    )))
 }
 
 /// `DELETE /api/oauth/grants/{id}` (`keys:write`): `204`; the grant's

@@ -295,9 +295,7 @@ async fn scopes_restrict_routes_and_grants(db: TestDb) {
         .unwrap();
     assert_eq!(response.status(), 403);
     assert_eq!(
-        common::without_resource_metadata(
-            response.headers()["www-authenticate"].to_str().unwrap()
-        ),
+        common::without_resource_metadata(response.headers()["www-authenticate"].to_str().unwrap()),
         "Bearer realm=\"mcp\", error=\"insufficient_scope\", \
          error_description=\"the token lacks the scope this needs\", scope=\"keys:write\""
     );

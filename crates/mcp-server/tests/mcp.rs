@@ -411,7 +411,10 @@ async fn refusals() {
         .await,
     );
     assert_eq!(
-        (status, common::without_resource_metadata(&challenge).as_str()),
+        (
+            status,
+            common::without_resource_metadata(&challenge).as_str()
+        ),
         (401, "Bearer realm=\"mcp\", scope=\"mcp\"")
     );
     // A bad token: 401 invalid_token, by hand and through rmcp's client.

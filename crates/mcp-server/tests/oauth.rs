@@ -150,7 +150,9 @@ async fn connect(server: &TestServer, auth: &AuthClient<reqwest::Client>) -> Mcp
         auth.clone(),
         StreamableHttpClientTransportConfig::with_uri(server.url("/mcp")),
     );
-    ().serve(transport).await.expect("MCP session with the OAuth token")
+    ().serve(transport)
+        .await
+        .expect("MCP session with the OAuth token")
 }
 
 async fn whoami(client: &McpClient) -> Result<Value, rmcp::ServiceError> {
@@ -186,7 +188,12 @@ async fn rmcp_client_logs_in_by_registration(db: TestDb) {
         "{challenge}"
     );
     let (status, _, document) = api
-        .call("GET", "/.well-known/oauth-protected-resource/mcp", None, None)
+        .call(
+            "GET",
+            "/.well-known/oauth-protected-resource/mcp",
+            None,
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(document["resource"], server.url("/mcp"));
@@ -218,7 +225,9 @@ async fn rmcp_client_logs_in_by_registration(db: TestDb) {
 
     let auth = AuthClient::new(reqwest::Client::new(), manager);
     let client = connect(&server, &auth).await;
-    let me = whoami(&client).await.expect("tools/call with the OAuth token");
+    let me = whoami(&client)
+        .await
+        .expect("tools/call with the OAuth token");
     assert_eq!(me["subject"], user["id"]);
     assert_eq!(me["scopes"], json!(["mcp"]));
 
@@ -235,7 +244,9 @@ async fn rmcp_client_logs_in_by_registration(db: TestDb) {
     let second_refresh = refresh_token_of(&refreshed);
     assert_ne!(second_refresh, first_refresh);
     assert_ne!(auth.get_access_token().await.unwrap(), old_access);
-    whoami(&client).await.expect("a call with the refreshed token");
+    whoami(&client)
+        .await
+        .expect("a call with the refreshed token");
 
     // The user sees the grant, then revokes it by RFC 7009 as a client
     // would: the access token in hand is refused at once, the refresh
@@ -291,10 +302,15 @@ async fn rmcp_client_logs_in_by_registration(db: TestDb) {
         assert_eq!(replay["outcome"], "denied", "{replay}");
         assert_eq!(replay["detail"]["reason"], "replay", "{replay}");
     }
-    let (_, _, all) = api.call("GET", "/api/audit?limit=200", Some(&admin), None).await;
+    let (_, _, all) = api
+        .call("GET", "/api/audit?limit=200", Some(&admin), None)
+        .await;
     let all = all.to_string();
     for secret in [&first_refresh, &second_refresh, &access, &callback.code] {
-        assert!(!all.contains(secret.as_str()), "a secret in the audit trail");
+        assert!(
+            !all.contains(secret.as_str()),
+            "a secret in the audit trail"
+        );
     }
     assert!(!all.contains(PASSWORD));
     client.cancel().await.ok();
@@ -439,7 +455,10 @@ async fn granted(server: &TestServer, email: &str, scopes: &[&str]) -> (String, 
         .unwrap();
     (
         client_id,
-        tokens["access_token"].as_str().expect("access token").to_owned(),
+        tokens["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned(),
         tokens["refresh_token"].as_str().unwrap().to_owned(),
     )
 }
@@ -454,7 +473,9 @@ async fn grants_belong_to_their_user(db: TestDb) {
     let server = start(&db, &[]);
     let api = Api::new(&server);
     let (_, ada_access, ada_refresh) = granted(&server, "ada@example.com", &["mcp"]).await;
-    let (status, _, me) = api.call("GET", "/api/auth/me", Some(&ada_access), None).await;
+    let (status, _, me) = api
+        .call("GET", "/api/auth/me", Some(&ada_access), None)
+        .await;
     assert_eq!(status, 200, "{me}");
     let ada_password = api.login("ada@example.com", PASSWORD).await;
     let bob = api.login("bob@example.com", PASSWORD).await;
@@ -475,7 +496,12 @@ async fn grants_belong_to_their_user(db: TestDb) {
         .await;
     assert_eq!(status, 404);
     let (status, _, _) = api
-        .call("DELETE", &format!("/api/oauth/grants/{id}"), Some(&bob), None)
+        .call(
+            "DELETE",
+            &format!("/api/oauth/grants/{id}"),
+            Some(&bob),
+            None,
+        )
         .await;
     assert_eq!(status, 404);
     let (_, _, bobs) = api.call("GET", "/api/oauth/grants", Some(&bob), None).await;
@@ -499,17 +525,27 @@ async fn grants_belong_to_their_user(db: TestDb) {
     assert_eq!(status, 200);
     assert_eq!(listed["items"][0]["id"], id.as_str());
     let (status, _, _) = api
-        .call("DELETE", &format!("/api/oauth/grants/{id}"), Some(&admin), None)
+        .call(
+            "DELETE",
+            &format!("/api/oauth/grants/{id}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
-    let (status, _, _) = api.call("GET", "/api/auth/me", Some(&ada_access), None).await;
+    let (status, _, _) = api
+        .call("GET", "/api/auth/me", Some(&ada_access), None)
+        .await;
     assert_eq!(status, 401, "the access token of a revoked grant");
     let refused = reqwest::Client::new()
         .post(server.url("/oauth/token"))
         .form(&[
             ("grant_type", "refresh_token"),
             ("refresh_token", ada_refresh.as_str()),
-            ("client_id", listed["items"][0]["clientId"].as_str().unwrap()),
+            (
+                "client_id",
+                listed["items"][0]["clientId"].as_str().unwrap(),
+            ),
         ])
         .send()
         .await
@@ -518,12 +554,20 @@ async fn grants_belong_to_their_user(db: TestDb) {
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant");
     let (status, _, _) = api
-        .call("DELETE", &format!("/api/oauth/grants/{id}"), Some(&admin), None)
+        .call(
+            "DELETE",
+            &format!("/api/oauth/grants/{id}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(status, 404, "a revoked grant is gone");
     let revoked = events(&api, &admin, "oauth.revoke", 1).await;
     let admin_me = api.call("GET", "/api/auth/me", Some(&admin), None).await.2;
-    assert_eq!(revoked[0]["actor"]["subject"], admin_me["id"], "{revoked:?}");
+    assert_eq!(
+        revoked[0]["actor"]["subject"], admin_me["id"],
+        "{revoked:?}"
+    );
     assert_eq!(revoked[0]["target"]["id"], id.as_str());
 
     // Bob's grant goes when Bob is deleted.
@@ -533,13 +577,25 @@ async fn grants_belong_to_their_user(db: TestDb) {
         .unwrap()
         .to_owned();
     let (status, _, _) = api
-        .call("DELETE", &format!("/api/users/{bob_id}"), Some(&admin), None)
+        .call(
+            "DELETE",
+            &format!("/api/users/{bob_id}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
-    let (status, _, _) = api.call("GET", "/api/auth/me", Some(&bob_access), None).await;
+    let (status, _, _) = api
+        .call("GET", "/api/auth/me", Some(&bob_access), None)
+        .await;
     assert_eq!(status, 401);
     let (_, _, all) = api
-        .call("GET", &format!("/api/oauth/grants?userId={bob_id}"), Some(&admin), None)
+        .call(
+            "GET",
+            &format!("/api/oauth/grants?userId={bob_id}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(all["items"], json!([]));
 }
@@ -571,7 +627,10 @@ async fn consent_never_exceeds_the_user(db: TestDb) {
         ("response_type", "code"),
         ("client_id", client["client_id"].as_str().unwrap()),
         ("redirect_uri", REDIRECT),
-        ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        ),
         ("code_challenge_method", "S256"),
         ("scope", "mcp admin"),
     ])
@@ -612,7 +671,10 @@ async fn consent_never_exceeds_the_user(db: TestDb) {
         .unwrap();
     assert_eq!(forged.status(), 403);
 }
-both_databases!(consent_never_exceeds_the_user, consent_never_exceeds_the_user);
+both_databases!(
+    consent_never_exceeds_the_user,
+    consent_never_exceeds_the_user
+);
 
 /// Wrong passwords on the login form count against the address like any
 /// refused credential: once the auth-failures policy is used up the form
@@ -634,7 +696,10 @@ async fn the_login_form_locks_out_like_the_api(db: TestDb) {
         ("response_type", "code"),
         ("client_id", client["client_id"].as_str().unwrap()),
         ("redirect_uri", REDIRECT),
-        ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        ),
         ("code_challenge_method", "S256"),
     ])
     .unwrap();
@@ -666,6 +731,22 @@ async fn the_login_form_locks_out_like_the_api(db: TestDb) {
             .await
             .unwrap();
         statuses.push(answer.status().as_u16());
+        if answer.status() == 401 {
+            // The page, for the person at the browser: not a problem.
+            assert!(
+                answer.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/html")
+            );
+            assert!(
+                answer
+                    .text()
+                    .await
+                    .unwrap()
+                    .contains("Wrong email or password.")
+            );
+        }
     }
     assert_eq!(statuses, [401, 401, 401, 429]);
     let api = Api::new(&server);
@@ -696,7 +777,9 @@ async fn oauth_off_publishes_nothing(db: TestDb) {
         let (status, _, _) = api.call("GET", path, None, None).await;
         assert_eq!(status, 404, "{path}");
     }
-    let (status, _, _) = api.call("POST", "/oauth/register", None, Some(json!({}))).await;
+    let (status, _, _) = api
+        .call("POST", "/oauth/register", None, Some(json!({})))
+        .await;
     assert_eq!(status, 404);
     let (status, headers, _) = api.call("GET", "/api/auth/me", None, None).await;
     assert_eq!(status, 401);
@@ -718,9 +801,17 @@ async fn registration_is_optional_and_limited(db: TestDb) {
         .call("GET", "/.well-known/oauth-authorization-server", None, None)
         .await;
     assert_eq!(status, 200);
-    assert!(metadata.get("registration_endpoint").is_none(), "{metadata}");
+    assert!(
+        metadata.get("registration_endpoint").is_none(),
+        "{metadata}"
+    );
     let (status, _, _) = api
-        .call("POST", "/oauth/register", None, Some(json!({"redirect_uris": [REDIRECT]})))
+        .call(
+            "POST",
+            "/oauth/register",
+            None,
+            Some(json!({"redirect_uris": [REDIRECT]})),
+        )
         .await;
     assert_eq!(status, 404);
     drop(server);
@@ -730,7 +821,12 @@ async fn registration_is_optional_and_limited(db: TestDb) {
     let mut statuses = HashMap::new();
     for _ in 0..3 {
         let (status, _, _) = api
-            .call("POST", "/oauth/register", None, Some(json!({"redirect_uris": [REDIRECT]})))
+            .call(
+                "POST",
+                "/oauth/register",
+                None,
+                Some(json!({"redirect_uris": [REDIRECT]})),
+            )
             .await;
         *statuses.entry(status).or_insert(0) += 1;
     }

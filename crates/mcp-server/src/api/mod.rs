@@ -107,7 +107,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
 /// Whether `principal` may reach what `owner` owns (keys, grants): its
 /// own, or anyone's for an admin, with scope `admin` when the credential
 /// is restricted. A non-admin gets `404`, so ids cannot be probed.
-pub fn authorize_owner(state: &AppState, principal: &Principal, owner: &str) -> Result<(), Problem> {
+pub fn authorize_owner(
+    state: &AppState,
+    principal: &Principal,
+    owner: &str,
+) -> Result<(), Problem> {
     if owner == principal.subject() {
         return Ok(());
     }
