@@ -401,6 +401,16 @@ both_databases!(
 /// A grant through the forms and the token endpoint, by raw HTTP: the
 /// client id, the access token and the refresh token.
 async fn granted(server: &TestServer, email: &str, scopes: &[&str]) -> (String, String, String) {
+    let (client_id, access, refresh, _) = granted_with_code(server, email, scopes).await;
+    (client_id, access, refresh)
+}
+
+/// [`granted`], and the code it exchanged.
+async fn granted_with_code(
+    server: &TestServer,
+    email: &str,
+    scopes: &[&str],
+) -> (String, String, String, String) {
     let http = reqwest::Client::new();
     let client: Value = http
         .post(server.url("/oauth/register"))
@@ -460,6 +470,7 @@ async fn granted(server: &TestServer, email: &str, scopes: &[&str]) -> (String, 
             .expect("access token")
             .to_owned(),
         tokens["refresh_token"].as_str().unwrap().to_owned(),
+        code,
     )
 }
 
@@ -840,4 +851,56 @@ async fn registration_is_optional_and_limited(db: TestDb) {
 both_databases!(
     registration_is_optional_and_limited,
     registration_is_optional_and_limited
+);
+
+/// A code presented twice (someone intercepted it): the second exchange is
+/// refused with `invalid_grant`, and what the first one issued stops
+/// working at once, the access token included (its grant is revoked).
+async fn a_replayed_code_revokes_its_tokens(db: TestDb) {
+    create_user(&db, "ada@example.com", PASSWORD, "user");
+    let server = start(&db, &[]);
+    let api = Api::new(&server);
+    let (client_id, access, refresh, code) =
+        granted_with_code(&server, "ada@example.com", &["mcp"]).await;
+    assert_eq!(
+        api.call("GET", "/api/auth/me", Some(&access), None).await.0,
+        200
+    );
+    let http = reqwest::Client::new();
+    let replay = http
+        .post(server.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            (
+                "code_verifier",
+                "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            ),
+            ("client_id", client_id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 400);
+    assert_eq!(replay.headers()["cache-control"], "no-store");
+    let body: Value = replay.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    let (status, _, _) = api.call("GET", "/api/auth/me", Some(&access), None).await;
+    assert_eq!(status, 401, "the replayed code's access token");
+    let refreshed = http
+        .post(server.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("client_id", client_id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 400);
+}
+both_databases!(
+    a_replayed_code_revokes_its_tokens,
+    a_replayed_code_revokes_its_tokens
 );
