@@ -29,7 +29,7 @@ use crate::api::{ListQuery, Listed, parse_id};
 use crate::audit::Context;
 use crate::config::Config;
 use crate::db::Db;
-use crate::users::{self, Passwords, Role};
+use crate::users::Role;
 
 /// The OAuth store on the server's database.
 pub fn store(db: &Db) -> SqlStore {
@@ -229,7 +229,6 @@ fn grant_event(kind: &str, grant: &Grant, at: std::time::SystemTime) -> Event {
 /// address like any refused credential.
 struct Users {
     state: std::sync::Weak<crate::Services>,
-    passwords: Passwords,
     limiter: RateLimiter,
 }
 
@@ -256,33 +255,18 @@ impl UserDirectory for Users {
                 }
                 Err(_) => return Err(LoginError::TooManyAttempts { retry_after: None }),
             }
-            let found = users::find_by_email(&state.db, &email)
-                .await
-                .map_err(|e| LoginError::Unavailable(StoreError(e.to_string())))?;
-            let (user, hash) = match found {
-                Some((user, hash)) => (Some(user), Some(hash)),
-                None => (None, None),
-            };
-            let matched = self.passwords.verify(password.to_owned(), hash).await;
-            let Some(user) = user.filter(|_| matched) else {
-                state.audit(
-                    &context,
-                    state
-                        .event("auth.login", Outcome::Denied)
-                        .target("email", Event::bounded(&email))
-                        .detail("code", mcp_core::code::INVALID_CREDENTIALS)
-                        .detail("via", "oauth"),
-                );
+            let user = crate::api::users::check_password(
+                &state,
+                &context,
+                &email,
+                password.to_owned(),
+                Some("oauth"),
+            )
+            .await
+            .map_err(|e| LoginError::Unavailable(StoreError(e.to_string())))?;
+            let Some(user) = user else {
                 return Ok(None);
             };
-            state.audit(
-                &context,
-                state
-                    .event("auth.login", Outcome::Success)
-                    .actor_is(Actor::subject(user.id.to_string(), "password"))
-                    .target("user", user.id.to_string())
-                    .detail("via", "oauth"),
-            );
             Ok(Some(LoginUser {
                 subject: user.id.to_string(),
                 name: user.name.clone(),
@@ -304,7 +288,6 @@ async fn with_request(State(state): State<AppState>, request: Request, next: Nex
 pub fn router(state: &AppState, oauth: &OAuth) -> Router<AppState> {
     let users = Users {
         state: Arc::downgrade(state),
-        passwords: state.passwords.clone(),
         limiter: state.limits.login_limiter(),
     };
     mcp_oauth::router(oauth.server.clone(), oauth.registration)

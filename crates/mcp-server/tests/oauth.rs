@@ -80,6 +80,62 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// A client registered with [`REDIRECT`]: its id.
+async fn register(server: &TestServer) -> String {
+    let client: Value = reqwest::Client::new()
+        .post(server.url("/oauth/register"))
+        .json(&json!({"redirect_uris": [REDIRECT], "client_name": "raw"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    client["client_id"].as_str().expect("client_id").to_owned()
+}
+
+/// The authorization endpoint's URL for `client_id`, PKCE `S256`.
+fn authorize_url(server: &TestServer, client_id: &str, scope: Option<&str>) -> String {
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+        ("state", "s1"),
+    ];
+    params.extend(scope.map(|scope| ("scope", scope)));
+    let query = serde_urlencoded::to_string(params).unwrap();
+    server.url(&format!("/oauth/authorize?{query}"))
+}
+
+/// Posts the login form of `page` (its HTML, its cookie) at `origin`.
+async fn post_login(
+    browser: &reqwest::Client,
+    origin: &str,
+    (login_cookie, html): (&str, &str),
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    browser
+        .post(format!("{origin}/oauth/authorize"))
+        .header("cookie", login_cookie)
+        .header("origin", origin)
+        .form(&[
+            ("action", "login"),
+            ("query", hidden(html, "query").as_str()),
+            ("csrf", hidden(html, "csrf").as_str()),
+            ("email", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Logs in on the authorization page at `url` and consents to `scopes`;
 /// returns the redirect the browser is sent to.
 async fn log_in_and_consent(url: &str, email: &str, scopes: &[&str]) -> String {
@@ -89,21 +145,7 @@ async fn log_in_and_consent(url: &str, email: &str, scopes: &[&str]) -> String {
     let login_cookie = cookie(page.headers(), "mcp_oauth_login");
     let html = page.text().await.unwrap();
     let origin = url.split("/oauth/").next().unwrap();
-    let form = [
-        ("action", "login".to_owned()),
-        ("query", hidden(&html, "query")),
-        ("csrf", hidden(&html, "csrf")),
-        ("email", email.to_owned()),
-        ("password", PASSWORD.to_owned()),
-    ];
-    let consent = browser
-        .post(format!("{origin}/oauth/authorize"))
-        .header("cookie", &login_cookie)
-        .header("origin", origin)
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let consent = post_login(&browser, origin, (&login_cookie, &html), email, PASSWORD).await;
     assert_eq!(consent.status(), 200, "login refused");
     let session = cookie(consent.headers(), "mcp_oauth_session");
     let html = consent.text().await.unwrap();
@@ -412,35 +454,10 @@ async fn granted_with_code(
     scopes: &[&str],
 ) -> (String, String, String, String) {
     let http = reqwest::Client::new();
-    let client: Value = http
-        .post(server.url("/oauth/register"))
-        .json(&json!({"redirect_uris": [REDIRECT], "client_name": "raw"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let client_id = client["client_id"].as_str().unwrap().to_owned();
-    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let client_id = register(server).await;
     let scope = scopes.join(" ");
-    let query = serde_urlencoded::to_string([
-        ("response_type", "code"),
-        ("client_id", client_id.as_str()),
-        ("redirect_uri", REDIRECT),
-        ("code_challenge", challenge),
-        ("code_challenge_method", "S256"),
-        ("scope", scope.as_str()),
-        ("state", "s1"),
-    ])
-    .unwrap();
-    let redirect = log_in_and_consent(
-        &server.url(&format!("/oauth/authorize?{query}")),
-        email,
-        scopes,
-    )
-    .await;
+    let url = authorize_url(server, &client_id, Some(&scope));
+    let redirect = log_in_and_consent(&url, email, scopes).await;
     let code = url::Url::parse(&redirect)
         .unwrap()
         .query_pairs()
@@ -454,7 +471,7 @@ async fn granted_with_code(
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
             ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
+            ("code_verifier", VERIFIER),
             ("client_id", client_id.as_str()),
         ])
         .send()
@@ -624,46 +641,23 @@ async fn consent_never_exceeds_the_user(db: TestDb) {
     assert_eq!(me["role"], "user");
     // Asking for `admin`: the consent page does not offer it, and posting
     // it anyway is refused.
-    let http = reqwest::Client::new();
-    let client: Value = http
-        .post(server.url("/oauth/register"))
-        .json(&json!({"redirect_uris": [REDIRECT]}))
+    let client_id = register(&server).await;
+    let browser = browser();
+    let page = browser
+        .get(authorize_url(&server, &client_id, Some("mcp admin")))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    let query = serde_urlencoded::to_string([
-        ("response_type", "code"),
-        ("client_id", client["client_id"].as_str().unwrap()),
-        ("redirect_uri", REDIRECT),
-        (
-            "code_challenge",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        ),
-        ("code_challenge_method", "S256"),
-        ("scope", "mcp admin"),
-    ])
-    .unwrap();
-    let browser = browser();
-    let url = server.url(&format!("/oauth/authorize?{query}"));
-    let page = browser.get(&url).send().await.unwrap();
     let login_cookie = cookie(page.headers(), "mcp_oauth_login");
     let html = page.text().await.unwrap();
-    let consent = browser
-        .post(server.url("/oauth/authorize"))
-        .header("cookie", &login_cookie)
-        .form(&[
-            ("action", "login".to_owned()),
-            ("query", hidden(&html, "query")),
-            ("csrf", hidden(&html, "csrf")),
-            ("email", "ada@example.com".to_owned()),
-            ("password", PASSWORD.to_owned()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let consent = post_login(
+        &browser,
+        &server.url(""),
+        (&login_cookie, &html),
+        "ada@example.com",
+        PASSWORD,
+    )
+    .await;
     let session = cookie(consent.headers(), "mcp_oauth_session");
     let html = consent.text().await.unwrap();
     assert!(html.contains("value=\"mcp\""));
@@ -693,54 +687,25 @@ both_databases!(
 async fn the_login_form_locks_out_like_the_api(db: TestDb) {
     create_user(&db, "ada@example.com", PASSWORD, "user");
     let server = start(&db, &[("MCP_RATE_LIMIT_AUTH_FAILURES", "3/60s")]);
-    let http = reqwest::Client::new();
-    let client: Value = http
-        .post(server.url("/oauth/register"))
-        .json(&json!({"redirect_uris": [REDIRECT]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let query = serde_urlencoded::to_string([
-        ("response_type", "code"),
-        ("client_id", client["client_id"].as_str().unwrap()),
-        ("redirect_uri", REDIRECT),
-        (
-            "code_challenge",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        ),
-        ("code_challenge_method", "S256"),
-    ])
-    .unwrap();
+    let url = authorize_url(&server, &register(&server).await, None);
     let browser = browser();
     let mut statuses = Vec::new();
     for password in ["wrong 1", "wrong 2", "wrong 3", PASSWORD] {
-        let page = browser
-            .get(server.url(&format!("/oauth/authorize?{query}")))
-            .send()
-            .await
-            .unwrap();
+        let page = browser.get(&url).send().await.unwrap();
         if page.status() != 200 {
             statuses.push(page.status().as_u16());
             continue;
         }
         let login_cookie = cookie(page.headers(), "mcp_oauth_login");
         let html = page.text().await.unwrap();
-        let answer = browser
-            .post(server.url("/oauth/authorize"))
-            .header("cookie", &login_cookie)
-            .form(&[
-                ("action", "login".to_owned()),
-                ("query", hidden(&html, "query")),
-                ("csrf", hidden(&html, "csrf")),
-                ("email", "ada@example.com".to_owned()),
-                ("password", password.to_owned()),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let answer = post_login(
+            &browser,
+            &server.url(""),
+            (&login_cookie, &html),
+            "ada@example.com",
+            password,
+        )
+        .await;
         statuses.push(answer.status().as_u16());
         if answer.status() == 401 {
             // The page, for the person at the browser: not a problem.

@@ -18,6 +18,57 @@ use crate::users::{self, NewUser, Role, User, UserChanges};
 
 use super::{ListQuery, Listed, parse_id};
 
+/// The one password check of every login (`POST /api/auth/login` and the
+/// OAuth login form, `via` naming the latter in the events): the user for
+/// a good e-mail and password, `None` otherwise, in the same time for an
+/// unknown e-mail and a wrong password; an `auth.login` event either way
+/// (the address tried, never the password).
+pub async fn check_password(
+    state: &AppState,
+    context: &Context,
+    email: &str,
+    password: impl Into<mcp_validate::Secret>,
+    via: Option<&str>,
+) -> Result<Option<User>, crate::db::DbError> {
+    let found = users::find_by_email(&state.db, email).await?;
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let matched = state.passwords.verify(password, hash).await;
+    let with_via = |event: mcp_audit::Event| match via {
+        Some(via) => event.detail("via", via),
+        None => event,
+    };
+    match user.filter(|_| matched) {
+        Some(user) => {
+            tracing::info!(user = %user.id, "login");
+            state.audit(
+                context,
+                with_via(
+                    state
+                        .event("auth.login", Outcome::Success)
+                        .actor_is(Actor::subject(user.id.to_string(), "password"))
+                        .target("user", user.id.to_string()),
+                ),
+            );
+            Ok(Some(user))
+        }
+        None => {
+            state.audit(
+                context,
+                with_via(
+                    state
+                        .event("auth.login", Outcome::Denied)
+                        .target("email", mcp_audit::Event::bounded(email))
+                        .detail("code", code::INVALID_CREDENTIALS),
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// `POST /api/auth/login`: a token for a good e-mail and password; the same
 /// `401 invalid_credentials`, in the same time, for an unknown e-mail and a
 /// wrong password.
@@ -33,21 +84,8 @@ pub async fn login(
         token_type: &'static str,
         expires_in: u64,
     }
-    let found = users::find_by_email(&state.db, &body.email).await?;
-    let (user, hash) = match found {
-        Some((user, hash)) => (Some(user), Some(hash)),
-        None => (None, None),
-    };
-    let matched = state.passwords.verify(body.password, hash).await;
-    let Some(user) = user.filter(|_| matched) else {
-        // The address tried (a name, not a secret), never the password.
-        state.audit(
-            &context,
-            state
-                .event("auth.login", Outcome::Denied)
-                .target("email", &body.email)
-                .detail("code", code::INVALID_CREDENTIALS),
-        );
+    let Some(user) = check_password(&state, &context, &body.email, body.password, None).await?
+    else {
         return Err(Problem::unauthorized(
             code::INVALID_CREDENTIALS,
             "the e-mail address or the password is wrong",
@@ -69,14 +107,6 @@ pub async fn login(
             tracing::error!(%error, "cannot sign a token");
             Problem::internal()
         })?;
-    tracing::info!(user = %user.id, "login");
-    state.audit(
-        &context,
-        state
-            .event("auth.login", Outcome::Success)
-            .actor_is(Actor::subject(user.id.to_string(), "password"))
-            .target("user", user.id.to_string()),
-    );
     Ok(Json(TokenResponse {
         access_token: token.expose().to_owned(),
         token_type: "Bearer",
