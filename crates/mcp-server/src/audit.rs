@@ -54,10 +54,19 @@ async fn insert(db: &Db, events: &[Event]) -> Result<(), DbError> {
                 .iter()
                 .map(|e| e.actor.as_ref().map(|a| a.subject.as_str()))
                 .collect();
-            let bodies: Vec<Json<&Event>> = events.iter().map(Json).collect();
+            // As text, cast to `json` by PostgreSQL: `Json` binds `jsonb`,
+            // which PostgreSQL parses into its binary form, and a cast from
+            // it to `json` would render it back; text to `json` only checks.
+            let bodies = events
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(|e| DbError::Query(sqlx::Error::Encode(Box::new(e))))?;
             sqlx::query(
                 "INSERT INTO audit_events (id, at, type, subject, event) \
-                 SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::jsonb[]) \
+                 SELECT id, at, type, subject, event::json \
+                 FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[]) \
+                 AS batch (id, at, type, subject, event) \
                  ON CONFLICT (id) DO NOTHING",
             )
             .bind(ids)

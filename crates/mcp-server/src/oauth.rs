@@ -253,7 +253,13 @@ impl UserDirectory for Users {
                         retry_after: decision.retry_after_seconds().map(Duration::from_secs),
                     });
                 }
-                Err(_) => return Err(LoginError::TooManyAttempts { retry_after: None }),
+                // Failing closed (`MCP_RATE_LIMIT_FAIL=closed`): unavailable,
+                // as the JSON login's `503`.
+                Err(_) => {
+                    return Err(LoginError::Unavailable(StoreError(
+                        "the rate-limit backend is unreachable".into(),
+                    )));
+                }
             }
             let user = crate::api::users::check_password(
                 &state,
