@@ -47,6 +47,8 @@ ORIGIN = "http://app.example.com"
 PASSWORD = "bench-password-1234"
 JWT_SECRET = "bench-secret-bench-secret-bench-secret-0123"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# `--env NAME=VALUE` settings for mcp-server, over the ones below.
+EXTRA_ENV = {}
 
 # name -> (ceiling, what it does)
 SCENARIOS = [
@@ -375,6 +377,7 @@ def server_env(database, redis_prefix):
     if redis_prefix:
         env["REDIS_URL"] = "redis://127.0.0.1:6379"
         env["MCP_RATE_LIMIT_PREFIX"] = redis_prefix
+    env.update(EXTRA_ENV)
     return env
 
 
@@ -545,7 +548,12 @@ def main():
     parser.add_argument("--serve", metavar="TARGET", help="only start TARGET (pg, pg+redis), print "
                         "its address, pid and credentials as JSON, and keep it up until stdin closes "
                         "(for a profiler)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for mcp-server (repeatable), such as MCP_AUDIT_SINK=off")
     args = parser.parse_args()
+    for setting in args.env:
+        name, _, value = setting.partition("=")
+        EXTRA_ENV[name] = value
     for tool in ("wrk", "taskset", "psql"):
         if shutil.which(tool) is None:
             sys.exit("needs %s (apt-get install wrk util-linux postgresql-client)" % tool)

@@ -92,10 +92,19 @@ fn without_port<'a>(raw: &'a str, url: &Url) -> Option<(&'a str, &'a str)> {
     if authority.contains('@') {
         return None;
     }
-    let host = match url.port() {
-        Some(port) => authority.strip_suffix(&format!(":{port}"))?,
-        None => authority.strip_suffix(':').unwrap_or(authority),
+    // Whatever port is written goes, the scheme's default (`:80`, which the
+    // parsed URL drops) included; an IPv6 host ends with `]`, so its own
+    // colons are never taken for a port.
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
     };
+    if url
+        .port()
+        .is_some_and(|port| !authority.ends_with(&format!(":{port}")))
+    {
+        return None;
+    }
     Some((host, tail))
 }
 

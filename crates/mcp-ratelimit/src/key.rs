@@ -496,14 +496,32 @@ fn parse_node(text: &str) -> Option<IpAddr> {
     }
     if let Some(rest) = text.strip_prefix('[') {
         let (inner, port) = rest.split_once(']')?;
-        if !(port.is_empty() || port.starts_with(':')) {
+        if !(port.is_empty() || port.strip_prefix(':').is_some_and(node_port)) {
             return None;
         }
         return inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
     }
     // Unbracketed IPv6 parsed above, so a colon here starts a port.
-    let (host, _port) = text.split_once(':')?;
+    let (host, port) = text.split_once(':')?;
+    if !node_port(port) {
+        return None;
+    }
     host.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// A node's port (RFC 7239, section 6): up to five digits, or an
+/// obfuscated `_name`. Anything else makes the whole node malformed, so a
+/// hop such as `[::1]:80x` hides its client instead of naming `::1`.
+fn node_port(port: &str) -> bool {
+    match port.strip_prefix('_') {
+        Some(name) => {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        }
+        None => (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit()),
+    }
 }
 
 /// The authenticated principal (its API key id, or its issuer and subject),
@@ -816,6 +834,13 @@ mod tests {
             "\"1.2.3.4\"",
             "1.2.3.4 5.6.7.8",
             "[1.2.3.4]",
+            // Found by the property test: a port that is none (RFC 7239's
+            // node-port is five digits or `_name`) makes the node malformed.
+            "[::1]:80x",
+            "1.2.3.4:",
+            "1.2.3.4:123456",
+            "1.2.3.4:_",
+            "[::1]:_a b",
         ] {
             assert_eq!(
                 client(&["10.0.0.0/8"], "10.0.0.2:1", &[("x-forwarded-for", value)]).unwrap(),

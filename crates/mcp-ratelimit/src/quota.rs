@@ -109,7 +109,13 @@ impl FromStr for Quota {
         let period = humantime_like(period).ok_or(QuotaError(
             "the period must be a duration, such as 60s, 15m or 1h",
         ))?;
-        Quota::per(limit, period).ok_or(QuotaError("the count and the period must not be zero"))
+        if limit == 0 || period.is_zero() {
+            return Err(QuotaError("the count and the period must not be zero"));
+        }
+        // Below one nanosecond between requests nothing could be counted.
+        Quota::per(limit, period).ok_or(QuotaError(
+            "the period is too short for the count: at most one per nanosecond",
+        ))
     }
 }
 

@@ -125,26 +125,63 @@ enum Reach {
     Touch,
 }
 
-/// `scopes` (`None`: unrestricted) are within what `principal` holds.
+/// `scopes` (`None`: unrestricted) are within what `principal` holds: the
+/// rule of [`refusal`], answered as the contract's problem.
 fn within(
     state: &AppState,
     principal: &Principal,
     scopes: Option<&[String]>,
     reach: Reach,
 ) -> Result<(), Problem> {
-    let Some(scopes) = scopes else {
-        if principal.is_restricted() {
+    match refusal(principal, scopes, reach) {
+        None => Ok(()),
+        Some(Refusal::Unrestricted) => {
             let detail = match reach {
                 Reach::Grant => "a key restricted by scopes cannot create an unrestricted key",
                 Reach::Touch => "a key restricted by scopes cannot act on an unrestricted key",
             };
-            return Err(state
+            Err(state
                 .auth
                 .challenge
                 .insufficient_scope(["keys:write"])
-                .with_detail(detail));
+                .with_detail(detail))
         }
-        return Ok(());
+        Some(Refusal::AdminOnly) => Err(Problem::forbidden(
+            code::FORBIDDEN,
+            "the admin and metrics scopes need the admin role",
+        )),
+        Some(Refusal::Missing(missing)) => {
+            let problem = state.auth.challenge.insufficient_scope(missing);
+            Err(match reach {
+                Reach::Grant => problem,
+                Reach::Touch => problem.with_detail("the key has scopes the caller lacks"),
+            })
+        }
+    }
+}
+
+/// Why a caller may not grant, or act on a key with, some scopes.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal<'a> {
+    /// A restricted caller and an unrestricted key.
+    Unrestricted,
+    /// `admin` or `metrics` granted by a non-admin.
+    AdminOnly,
+    /// Every scope the caller lacks, in one answer.
+    Missing(Vec<&'a str>),
+}
+
+/// The rule itself, with nothing of the server in it: whether `principal`
+/// may grant `scopes` (`None`: unrestricted), or act on a key that has
+/// them. The hierarchy decides what is held: `agents` may hand out
+/// `agents:read`, never the reverse.
+fn refusal<'a>(
+    principal: &Principal,
+    scopes: Option<&'a [String]>,
+    reach: Reach,
+) -> Option<Refusal<'a>> {
+    let Some(scopes) = scopes else {
+        return principal.is_restricted().then_some(Refusal::Unrestricted);
     };
     if reach == Reach::Grant
         && scopes
@@ -152,27 +189,14 @@ fn within(
             .any(|s| matches!(s.as_str(), "admin" | "metrics"))
         && !principal.has_role(Role::Admin.as_str())
     {
-        return Err(Problem::forbidden(
-            code::FORBIDDEN,
-            "the admin and metrics scopes need the admin role",
-        ));
+        return Some(Refusal::AdminOnly);
     }
-    // Every scope the caller lacks, in one answer (the hierarchy decides:
-    // `agents` may hand out `agents:read`, never the reverse).
-    let mut missing = scopes.iter().filter(|s| !principal.has_scope(s)).peekable();
-    match missing.peek() {
-        None => Ok(()),
-        Some(_) => {
-            let problem = state
-                .auth
-                .challenge
-                .insufficient_scope(missing.map(String::as_str));
-            Err(match reach {
-                Reach::Grant => problem,
-                Reach::Touch => problem.with_detail("the key has scopes the caller lacks"),
-            })
-        }
-    }
+    let missing: Vec<&str> = scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !principal.has_scope(s))
+        .collect();
+    (!missing.is_empty()).then_some(Refusal::Missing(missing))
 }
 
 /// The key `id`, if the caller may do `action` to it: records it may not
@@ -401,4 +425,154 @@ pub async fn delete(
             .target("key", record.id.to_string()),
     );
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use mcp_core::{AuthMethod, scopes_grant};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const UNIVERSE: [&str; 10] = [
+        "mcp",
+        "agents",
+        "agents:read",
+        "agents:write",
+        "keys",
+        "keys:read",
+        "keys:write",
+        "admin",
+        "metrics",
+        "agents:read:own",
+    ];
+
+    fn scopes() -> impl Strategy<Value = Option<Vec<String>>> {
+        prop::option::weighted(
+            0.85,
+            prop::sample::subsequence(UNIVERSE.to_vec(), 0..5)
+                .prop_map(|s| s.into_iter().map(str::to_owned).collect()),
+        )
+    }
+
+    /// One key operation: which credential acts (an index into those
+    /// obtained so far, 0 being the user's own login), and on what.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Create {
+            by: usize,
+            scopes: Option<Vec<String>>,
+        },
+        Update {
+            by: usize,
+            key: usize,
+            scopes: Option<Vec<String>>,
+        },
+        Touch {
+            by: usize,
+            key: usize,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (any::<usize>(), scopes()).prop_map(|(by, scopes)| Op::Create { by, scopes }),
+            2 => (any::<usize>(), any::<usize>(), scopes())
+                .prop_map(|(by, key, scopes)| Op::Update { by, key, scopes }),
+            1 => (any::<usize>(), any::<usize>()).prop_map(|(by, key)| Op::Touch { by, key }),
+        ]
+    }
+
+    /// A credential of the user: its login (roles and maybe scopes) or a
+    /// key, which acts with the owner's role and its own scopes.
+    fn principal(role: &str, scopes: &Option<Vec<String>>) -> Principal {
+        Principal::builder("user-1", AuthMethod::ApiKey)
+            .role(role)
+            .scope_set(scopes.as_ref().map(|s| s.iter().cloned().collect()))
+            .build()
+    }
+
+    fn allowed(actor: &Principal, scopes: Option<&[String]>, reach: Reach) -> bool {
+        refusal(actor, scopes, reach).is_none()
+    }
+
+    proptest! {
+        /// Whatever sequence of creates, updates, regenerations and deletes
+        /// a user's credentials make, no key ever holds a scope the login
+        /// it started from lacks, a restricted start never yields an
+        /// unrestricted key, and `admin`/`metrics` are never granted by a
+        /// non-admin.
+        #[test]
+        fn no_sequence_of_key_operations_escalates(
+            admin in any::<bool>(),
+            start in scopes(),
+            ops in prop::collection::vec(op(), 1..24),
+        ) {
+            let role = if admin { "admin" } else { "user" };
+            // Index 0 is the login; the rest are keys, as they are now.
+            let mut held: Vec<Option<Vec<String>>> = vec![start.clone()];
+            for op in ops {
+                match op {
+                    Op::Create { by, scopes } => {
+                        let actor = principal(role, &held[by % held.len()]);
+                        if allowed(&actor, scopes.as_deref(), Reach::Grant) {
+                            held.push(scopes);
+                        }
+                    }
+                    Op::Update { by, key, scopes } if held.len() > 1 => {
+                        let actor = principal(role, &held[by % held.len()]);
+                        let key = 1 + key % (held.len() - 1);
+                        if allowed(&actor, held[key].as_deref(), Reach::Touch)
+                            && allowed(&actor, scopes.as_deref(), Reach::Grant)
+                        {
+                            held[key] = scopes;
+                        }
+                    }
+                    // Regenerating or deleting needs the same reach; a
+                    // refused touch changes nothing, an allowed one keeps
+                    // the scopes.
+                    Op::Touch { by, key } if held.len() > 1 => {
+                        let actor = principal(role, &held[by % held.len()]);
+                        let key = 1 + key % (held.len() - 1);
+                        let _ = allowed(&actor, held[key].as_deref(), Reach::Touch);
+                    }
+                    _ => {}
+                }
+            }
+            for key in &held[1..] {
+                match (&start, key) {
+                    (Some(_), None) => prop_assert!(false, "a restricted login made an unrestricted key"),
+                    (Some(start), Some(key)) => {
+                        for scope in key {
+                            prop_assert!(
+                                scopes_grant(start.iter().map(String::as_str), scope),
+                                "{scope} from {start:?}"
+                            );
+                        }
+                    }
+                    (None, _) => {}
+                }
+                if !admin {
+                    prop_assert!(
+                        !key.iter().flatten().any(|s| s == "admin" || s == "metrics"),
+                        "{key:?}"
+                    );
+                }
+            }
+        }
+
+        /// A refusal names every scope that is missing, and only those.
+        #[test]
+        fn a_refusal_names_every_missing_scope(held in scopes(), asked in prop::sample::subsequence(UNIVERSE.to_vec(), 0..6)) {
+            let asked: Vec<String> = asked.into_iter().map(str::to_owned).collect();
+            let actor = principal("admin", &held);
+            let expected: Vec<&str> = asked.iter().map(String::as_str).filter(|s| !actor.has_scope(s)).collect();
+            let got = refusal(&actor, Some(&asked), Reach::Touch);
+            if expected.is_empty() {
+                prop_assert_eq!(got, None);
+            } else {
+                prop_assert_eq!(got, Some(Refusal::Missing(expected)));
+            }
+        }
+    }
 }

@@ -2,31 +2,39 @@
 //! from the same settings as the server's guard.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
+use http_body_util::BodyExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 use super::tools::McpServer;
 use crate::AppState;
 
-/// The rmcp service for `/mcp`.
+/// The rmcp service for `/mcp`. When `shutdown` is cancelled, rmcp's own
+/// token (which ends its long-lived streams, and answers whatever it is
+/// still handling with a `500`) is cancelled only once every request but
+/// the standalone `GET` streams has been answered: a call in flight at
+/// SIGTERM finishes.
 pub fn service(
     state: &AppState,
-    cancel: CancellationToken,
+    shutdown: CancellationToken,
 ) -> impl Service<Request<Body>, Response = Response, Error = std::convert::Infallible, Future: Send>
 + Clone
 + Send
 + Sync
 + 'static {
     let config = &state.config;
+    let in_flight = InFlight::new(shutdown);
     let base = StreamableHttpServerConfig::default()
-        .with_cancellation_token(cancel)
+        .with_cancellation_token(in_flight.inner.streams.clone())
         .with_max_request_body_bytes(config.body_limit)
         .with_sse_keep_alive(Some(Duration::from_secs(15)));
     let rmcp_config = match &config.guard {
@@ -45,5 +53,102 @@ pub fn service(
         Arc::new(LocalSessionManager::default()),
         rmcp_config,
     );
-    ServiceExt::<Request<Body>>::map_response(mcp, |response| response.map(Body::new))
+    let mcp = ServiceExt::<Request<Body>>::map_response(mcp, |response| response.map(Body::new));
+    tower::service_fn(move |request: Request<Body>| {
+        let guard = (request.method() != ::http::Method::GET).then(|| in_flight.enter());
+        // Once rmcp is cancelled it answers `500` to anything: a request
+        // that arrives after that, on a connection not yet closed, is told
+        // to come back (the connection closes with the answer).
+        let late = in_flight.inner.streams.is_cancelled();
+        let mcp = mcp.clone();
+        async move {
+            if late {
+                let mut response = axum::response::IntoResponse::into_response(
+                    mcp_core::Problem::unavailable("the server is shutting down"),
+                );
+                let headers = response.headers_mut();
+                headers.insert(
+                    ::http::header::CONNECTION,
+                    ::http::HeaderValue::from_static("close"),
+                );
+                headers.insert(
+                    ::http::header::RETRY_AFTER,
+                    ::http::HeaderValue::from_static("1"),
+                );
+                return Ok(response);
+            }
+            let Ok(response) = mcp.oneshot(request).await;
+            Ok(match guard {
+                // Answered when its body has been sent (or dropped).
+                Some(guard) => response.map(|body| {
+                    Body::new(body.map_frame(move |frame| {
+                        let _ = &guard;
+                        frame
+                    }))
+                }),
+                None => response,
+            })
+        }
+    })
+}
+
+/// Requests to rmcp not yet answered, and what to cancel once none is
+/// left after the shutdown began.
+#[derive(Clone)]
+struct InFlight {
+    inner: Arc<InFlightInner>,
+}
+
+struct InFlightInner {
+    count: AtomicUsize,
+    drained: Notify,
+    shutdown: CancellationToken,
+    streams: CancellationToken,
+    watching: AtomicBool,
+}
+
+/// One request in flight, until dropped.
+struct Answering(InFlight);
+
+impl InFlight {
+    fn new(shutdown: CancellationToken) -> InFlight {
+        InFlight {
+            inner: Arc::new(InFlightInner {
+                count: AtomicUsize::new(0),
+                drained: Notify::new(),
+                shutdown,
+                streams: CancellationToken::new(),
+                watching: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn enter(&self) -> Answering {
+        // The watcher starts with the first request (inside the runtime):
+        // with no request ever made there is no stream to end.
+        if !self.inner.watching.swap(true, Ordering::AcqRel) {
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                inner.shutdown.cancelled().await;
+                loop {
+                    let drained = inner.drained.notified();
+                    if inner.count.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    drained.await;
+                }
+                inner.streams.cancel();
+            });
+        }
+        self.inner.count.fetch_add(1, Ordering::AcqRel);
+        Answering(self.clone())
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        if self.0.inner.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.inner.drained.notify_waiters();
+        }
+    }
 }

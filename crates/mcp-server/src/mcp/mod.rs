@@ -74,7 +74,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
                 .max_body(state.config.body_limit),
         )
         .layer(SessionBindingLayer::new())
-        .service(http::service(state, state.shutdown.child_token()));
+        .service(http::service(state, state.shutdown.clone()));
     Router::new()
         .route_service("/mcp", stack)
         .merge(ws::router(state))
