@@ -112,6 +112,16 @@ fn without_port<'a>(raw: &'a str, url: &Url) -> Option<(&'a str, &'a str)> {
 mod tests {
     use super::*;
 
+    /// `:80` is the scheme's default, which the parsed URL drops: it is
+    /// still only a port.
+    #[test]
+    fn a_loopback_on_the_default_port_matches() {
+        assert!(redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.1:80/cb"));
+        assert!(redirect_uri_matches("http://127.0.0.1:80/cb", "http://127.0.0.1:5000/cb"));
+        assert!(redirect_uri_matches("http://[::1]:8080/cb", "http://[::1]:80/cb"));
+        assert!(!redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.1:080x/cb"));
+    }
+
     #[test]
     fn loopback_ports_vary_and_nothing_else_does() {
         for registered in [

@@ -272,6 +272,14 @@ mod tests {
         ] {
             assert!(text.parse::<Quota>().is_err(), "{text}");
         }
+        // Each refusal says what is wrong: a period too short for its count
+        // is not a zero.
+        let error = |text: &str| text.parse::<Quota>().unwrap_err().to_string();
+        assert_eq!(error("0/60s"), "the count and the period must not be zero");
+        assert_eq!(
+            error("1000001/1ms"),
+            "the period is too short for the count: at most one per nanosecond"
+        );
     }
 
     #[test]
