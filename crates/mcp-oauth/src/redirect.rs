@@ -116,10 +116,22 @@ mod tests {
     /// still only a port.
     #[test]
     fn a_loopback_on_the_default_port_matches() {
-        assert!(redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.1:80/cb"));
-        assert!(redirect_uri_matches("http://127.0.0.1:80/cb", "http://127.0.0.1:5000/cb"));
-        assert!(redirect_uri_matches("http://[::1]:8080/cb", "http://[::1]:80/cb"));
-        assert!(!redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.1:080x/cb"));
+        assert!(redirect_uri_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:80/cb"
+        ));
+        assert!(redirect_uri_matches(
+            "http://127.0.0.1:80/cb",
+            "http://127.0.0.1:5000/cb"
+        ));
+        assert!(redirect_uri_matches(
+            "http://[::1]:8080/cb",
+            "http://[::1]:80/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:080x/cb"
+        ));
     }
 
     #[test]

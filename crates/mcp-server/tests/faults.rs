@@ -17,7 +17,7 @@ use common::{Api, Backend, TestDb, TestServer, run_binary_with_stdin};
 use serde_json::{Value, json};
 
 const SECRET: (&str, &str) = ("MCP_JWT_SECRET", "0123456789abcdef0123456789abcdef");
-const PASSWORD: &str = "fault-password-1234";
+use common::oauth::PASSWORD;
 /// Limits high enough that the load is never refused by them: what is
 /// measured is the fault, not the quota.
 const UNLIMITED: (&str, &str) = ("MCP_RATE_LIMIT_API", "1000000/1s");
@@ -360,6 +360,19 @@ impl Load {
         self.samples.lock().expect("samples").clone()
     }
 
+    /// Answers `status` to requests of `route` (any route: `""`) sent
+    /// after `since`.
+    fn answered(&self, route: &str, since: Instant, status: u16) -> usize {
+        self.samples
+            .lock()
+            .expect("samples")
+            .iter()
+            .filter(|s| {
+                (route.is_empty() || s.route == route) && s.sent > since && s.status == Some(status)
+            })
+            .count()
+    }
+
     async fn stop(self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
         for task in self.tasks {
@@ -429,6 +442,25 @@ async fn audit_ids(api: &Api, jwt: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every item of a paginated list, following `nextCursor`.
+async fn every_item(api: &Api, jwt: &str, path: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page_path = match &cursor {
+            Some(c) => format!("{path}&cursor={c}"),
+            None => path.to_owned(),
+        };
+        let (status, _, page) = api.call("GET", &page_path, Some(jwt), None).await;
+        assert_eq!(status, 200, "{page}");
+        items.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
+    }
+}
+
 /// PostgreSQL stopped under load: what needs no database goes on from the
 /// caches, what needs it answers `503 unavailable` promptly (never a `500`,
 /// never a hang), everything recovers when it returns, and what was
@@ -442,10 +474,19 @@ async fn postgres_stopped_under_load() {
     let pg = OwnPostgres::start();
     let dir = tempfile::tempdir().expect("dir");
     let url = pg.url();
+    // The OAuth pages take form posts from the server's own origin: its
+    // port is chosen first.
+    let port = mcp_testkit::spare_port();
+    let (bind, public) = (
+        format!("127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{port}"),
+    );
     let server = TestServer::start_in(
         dir.path(),
         &[
             ("DATABASE_URL", url.as_str()),
+            ("MCP_BIND", bind.as_str()),
+            ("MCP_PUBLIC_URL", public.as_str()),
             SECRET,
             UNLIMITED,
             ("MCP_DB_ACQUIRE_TIMEOUT", "300ms"),
@@ -463,6 +504,9 @@ async fn postgres_stopped_under_load() {
         )
         .await;
     assert_eq!(status, 201, "{agent}");
+    // An OAuth grant, committed before the stop.
+    let (client_id, _, refresh) =
+        common::oauth::granted(&server, "fault@example.com", &["mcp"]).await;
     // The login, the key and a tool call are on record before the stop.
     let answer = api.client.post(api.base.clone() + "/mcp");
     let call = whoami(&key);
@@ -506,13 +550,7 @@ async fn postgres_stopped_under_load() {
     until(
         "503s from the routes that need the database",
         Duration::from_secs(10),
-        || {
-            load.seen()
-                .iter()
-                .filter(|s| s.route == "agents" && s.sent > stopped && s.status == Some(503))
-                .count()
-                >= 5
-        },
+        || load.answered("agents", stopped, 503) >= 5,
     )
     .await;
     // A little longer down, so the caches are what answers.
@@ -523,11 +561,7 @@ async fn postgres_stopped_under_load() {
     until(
         "POST /api/agents to succeed again",
         Duration::from_secs(20),
-        || {
-            load.seen()
-                .iter()
-                .any(|s| s.route == "agents" && s.sent > restarted && s.status == Some(201))
-        },
+        || load.answered("agents", restarted, 201) > 0,
     )
     .await;
     let samples = load.stop().await;
@@ -577,27 +611,25 @@ async fn postgres_stopped_under_load() {
         .await;
     assert_eq!(status, 200, "{got}");
     assert!(!api.login("fault@example.com", PASSWORD).await.is_empty());
-    let mut after = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/audit?limit=100&cursor={c}"),
-            None => "/api/audit?limit=100".to_owned(),
-        };
-        let (status, _, page) = api.call("GET", &path, Some(&jwt), None).await;
-        assert_eq!(status, 200, "{page}");
-        after.extend(
-            page["items"]
-                .as_array()
-                .expect("items")
-                .iter()
-                .map(|e| e["id"].as_str().expect("id").to_owned()),
-        );
-        match page["nextCursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let grants = every_item(&api, &jwt, "/api/oauth/grants?limit=100").await;
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    let refreshed = api
+        .client
+        .post(format!("{}/oauth/token", api.base))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("client_id", client_id.as_str()),
+        ])
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed.status(), 200, "the grant was lost");
+    let after: Vec<String> = every_item(&api, &jwt, "/api/audit?limit=100")
+        .await
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_owned())
+        .collect();
     for id in &before {
         assert!(after.contains(id), "audit event {id} was lost");
     }
@@ -652,14 +684,7 @@ async fn redis_stopped_under_load() {
     until(
         "the closed server to refuse",
         Duration::from_secs(10),
-        || {
-            loads[1]
-                .seen()
-                .iter()
-                .filter(|s| s.sent > stopped && s.status == Some(503))
-                .count()
-                >= 5
-        },
+        || loads[1].answered("", stopped, 503) >= 5,
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -671,14 +696,7 @@ async fn redis_stopped_under_load() {
     until(
         "both servers to use Redis again",
         Duration::from_secs(20),
-        || {
-            loads[1]
-                .seen()
-                .iter()
-                .filter(|s| s.sent > restarted && s.status == Some(200))
-                .count()
-                >= 5
-        },
+        || loads[1].answered("", restarted, 200) >= 5,
     )
     .await;
     for ((fail, _, server, api, jwt), load) in servers.iter().zip(loads) {
@@ -801,32 +819,19 @@ async fn sigkill_loses_nothing_committed(db: TestDb) {
             .expect("me");
         assert_eq!(response.status(), 200, "key {id} no longer works");
     }
-    let mut listed = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/keys?limit=100&cursor={c}"),
-            None => "/api/keys?limit=100".to_owned(),
-        };
-        let (status, _, page) = api.call("GET", &path, Some(&jwt), None).await;
-        assert_eq!(status, 200, "{page}");
-        for key in page["items"].as_array().expect("items") {
-            listed += 1;
-            for field in ["id", "name", "prefix", "createdAt"] {
-                assert!(key[field].is_string(), "a half-written key: {key}");
-            }
-            if key["name"] != "before" {
-                assert_eq!(key["scopes"], json!(["mcp"]), "{key}");
-            }
+    let listed = every_item(&api, &jwt, "/api/keys?limit=100").await;
+    for key in &listed {
+        for field in ["id", "name", "prefix", "createdAt"] {
+            assert!(key[field].is_string(), "a half-written key: {key}");
         }
-        match page["nextCursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
+        if key["name"] != "before" {
+            assert_eq!(key["scopes"], json!(["mcp"]), "{key}");
         }
     }
+    let listed = listed.len();
     // The first key, the answered ones, and at most one in flight per client.
     assert!(
-        listed >= made.len() + 1 && listed <= made.len() + 1 + 4,
+        (made.len() + 1..=made.len() + 1 + 4).contains(&listed),
         "{listed} listed, {} made",
         made.len()
     );
@@ -841,7 +846,7 @@ async fn sigterm_finishes_and_flushes(db: TestDb) {
     let server = TestServer::start(&db, &[SECRET, UNLIMITED, ("MCP_SHUTDOWN_TIMEOUT", "10s")]);
     let api = Api::new(&server);
     let url = db.url();
-    let (jwt, key, key_id) = user_with_key(db.dir.path(), &url, &api).await;
+    let (_, key, key_id) = user_with_key(db.dir.path(), &url, &api).await;
     let load = Load::start(&api.base, vec![whoami(&key)]);
     until("load", Duration::from_secs(10), || load.seen().len() > 100).await;
     let signalled = Instant::now();
@@ -871,22 +876,9 @@ async fn sigterm_finishes_and_flushes(db: TestDb) {
     let server = TestServer::start(&db, &[SECRET, UNLIMITED]);
     let api = Api::new(&server);
     let jwt2 = api.login("fault@example.com", PASSWORD).await;
-    let _ = jwt;
-    let mut calls = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/audit?type=mcp.tool_call&limit=100&cursor={c}"),
-            None => "/api/audit?type=mcp.tool_call&limit=100".to_owned(),
-        };
-        let (status, _, page) = api.call("GET", &path, Some(&jwt2), None).await;
-        assert_eq!(status, 200, "{page}");
-        calls += page["items"].as_array().expect("items").len();
-        match page["nextCursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let calls = every_item(&api, &jwt2, "/api/audit?type=mcp.tool_call&limit=100")
+        .await
+        .len();
     assert!(
         calls >= answered,
         "{answered} tool calls answered, {calls} on record"

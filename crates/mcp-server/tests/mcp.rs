@@ -602,6 +602,12 @@ async fn refusals() {
         "rmcp's own JSON-RPC error reaches the client"
     );
     assert!(body["result"].is_null());
+    // Naming the rule, not the values (a header may carry anything, a
+    // credential included: found by the `request` fuzz target).
+    assert_eq!(
+        body["error"]["message"], "Mcp-Name header does not match body value",
+        "{body}"
+    );
     // The same request with agreeing headers is answered.
     let (status, _, body) = post(
         &api,

@@ -24,29 +24,8 @@ struct UserCreate {
     name: String,
 }
 
-#[derive(Debug, Deserialize, Validate)]
-#[serde(rename_all = "camelCase")]
-struct AgentCreate {
-    #[garde(length(min = 1, max = 100))]
-    name: String,
-    #[garde(length(min = 1, max = 50))]
-    r#type: String,
-    #[serde(default)]
-    #[garde(length(max = 10), inner(length(min = 1, max = 50)))]
-    capabilities: Vec<String>,
-    #[serde(default)]
-    #[garde(dive)]
-    metadata: Option<Meta>,
-    #[serde(default)]
-    #[garde(inner(range(min = 1, max = 3650)))]
-    expires_in_days: Option<u32>,
-}
-
-#[derive(Debug, Deserialize, Validate)]
-struct Meta {
-    #[garde(length(min = 1))]
-    owner: String,
-}
+mod common;
+use common::AgentCreate;
 
 fn limits() -> Limits {
     Limits {

@@ -161,7 +161,8 @@ where
     S::Future: Send,
     ReqBody: Body<Data = Bytes> + From<Bytes> + Send + 'static,
     ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    ResBody: From<Bytes> + 'static,
+    ResBody: Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -225,11 +226,77 @@ where
                 }
                 Metered::Unmetered | Metered::Allowed(..) => {}
             }
-            inner
+            let response = inner
                 .call(Request::from_parts(parts, ReqBody::from(bytes)))
-                .await
+                .await?;
+            Ok(without_echoes(response).await)
         })
     }
+}
+
+/// Most bytes of an error answer read back to scrub it.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A `400` JSON-RPC error from the server behind, its message without the
+/// values it quotes. rmcp's header checks (2026-07-28) name both sides in
+/// backticks (``Mcp-Name header `x` does not match body value `y` ``): the
+/// client's header values and its arguments, which may be a credential or
+/// any other secret, would come back in the answer and in whatever logs
+/// bodies on the way. The rule stays, the values go.
+async fn without_echoes<B>(response: Response<B>) -> Response<B>
+where
+    B: Body<Data = Bytes> + From<Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != http::StatusCode::BAD_REQUEST || !json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = mcp_core::read_body(body, MAX_ERROR_BODY).await else {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        return Response::from_parts(parts, B::from(Bytes::from_static(b"{}")));
+    };
+    let scrubbed = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|mut answer| {
+            let message = answer.pointer_mut("/error/message")?;
+            let text = message.as_str()?;
+            if !text.contains('`') {
+                return None;
+            }
+            *message = serde_json::Value::String(unquoted(text));
+            serde_json::to_vec(&answer).ok()
+        });
+    match scrubbed {
+        Some(body) => {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, B::from(Bytes::from(body)))
+        }
+        None => Response::from_parts(parts, B::from(bytes)),
+    }
+}
+
+/// `text` without its backtick-quoted spans (and the space before each).
+fn unquoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '`' => {
+                if !quoted && out.ends_with(' ') {
+                    out.pop();
+                }
+                quoted = !quoted;
+            }
+            _ if !quoted => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// `400 validation_failed` listing every item of `body` that is not a
@@ -317,6 +384,45 @@ mod tests {
     async fn body(response: Response<Full<Bytes>>) -> serde_json::Value {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    /// A server behind that quotes what the client sent (as rmcp's header
+    /// checks do) has the quotes taken out; other answers pass untouched.
+    #[tokio::test]
+    async fn quoted_values_never_come_back() {
+        let quoting = AuthorizeMcpLayer::new(McpPolicy::empty().allow("tools/call", "greet", ["mcp"]))
+            .layer(service_fn(|_: Request<Full<Bytes>>| async {
+                let body = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32020,"message":"Mcp-Method header `tools/call: mcp_secret` does not match body method `tools/call`"}}"#;
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .status(400)
+                        .header("content-type", "application/json")
+                        .header("content-length", body.len())
+                        .body(Full::new(Bytes::from_static(body.as_bytes())))
+                        .unwrap(),
+                )
+            }));
+        let response = quoting
+            .oneshot(request(Method::POST, GREET, Some(&["mcp"])))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(response.headers().get("content-length").is_none());
+        let answer = body(response).await;
+        assert_eq!(
+            answer["error"]["message"],
+            "Mcp-Method header does not match body method"
+        );
+        assert_eq!(answer["error"]["code"], -32020);
+        assert_eq!(unquoted("a `b` c `d`"), "a c");
+        assert_eq!(unquoted("no quotes"), "no quotes");
+        assert_eq!(unquoted("open `never closed"), "open");
+        // What was allowed and answered comes back intact.
+        let ok = service()
+            .oneshot(request(Method::POST, GREET, Some(&["mcp"])))
+            .await
+            .unwrap();
+        assert_eq!(body(ok).await["params"]["name"], "greet");
     }
 
     const GREET: &str =

@@ -142,6 +142,38 @@ fn durations_and_sizes() {
     assert!(parse_byte_size("5TiB").is_err());
 }
 
+proptest::proptest! {
+    /// Durations and sizes over generated text: a bare number is seconds
+    /// (or bytes), a unit multiplies, the minimum holds, and any text is
+    /// answered with a value or a message, never a panic.
+    #[test]
+    fn durations_and_sizes_read_as_written(
+        n in 0u64..10_000_000,
+        unit in proptest::sample::select(vec![("ms", 1u64), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]),
+        min_ms in 0u64..100_000,
+        text in "\\PC{0,40}",
+    ) {
+        let min = Duration::from_millis(min_ms);
+        let expected = Duration::from_secs(n);
+        proptest::prop_assert_eq!(parse_duration(&n.to_string(), min).is_ok(), expected >= min);
+        let with_unit = Duration::from_millis(n * unit.1);
+        let parsed = parse_duration(&format!("{n}{}", unit.0), min);
+        if with_unit >= min {
+            proptest::prop_assert_eq!(parsed, Ok(with_unit));
+        } else {
+            proptest::prop_assert!(parsed.is_err());
+        }
+        if let Ok(duration) = parse_duration(&text, min) {
+            proptest::prop_assert!(duration >= min);
+        }
+        let bytes = n % (1 << 30) + 1;
+        proptest::prop_assert_eq!(parse_byte_size(&bytes.to_string()), Ok(usize::try_from(bytes).unwrap()));
+        if let Ok(size) = parse_byte_size(&text) {
+            proptest::prop_assert!((1..=1 << 30).contains(&size));
+        }
+    }
+}
+
 #[test]
 fn public_url_is_validated_and_normalised() {
     let config = load(&[("MCP_PUBLIC_URL", "https://mcp.example.com/")]).unwrap();

@@ -54,30 +54,58 @@ pub fn service(
         rmcp_config,
     );
     let mcp = ServiceExt::<Request<Body>>::map_response(mcp, |response| response.map(Body::new));
-    tower::service_fn(move |request: Request<Body>| {
-        let guard = (request.method() != ::http::Method::GET).then(|| in_flight.enter());
+    Drained {
+        inner: mcp,
+        in_flight,
+    }
+}
+
+/// rmcp behind the count of its requests in flight ([`InFlight`]).
+#[derive(Clone)]
+struct Drained<S> {
+    inner: S,
+    in_flight: InFlight,
+}
+
+impl<S> Service<Request<Body>> for Drained<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = std::convert::Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
         // Once rmcp is cancelled it answers `500` to anything: a request
         // that arrives after that, on a connection not yet closed, is told
         // to come back (the connection closes with the answer).
-        let late = in_flight.inner.streams.is_cancelled();
-        let mcp = mcp.clone();
-        async move {
-            if late {
-                let mut response = axum::response::IntoResponse::into_response(
-                    mcp_core::Problem::unavailable("the server is shutting down"),
-                );
-                let headers = response.headers_mut();
-                headers.insert(
-                    ::http::header::CONNECTION,
-                    ::http::HeaderValue::from_static("close"),
-                );
-                headers.insert(
-                    ::http::header::RETRY_AFTER,
-                    ::http::HeaderValue::from_static("1"),
-                );
-                return Ok(response);
-            }
-            let Ok(response) = mcp.oneshot(request).await;
+        if self.in_flight.inner.streams.is_cancelled() {
+            let mut response = axum::response::IntoResponse::into_response(
+                mcp_core::Problem::unavailable("the server is shutting down"),
+            );
+            let headers = response.headers_mut();
+            headers.insert(
+                ::http::header::CONNECTION,
+                ::http::HeaderValue::from_static("close"),
+            );
+            headers.insert(
+                ::http::header::RETRY_AFTER,
+                ::http::HeaderValue::from_static("1"),
+            );
+            return Box::pin(std::future::ready(Ok(response)));
+        }
+        let guard = (request.method() != ::http::Method::GET).then(|| self.in_flight.enter());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let Ok(response) = answer.await;
             Ok(match guard {
                 // Answered when its body has been sent (or dropped).
                 Some(guard) => response.map(|body| {
@@ -88,8 +116,8 @@ pub fn service(
                 }),
                 None => response,
             })
-        }
-    })
+        })
+    }
 }
 
 /// Requests to rmcp not yet answered, and what to cancel once none is

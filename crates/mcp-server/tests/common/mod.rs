@@ -10,6 +10,8 @@
 //! `build/test-services.rs`), and fail when it was promised and is missing.
 #![allow(dead_code)]
 
+pub mod oauth;
+
 use mcp_server::db::Database;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
