@@ -613,17 +613,7 @@ async fn postgres_stopped_under_load() {
     assert!(!api.login("fault@example.com", PASSWORD).await.is_empty());
     let grants = every_item(&api, &jwt, "/api/oauth/grants?limit=100").await;
     assert_eq!(grants.len(), 1, "{grants:?}");
-    let refreshed = api
-        .client
-        .post(format!("{}/oauth/token", api.base))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh.as_str()),
-            ("client_id", client_id.as_str()),
-        ])
-        .send()
-        .await
-        .expect("refresh");
+    let refreshed = common::oauth::refresh(&server, &client_id, &refresh).await;
     assert_eq!(refreshed.status(), 200, "the grant was lost");
     let after: Vec<String> = every_item(&api, &jwt, "/api/audit?limit=100")
         .await

@@ -383,19 +383,12 @@ async fn grants_belong_to_their_user(db: TestDb) {
         .call("GET", "/api/auth/me", Some(&ada_access), None)
         .await;
     assert_eq!(status, 401, "the access token of a revoked grant");
-    let refused = reqwest::Client::new()
-        .post(server.url("/oauth/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", ada_refresh.as_str()),
-            (
-                "client_id",
-                listed["items"][0]["clientId"].as_str().unwrap(),
-            ),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let refused = common::oauth::refresh(
+        &server,
+        listed["items"][0]["clientId"].as_str().unwrap(),
+        &ada_refresh,
+    )
+    .await;
     assert_eq!(refused.status(), 400);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant");
@@ -671,16 +664,7 @@ async fn a_replayed_code_revokes_its_tokens(db: TestDb) {
     assert_eq!(body["error"], "invalid_grant", "{body}");
     let (status, _, _) = api.call("GET", "/api/auth/me", Some(&access), None).await;
     assert_eq!(status, 401, "the replayed code's access token");
-    let refreshed = http
-        .post(server.url("/oauth/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh.as_str()),
-            ("client_id", client_id.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let refreshed = common::oauth::refresh(&server, &client_id, &refresh).await;
     assert_eq!(refreshed.status(), 400);
 }
 both_databases!(

@@ -247,18 +247,10 @@ async fn a_browser_logs_in_and_consents_on_the_pages() {
         axum::routing::get(|| async { axum::response::Html("<p id=done>Signed in.</p>") }),
     );
     let served = tokio::spawn(async move { axum::serve(callback, app).await });
-    let client: Value = reqwest::Client::new()
-        .post(server.url("/oauth/register"))
-        .json(&json!({"redirect_uris": [redirect], "client_name": "Browser Test Client"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let client_id = common::oauth::register_client(&server, &redirect, "Browser Test Client").await;
     let query = serde_urlencoded::to_string([
         ("response_type", "code"),
-        ("client_id", client["client_id"].as_str().unwrap()),
+        ("client_id", client_id.as_str()),
         ("redirect_uri", redirect.as_str()),
         (
             "code_challenge",
@@ -329,7 +321,7 @@ async fn a_browser_logs_in_and_consents_on_the_pages() {
                 "code_verifier",
                 "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
             ),
-            ("client_id", client["client_id"].as_str().unwrap()),
+            ("client_id", client_id.as_str()),
         ])
         .send()
         .await

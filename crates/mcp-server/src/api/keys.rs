@@ -468,7 +468,7 @@ mod tests {
             key: usize,
             scopes: Option<Vec<String>>,
         },
-        Touch {
+        Delete {
             by: usize,
             key: usize,
         },
@@ -479,7 +479,7 @@ mod tests {
             3 => (any::<usize>(), scopes()).prop_map(|(by, scopes)| Op::Create { by, scopes }),
             2 => (any::<usize>(), any::<usize>(), scopes())
                 .prop_map(|(by, key, scopes)| Op::Update { by, key, scopes }),
-            1 => (any::<usize>(), any::<usize>()).prop_map(|(by, key)| Op::Touch { by, key }),
+            1 => (any::<usize>(), any::<usize>()).prop_map(|(by, key)| Op::Delete { by, key }),
         ]
     }
 
@@ -528,13 +528,14 @@ mod tests {
                             held[key] = scopes;
                         }
                     }
-                    // Regenerating or deleting needs the same reach; a
-                    // refused touch changes nothing, an allowed one keeps
-                    // the scopes.
-                    Op::Touch { by, key } if held.len() > 1 => {
+                    // Deleting (or regenerating, which keeps the scopes)
+                    // needs the reach over the key's scopes.
+                    Op::Delete { by, key } if held.len() > 1 => {
                         let actor = principal(role, &held[by % held.len()]);
                         let key = 1 + key % (held.len() - 1);
-                        let _ = allowed(&actor, held[key].as_deref(), Reach::Touch);
+                        if allowed(&actor, held[key].as_deref(), Reach::Touch) {
+                            held.remove(key);
+                        }
                     }
                     _ => {}
                 }

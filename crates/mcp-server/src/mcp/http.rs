@@ -2,7 +2,7 @@
 //! from the same settings as the server's guard.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -11,8 +11,8 @@ use axum::response::Response;
 use http_body_util::BodyExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use tower::{Service, ServiceExt};
 
 use super::tools::McpServer;
@@ -120,30 +120,26 @@ where
     }
 }
 
-/// Requests to rmcp not yet answered, and what to cancel once none is
-/// left after the shutdown began.
+/// Requests to rmcp not yet answered (tokio-util's `TaskTracker`, its
+/// tokens held until each answer is sent), and the token that ends rmcp's
+/// streams once none is left after the shutdown began.
 #[derive(Clone)]
 struct InFlight {
     inner: Arc<InFlightInner>,
 }
 
 struct InFlightInner {
-    count: AtomicUsize,
-    drained: Notify,
+    answering: TaskTracker,
     shutdown: CancellationToken,
     streams: CancellationToken,
     watching: AtomicBool,
 }
 
-/// One request in flight, until dropped.
-struct Answering(InFlight);
-
 impl InFlight {
     fn new(shutdown: CancellationToken) -> InFlight {
         InFlight {
             inner: Arc::new(InFlightInner {
-                count: AtomicUsize::new(0),
-                drained: Notify::new(),
+                answering: TaskTracker::new(),
                 shutdown,
                 streams: CancellationToken::new(),
                 watching: AtomicBool::new(false),
@@ -151,32 +147,19 @@ impl InFlight {
         }
     }
 
-    fn enter(&self) -> Answering {
+    /// One request in flight, until the token is dropped.
+    fn enter(&self) -> TaskTrackerToken {
         // The watcher starts with the first request (inside the runtime):
         // with no request ever made there is no stream to end.
         if !self.inner.watching.swap(true, Ordering::AcqRel) {
             let inner = self.inner.clone();
             tokio::spawn(async move {
                 inner.shutdown.cancelled().await;
-                loop {
-                    let drained = inner.drained.notified();
-                    if inner.count.load(Ordering::Acquire) == 0 {
-                        break;
-                    }
-                    drained.await;
-                }
+                inner.answering.close();
+                inner.answering.wait().await;
                 inner.streams.cancel();
             });
         }
-        self.inner.count.fetch_add(1, Ordering::AcqRel);
-        Answering(self.clone())
-    }
-}
-
-impl Drop for Answering {
-    fn drop(&mut self) {
-        if self.0.inner.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.inner.drained.notify_waiters();
-        }
+        self.inner.answering.token()
     }
 }

@@ -57,9 +57,32 @@ pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 /// A client registered with [`REDIRECT`]: its id.
 pub async fn register(server: &TestServer) -> String {
+    register_client(server, REDIRECT, "raw").await
+}
+
+/// A refresh of `refresh_token` by the public client `client_id`.
+pub async fn refresh(
+    server: &TestServer,
+    client_id: &str,
+    refresh_token: &str,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ])
+        .send()
+        .await
+        .expect("the token endpoint")
+}
+
+/// A public client registered with `redirect` and `name`: its id.
+pub async fn register_client(server: &TestServer, redirect: &str, name: &str) -> String {
     let client: Value = reqwest::Client::new()
         .post(server.url("/oauth/register"))
-        .json(&json!({"redirect_uris": [REDIRECT], "client_name": "raw"}))
+        .json(&json!({"redirect_uris": [redirect], "client_name": name}))
         .send()
         .await
         .unwrap()
