@@ -415,8 +415,37 @@ mod tests {
         );
         assert_eq!(answer["error"]["code"], -32020);
         assert_eq!(unquoted("a `b` c `d`"), "a c");
+        assert_eq!(unquoted("ab`c`d"), "abd");
         assert_eq!(unquoted("no quotes"), "no quotes");
         assert_eq!(unquoted("open `never closed"), "open");
+        // A long message (up to 64 KiB is read back) is scrubbed too; an
+        // answer that is not a `400` is the server's to give as it is.
+        let long = format!("{} `mcp_secret`", "x".repeat(4000));
+        for (status, scrubbed) in [(400, true), (200, false)] {
+            let message = long.clone();
+            let answering = AuthorizeMcpLayer::new(
+                McpPolicy::empty().allow("tools/call", "greet", ["mcp"]),
+            )
+            .layer(service_fn(move |_: Request<Full<Bytes>>| {
+                let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32020, "message": message.clone()}});
+                async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(status)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(body.to_string())))
+                            .unwrap(),
+                    )
+                }
+            }));
+            let response = answering
+                .oneshot(request(Method::POST, GREET, Some(&["mcp"])))
+                .await
+                .unwrap();
+            let text = body(response).await["error"]["message"].to_string();
+            assert_eq!(!text.contains("mcp_secret"), scrubbed, "{status}");
+            assert!(text.contains(&"x".repeat(4000)), "the rule itself is kept");
+        }
         // What was allowed and answered comes back intact.
         let ok = service()
             .oneshot(request(Method::POST, GREET, Some(&["mcp"])))
