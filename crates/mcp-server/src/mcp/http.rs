@@ -163,3 +163,64 @@ impl InFlight {
         self.inner.answering.token()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// A call in flight at shutdown holds rmcp's token until its answer is
+    /// gone; a long-lived `GET` stream does not; a call after that is told
+    /// to come back, never handed to a cancelled rmcp.
+    #[tokio::test]
+    async fn rmcp_is_cancelled_once_the_calls_in_flight_are_answered() {
+        let shutdown = CancellationToken::new();
+        let gate = Arc::new(Semaphore::new(0));
+        let opened = gate.clone();
+        let inner = tower::service_fn(move |request: Request<Body>| {
+            let gate = opened.clone();
+            async move {
+                if request.method() == ::http::Method::GET {
+                    // An event stream: it never ends by itself.
+                    std::future::pending::<()>().await;
+                }
+                gate.acquire().await.expect("gate").forget();
+                Ok::<_, Infallible>(Response::new(Body::from("answer")))
+            }
+        });
+        let in_flight = InFlight::new(shutdown.clone());
+        let streams = in_flight.inner.streams.clone();
+        let drained = Drained { inner, in_flight };
+        let post = || Request::post("/mcp").body(Body::empty()).expect("request");
+        let _stream = tokio::spawn(
+            drained
+                .clone()
+                .oneshot(Request::get("/mcp").body(Body::empty()).expect("request")),
+        );
+        let call = tokio::spawn(drained.clone().oneshot(post()));
+        settle().await;
+        shutdown.cancel();
+        settle().await;
+        assert!(!streams.is_cancelled(), "a call is still in flight");
+        gate.add_permits(1);
+        let Ok(answer) = call.await.expect("the call");
+        settle().await;
+        assert!(!streams.is_cancelled(), "its answer is not sent yet");
+        let body = answer.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], b"answer");
+        settle().await;
+        assert!(streams.is_cancelled(), "nothing in flight but the stream");
+        let Ok(late) = drained.clone().oneshot(post()).await;
+        assert_eq!(late.status(), 503);
+        assert_eq!(late.headers()["connection"], "close");
+    }
+}
