@@ -42,6 +42,7 @@ struct ReadmeDoctests;
 
 mod authorize;
 pub mod future;
+mod message;
 mod policy;
 mod session;
 mod subprotocol;
@@ -52,9 +53,8 @@ mod rmcp;
 mod ws;
 
 pub use authorize::{AuthorizeMcp, AuthorizeMcpLayer, DEFAULT_MAX_BODY};
-pub use policy::{
-    McpPolicy, McpRule, Metered, PolicyConfig, PolicyError, Refusal, RuleConfig, messages,
-};
+pub use message::Messages;
+pub use policy::{McpPolicy, McpRule, Metered, PolicyConfig, PolicyError, Refusal, RuleConfig};
 pub use session::{SESSION_ID, SessionBinding, SessionBindingLayer};
 pub use subprotocol::{SubprotocolBearer, TOKEN_SUBPROTOCOL_PREFIX};
 

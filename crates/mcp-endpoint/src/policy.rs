@@ -477,59 +477,10 @@ pub struct PolicyError {
     reason: String,
 }
 
-/// The method and tool name of each JSON-RPC message (one message or a
-/// batch). Responses (no method) are the pseudo-method `response`; what is
-/// not a message at all yields nothing and is left to the MCP server to
-/// answer.
-///
-/// ```
-/// let batch = serde_json::json!([
-///     {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "greet"}},
-///     {"jsonrpc": "2.0", "id": 7, "result": {}},
-/// ]);
-/// assert_eq!(
-///     mcp_endpoint::messages(&batch),
-///     [("tools/call", Some("greet")), ("response", None)]
-/// );
-/// ```
-pub fn messages(message: &serde_json::Value) -> Vec<(&str, Option<&str>)> {
-    let items = match message {
-        serde_json::Value::Array(items) => items.as_slice(),
-        serde_json::Value::Object(_) => std::slice::from_ref(message),
-        _ => &[],
-    };
-    items
-        .iter()
-        .map(|message| {
-            let method = message
-                .get("method")
-                .and_then(|m| m.as_str())
-                .unwrap_or("response");
-            let name = message
-                .get("params")
-                .and_then(|params| params.get(name_key(method)?))
-                .and_then(|n| n.as_str());
-            (method, name)
-        })
-        .collect()
-}
-
-/// Where a method's name is, as the MCP `Mcp-Name` header takes it (and
-/// rmcp checks it): a tool's or prompt's `name`, a resource's `uri`, a
-/// task's `taskId`. Other methods have none, so a rule naming one cannot be
-/// met by a `name` the client slips into their params.
-fn name_key(method: &str) -> Option<&'static str> {
-    match method {
-        "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
-        "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Messages;
     use mcp_core::AuthMethod;
 
     #[test]
@@ -567,14 +518,18 @@ mod tests {
     fn names_are_taken_where_the_method_keeps_them() {
         let read = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read",
             "params": {"uri": "file:///etc/secret", "name": "harmless"}});
+        let read = Messages::from_value(&read);
         assert_eq!(
-            messages(&read),
+            read.pairs(),
             [("resources/read", Some("file:///etc/secret"))]
         );
         let task = serde_json::json!({"method": "tasks/get", "params": {"taskId": "t1"}});
-        assert_eq!(messages(&task), [("tasks/get", Some("t1"))]);
+        assert_eq!(
+            Messages::from_value(&task).pairs(),
+            [("tasks/get", Some("t1"))]
+        );
         let init = serde_json::json!({"method": "initialize", "params": {"name": "x"}});
-        assert_eq!(messages(&init), [("initialize", None)]);
+        assert_eq!(Messages::from_value(&init).pairs(), [("initialize", None)]);
 
         let policy = McpPolicy::empty()
             .allow_role("resources/read", "file:///etc/secret", "admin", ["mcp"])
@@ -582,7 +537,7 @@ mod tests {
         let user = Principal::builder("u", AuthMethod::Jwt)
             .role("user")
             .build();
-        let (method, name) = messages(&read)[0];
+        let (method, name) = read.pairs()[0];
         assert_eq!(
             policy.check(&user, method, name),
             Err(Refusal::NeedsRole("admin".into()))

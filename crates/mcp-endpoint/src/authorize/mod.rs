@@ -11,8 +11,9 @@ use mcp_core::{Principal, Problem, code};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::Messages;
 use crate::future::ResponseFuture;
-use crate::policy::{McpPolicy, Metered, Refusal, messages};
+use crate::policy::{McpPolicy, Metered, Refusal};
 
 /// Refuses MCP messages the [`McpPolicy`] does not allow for the caller
 /// (the [`Principal`] an authentication layer put into the request):
@@ -200,13 +201,13 @@ where
             // they are the client's word for what the body holds, and only
             // some servers check the two agree. What is not JSON-RPC is
             // refused here, not left to a server that may read it otherwise.
-            let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            let Ok(parsed) = Messages::from_slice(&bytes) else {
                 return Ok(Problem::malformed_json("the body is not JSON").into_response());
             };
             if let Some(problem) = not_json_rpc(&parsed) {
                 return Ok(problem.into_response());
             }
-            let messages = messages(&parsed);
+            let messages = parsed.pairs();
             for &(method, name) in &messages {
                 if let Err(refusal) = shared.policy.check(&principal, method, name) {
                     tracing::info!(
@@ -304,32 +305,18 @@ fn unquoted(text: &str) -> String {
 /// string `method`, or an `id` with a `result` or an `error`); an empty
 /// batch or a bare value is not one either. Such bodies are refused here,
 /// never left to a server that may read them otherwise than the policy did.
-fn not_json_rpc(body: &serde_json::Value) -> Option<Problem> {
-    let is_message = |item: &serde_json::Value| {
-        item.get("jsonrpc").and_then(|v| v.as_str()) == Some("2.0")
-            && (item.get("method").is_some_and(|m| m.is_string())
-                || (item.get("method").is_none()
-                    && item.get("id").is_some()
-                    && (item.get("result").is_some() || item.get("error").is_some())))
-    };
-    let problem = |field: String| {
-        mcp_core::FieldError::new(
-            field,
-            "json_rpc",
-            "expected a JSON-RPC 2.0 request, notification or response",
-        )
-    };
-    let errors: Vec<_> = match body {
-        serde_json::Value::Array(items) if items.is_empty() => vec![problem(String::new())],
-        serde_json::Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .filter(|(_, item)| !is_message(item))
-            .map(|(i, _)| problem(format!("[{i}]")))
-            .collect(),
-        item if is_message(item) => Vec::new(),
-        _ => vec![problem(String::new())],
-    };
+fn not_json_rpc(body: &Messages<'_>) -> Option<Problem> {
+    let errors: Vec<_> = body
+        .not_json_rpc()
+        .into_iter()
+        .map(|field| {
+            mcp_core::FieldError::new(
+                field,
+                "json_rpc",
+                "expected a JSON-RPC 2.0 request, notification or response",
+            )
+        })
+        .collect();
     (!errors.is_empty()).then(|| Problem::validation_failed(errors))
 }
 

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{FORBIDDEN, RATE_LIMITED, Settings};
-use crate::policy::{Metered, Refusal, messages};
+use crate::Messages;
+use crate::policy::{Metered, Refusal};
 
 /// How long a closing connection waits for the client's Close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -299,7 +300,9 @@ impl Connection {
                 });
             }
         }
-        for (method, name) in messages(&value) {
+        let messages = Messages::from_value(&value);
+        let messages = messages.pairs();
+        for &(method, name) in &messages {
             if let Err(refusal) = self.settings.policy.check(&self.principal, method, name) {
                 tracing::info!(
                     method,
@@ -337,7 +340,7 @@ impl Connection {
         match self
             .settings
             .policy
-            .meter_all(&self.principal, &messages(&value))
+            .meter_all(&self.principal, &messages)
             .await
         {
             Metered::Unmetered | Metered::Allowed(..) => {}
