@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The server against its ceilings, in one run, on loopback.
 
-Starts, one after the other:
+Starts, all at once, each pinned to the server's core:
 
 1. `mcp-server` on PostgreSQL with in-process rate limits (`pg`);
 2. the same with its rate limits in Redis (`pg+redis`);
@@ -9,11 +9,13 @@ Starts, one after the other:
 4. `bare_rmcp`: rmcp's Streamable HTTP service with the same `whoami`
    tool and nothing in front (the MCP ceiling);
 
-checks every scenario's status once, then drives each with wrk for
-`--duration` seconds, the server pinned to one core (`--server-cpu`) and
+then, scenario by scenario, checks its status on each target and drives
+each target in turn with wrk for `--duration` seconds (a target and its
+ceiling seconds apart, so a shared machine's drift moves both alike), the
+server pinned to one core (`--server-cpu`) and
 wrk to the other (`--load-cpu`), PostgreSQL kept off the server's core, and
 prints one table: scenario, target, requests/s, p50, p99, the server's CPU
-(100% = one core), PostgreSQL's CPU, non-2xx answers and the ratio to the
+(100% = one core), PostgreSQL's and Redis' CPU, non-2xx answers and the ratio to the
 ceiling. Then resident memory, idle and with `--idle` open keep-alive
 connections.
 
@@ -201,7 +203,11 @@ def cpu_percent(before, after, elapsed):
 
 
 def postgres_pids():
-    out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
+    return pids_named("postgres")
+
+
+def pids_named(name):
+    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
 
 
@@ -467,60 +473,73 @@ def measure(args, target, names, credentials):
     for name in names:
         connections = 1 if name == "mcp_call_seq" else args.connections
         # Backends are forked per connection: list them each time.
-        pg = postgres_pids()
-        before, pg_before, started = cpu_ticks([target.pid]), cpu_ticks(pg), time.monotonic()
+        pg, redis = postgres_pids(), pids_named("redis-server")
+        before, pg_before, redis_before = cpu_ticks([target.pid]), cpu_ticks(pg), cpu_ticks(redis)
+        started = time.monotonic()
         rps, p50, p99, bad, out = run_wrk(args, target.address, name, credentials, connections)
         elapsed = time.monotonic() - started
         cpu = cpu_percent(before, cpu_ticks([target.pid]), elapsed)
         pg_cpu = cpu_percent(pg_before, cpu_ticks(pg), elapsed)
+        redis_cpu = cpu_percent(redis_before, cpu_ticks(redis), elapsed)
         rows.append({"scenario": name, "target": target.label, "rps": rps, "p50": p50,
-                     "p99": p99, "cpu": cpu, "pg_cpu": pg_cpu, "bad": bad, "rss": rss_mib(target.pid)})
-        print("  %-13s %-9s %9.0f/s p50 %7.2f ms p99 %7.2f ms cpu %4.0f%% pg %4.0f%% non-2xx %d rss %.0f MiB"
-              % (name, target.label, rps, p50, p99, cpu, pg_cpu, bad, rows[-1]["rss"]), flush=True)
+                     "p99": p99, "cpu": cpu, "pg_cpu": pg_cpu, "redis_cpu": redis_cpu, "bad": bad,
+                     "rss": rss_mib(target.pid)})
+        print("  %-13s %-9s %9.0f/s p50 %7.2f ms p99 %7.2f ms cpu %4.0f%% pg %4.0f%% redis %4.0f%% "
+              "non-2xx %d rss %.0f MiB"
+              % (name, target.label, rps, p50, p99, cpu, pg_cpu, redis_cpu, bad, rows[-1]["rss"]),
+              flush=True)
         if args.verbose:
             print(out)
     return rows
 
 
 def one_round(args, names, targets, database, idle):
-    """Each target in turn: its rows, and its memory when `idle`."""
-    rows, memory = [], []
-    for label in ("pg", "pg+redis"):
-        if label not in targets:
-            continue
-        psql("DROP DATABASE IF EXISTS %s" % database, "CREATE DATABASE %s" % database)
-        redis = "bench-%d:" % os.getpid() if label == "pg+redis" else None
-        env = server_env(database, redis)
-        target = Target(label, [args.server], env, args.server_cpu)
-        try:
-            credentials = credentials_for(target)
-            print("%s on %s:%d" % (label, *target.address), flush=True)
-            if label == "pg":
-                memory.append(idle and hold_and_measure(args, target, "fresh"))
-            rows += measure(args, target, names, credentials)
-            if label == "pg":
-                memory.append(idle and hold_and_measure(args, target, "after the load"))
-        finally:
+    """Every target started at once (all pinned to the server's core, idle
+    but for the one driven), then each scenario run on each target in
+    turn: a target and its ceiling are measured seconds apart, not minutes,
+    so the drift of a shared machine moves both alike. Returns the rows,
+    and the memory when `idle`."""
+    rows, memory, started = [], [], []
+    try:
+        for label in ("pg", "pg+redis"):
+            if label not in targets:
+                continue
+            own = database + ("_redis" if label == "pg+redis" else "")
+            psql("DROP DATABASE IF EXISTS %s" % own, "CREATE DATABASE %s" % own)
+            redis = "bench-%d:" % os.getpid() if label == "pg+redis" else None
+            target = Target(label, [args.server], server_env(own, redis), args.server_cpu)
+            target.database = own
+            started.append((target, "mcp-server", credentials_for(target)))
+        for label, binary, kind in (("axum", "bare_axum", "axum"), ("rmcp", "bare_rmcp", "rmcp")):
+            if label not in targets:
+                continue
+            ceiling = [n for n in names if dict((s, c) for s, c, _ in SCENARIOS)[n] == kind]
+            if not ceiling and not (kind == "axum" and args.idle):
+                continue
+            target = Target(label, [os.path.join(RELEASE, binary), "127.0.0.1:0"],
+                            {"PATH": os.environ["PATH"]}, args.server_cpu)
+            target.database = None
+            started.append((target, kind, {}))
+        for target, _, _ in started:
+            print("%s on %s:%d" % (target.label, *target.address), flush=True)
+        remembered = [t for t, _, _ in started if t.label in ("pg", "axum")]
+        for target in remembered:
+            memory.append(idle and hold_and_measure(args, target, "fresh"))
+        kinds = dict((s, c) for s, c, _ in SCENARIOS)
+        # Each ceiling right after the target it is the ceiling of.
+        order = sorted(started, key=lambda t: t[0].label == "pg+redis")
+        for name in names:
+            for target, kind, credentials in order:
+                if kind in ("axum", "rmcp") and kinds[name] != kind:
+                    continue
+                rows += measure(args, target, [name], credentials)
+        for target in remembered:
+            memory.append(idle and hold_and_measure(args, target, "after the load"))
+    finally:
+        for target, _, _ in started:
             target.stop()
-            psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % database)
-
-    for label, binary, kind in (("axum", "bare_axum", "axum"), ("rmcp", "bare_rmcp", "rmcp")):
-        if label not in targets:
-            continue
-        ceiling = [n for n in names if dict((s, c) for s, c, _ in SCENARIOS)[n] == kind]
-        if not ceiling and not (kind == "axum" and args.idle):
-            continue
-        target = Target(label, [os.path.join(RELEASE, binary), "127.0.0.1:0"], {"PATH": os.environ["PATH"]}, args.server_cpu)
-        try:
-            print("%s on %s:%d" % (label, *target.address), flush=True)
-            if kind == "axum":
-                memory.append(idle and hold_and_measure(args, target, "fresh"))
-            rows += measure(args, target, ceiling, {})
-            if kind == "axum":
-                memory.append(idle and hold_and_measure(args, target, "after the load"))
-        finally:
-            target.stop()
-
+            if target.database:
+                psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % target.database)
     return rows, memory
 
 
@@ -625,22 +644,23 @@ def print_table(rows, memory):
     if rounds > 1:
         print("Medians of %d rounds." % rounds)
         print()
-    print("| scenario | target | requests/s | p50 ms | p99 ms | server CPU | PostgreSQL CPU | non-2xx | ratio to ceiling |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| scenario | target | requests/s | p50 ms | p99 ms | server CPU | PostgreSQL CPU | Redis CPU "
+          "| non-2xx | ratio to ceiling |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = {}
     for r in rows:
         lines.setdefault((r["scenario"], r["target"]), []).append(r)
     for (scenario, target), runs in lines.items():
         def median(key):
-            return statistics.median(r[key] for r in runs)
+            return statistics.median(r.get(key, 0) for r in runs)
         ratios = [r["rps"] / ceilings[(scenario, r.get("round", 0))] for r in runs
                   if ceilings.get((scenario, r.get("round", 0))) and target not in ("axum", "rmcp")]
         ratio = "%.0f%%" % (100 * statistics.median(ratios)) if ratios else "-"
         if len(ratios) > 1:
             ratio += " (%.0f-%.0f%%)" % (100 * min(ratios), 100 * max(ratios))
-        print("| %s | %s | %.0f | %.2f | %.2f | %.0f%% | %.0f%% | %d | %s |" % (
+        print("| %s | %s | %.0f | %.2f | %.2f | %.0f%% | %.0f%% | %.0f%% | %d | %s |" % (
             scenario, target, median("rps"), median("p50"), median("p99"), median("cpu"),
-            median("pg_cpu"), sum(r["bad"] for r in runs), ratio))
+            median("pg_cpu"), median("redis_cpu"), sum(r["bad"] for r in runs), ratio))
     memory = [m for m in memory if m]
     if memory:
         print()

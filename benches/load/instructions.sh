@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
         --only) only=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --ceilings) ceilings=1; shift ;;
-        --keep) keep=$(realpath "$2"); shift 2 ;;
+        --keep) mkdir -p "$2"; keep=$(realpath "$2"); shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -37,6 +37,7 @@ done
 
 work=$(mktemp -d)
 cleanup() {
+    exec 3>&-   # lets bench.py stop its server, or the wait below never ends
     [ -n "${holder:-}" ] && kill "$holder" 2>/dev/null || true
     pkill -f "callgrind-out-file=$work/" 2>/dev/null || true
     wait 2>/dev/null || true
