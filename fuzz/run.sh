@@ -18,7 +18,7 @@ cd "$(dirname "$0")"
 seconds=${1:-600}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(headers jwt json oauth request)
+[ ${#targets[@]} -eq 0 ] && targets=(headers jwt json oauth request messages)
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || { echo "needs cargo-fuzz: cargo install cargo-fuzz --locked" >&2; exit 1; }
 # One build for every target (the binaries share everything but main).
