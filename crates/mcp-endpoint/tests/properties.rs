@@ -131,3 +131,25 @@ fn expensive_bodies_stay_bounded() {
     assert_eq!(messages.pairs(), [("tools/call", Some("greet"))]);
     assert!(messages.not_json_rpc().is_empty());
 }
+
+/// A `method` that is there but not a string makes no message, even with
+/// an `id` and a `result`: only an absent `method` makes a response (the
+/// values the generated bodies rarely combine, pinned here).
+#[test]
+fn a_method_that_is_no_string_is_no_response() {
+    for method in ["5", "-5", "1.5", "true", "null", "18446744073709551615"] {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{}},"method":{method}}}"#);
+        let value: Value = serde_json::from_str(&body).expect("JSON");
+        let messages = Messages::from_slice(body.as_bytes()).expect("JSON");
+        assert_eq!(messages.not_json_rpc(), [""], "{body}");
+        assert_eq!(read(&messages), reference(&value), "{body}");
+        assert_eq!(
+            read(&Messages::from_value(&value)),
+            reference(&value),
+            "{body}"
+        );
+    }
+    let response = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+    let messages = Messages::from_slice(response.as_bytes()).expect("JSON");
+    assert!(messages.not_json_rpc().is_empty());
+}
